@@ -1,0 +1,261 @@
+"""``dlcprune``: score a dataset with DLC and select pruned subsets, on this machine.
+
+    dlcprune score DATA --model efficientnet_lite0 --image-size 64 --levels 50 --out scores.csv
+    dlcprune select scores.csv --keep 0.3 --strategy flexrand --out subset.txt
+
+Errors print one line (``dlcprune: error: ...``) and exit with status 1 (2 for bad usage).
+Scoring imports torch lazily, so ``select`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+from app.selection import STRATEGIES, SelectionError, select
+
+
+class CLIError(Exception):
+    """An error to print as one line."""
+
+
+def _keep_value(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value > 1 and value.is_integer():
+        return int(value)
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlcprune", description="Training-free dataset pruning with DLC scores and FlexRand."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sc = sub.add_parser("score", help="score every sample of a dataset with DLC")
+    sc.add_argument("data", help="image folder, .zip/.tar(.gz) archive, .csv/.jsonl manifest, .npz")
+    sc.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="registry name, timm/torchvision architecture (with --weights) or TorchScript file",
+    )
+    sc.add_argument("--weights", default=None, help="weights file (.pth, .pt, .safetensors)")
+    sc.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="input size in pixels (default: the backbone's own)",
+    )
+    sc.add_argument("--levels", type=_positive_int, default=50, help="masked levels (default 50)")
+    sc.add_argument("--schedule", choices=("linear", "geometric"), default="geometric")
+    sc.add_argument("--masking", choices=("l1", "random"), default="l1")
+    sc.add_argument("--draws", type=_positive_int, default=1, help="random masks per level")
+    sc.add_argument(
+        "--step",
+        type=float,
+        default=0.02,
+        help="geometric: share of remaining weights masked per level",
+    )
+    sc.add_argument("--start", type=float, default=0.02, help="linear: first level's share")
+    sc.add_argument("--end", type=float, default=0.98, help="linear: last level's share")
+    sc.add_argument("--seed", type=_positive_int, default=0)
+    sc.add_argument("--batch-size", type=_positive_int, default=64)
+    sc.add_argument("--mask-layers", choices=("auto", "conv", "linear"), default="auto")
+    sc.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sc.add_argument("--losses", default=None, help="also write per-level losses (.npz)")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sc.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
+    )
+    sc.add_argument("--out", required=True, help="output CSV: sample_id,label,score")
+
+    se = sub.add_parser("select", help="select a subset from a scores CSV")
+    se.add_argument("scores", help="CSV with header sample_id,label,score")
+    se.add_argument(
+        "--keep",
+        type=_keep_value,
+        required=True,
+        help="ratio in (0, 1] or a count (a whole number above 1)",
+    )
+    se.add_argument("--strategy", choices=STRATEGIES, default="flexrand")
+    se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
+    se.add_argument("--seed", type=_positive_int, default=0)
+    se.add_argument("--out", required=True, help="output: one kept sample id per line")
+    return parser
+
+
+def read_scores_csv(path: str) -> tuple[list[str], list[str] | None, np.ndarray]:
+    """Read ``sample_id,label,score``; labels are None when every label cell is empty."""
+    ids: list[str] = []
+    labels: list[str] = []
+    scores: list[float] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:3]] != ["sample_id", "label", "score"]:
+                raise CLIError(f"{path}:1: expected the header sample_id,label,score")
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) < 3:
+                    raise CLIError(f"{path}:{lineno}: expected 3 columns, got {len(row)}")
+                try:
+                    value = float(row[2])
+                except ValueError:
+                    raise CLIError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
+                if not math.isfinite(value):
+                    raise CLIError(f"{path}:{lineno}: score {row[2]!r} is not finite")
+                ids.append(row[0])
+                labels.append(row[1])
+                scores.append(value)
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise CLIError(f"{path}: bad CSV: {exc}") from None
+    if not ids:
+        raise CLIError(f"{path}: no scores")
+    if len(set(ids)) != len(ids):
+        raise CLIError(f"{path}: sample ids are not unique")
+    has_labels = any(labels)
+    if has_labels and not all(labels):
+        missing = next(i for i, lab in enumerate(labels) if not lab)
+        raise CLIError(f"{path}:{missing + 2}: empty label while other rows have labels")
+    return ids, (labels if has_labels else None), np.asarray(scores, dtype=np.float64)
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=1000,
+        unit="‰",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+    )
+
+    def update(p: Any) -> None:
+        bar.set_description_str(p.stage, refresh=False)
+        bar.n = int(p.fraction * 1000)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from worker.scoring.backbones import load_backbone
+    from worker.scoring.dlc import resolve_device, score
+    from worker.scoring.readers import open_dataset
+
+    backbone = load_backbone(
+        args.model,
+        args.weights,
+        mask_layers=args.mask_layers,
+        device=resolve_device(args.device),
+    )
+    with open_dataset(args.data) as ds:
+        bar, update = _progress_bar(args.quiet or not (args.progress or sys.stderr.isatty()))
+        try:
+            result = score(
+                ds,
+                backbone,
+                levels=args.levels,
+                schedule=args.schedule,
+                masking=args.masking,
+                draws=args.draws,
+                seed=args.seed,
+                step=args.step,
+                start=args.start,
+                end=args.end,
+                image_size=args.image_size,
+                batch_size=args.batch_size,
+                return_losses=args.losses is not None,
+                progress=update,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    result.write_csv(args.out)
+    if args.losses:
+        np.savez(
+            args.losses,
+            losses=result.losses,
+            mask_fractions=result.mask_fractions,
+            ids=np.asarray(result.ids),
+        )
+    print(
+        f"scored {len(result.ids)} samples in {result.timings['total_s']:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    ids, labels, scores = read_scores_csv(args.scores)
+    sel = select(
+        scores, labels, keep=args.keep, strategy=args.strategy, split=args.split, seed=args.seed
+    )
+    with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
+        for i in sel.indices:
+            fh.write(ids[i] + "\n")
+    print(
+        f"kept {sel.size} of {len(ids)} samples ({sel.size / len(ids):.1%}) -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"dlcprune: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "score":
+            cmd_score(args)
+        else:
+            cmd_select(args)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except (CLIError, SelectionError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    except Exception as exc:
+        # Engine errors carry a code and a location; anything else is still one line.
+        from worker.scoring.errors import ScoringError
+
+        if isinstance(exc, ScoringError):
+            _fail(str(exc))
+        if os.environ.get("DLCPRUNE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (DLCPRUNE_DEBUG=1 shows the traceback)")
+
+
+if __name__ == "__main__":
+    main()

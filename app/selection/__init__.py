@@ -1,0 +1,21 @@
+"""Subset selection over cached scores (FlexRand and friends): pure numpy, no torch."""
+
+from app.selection.strategies import (
+    STRATEGIES,
+    Selection,
+    SelectionError,
+    allocate,
+    flexrand_counts,
+    resolve_keep,
+    select,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "Selection",
+    "SelectionError",
+    "allocate",
+    "flexrand_counts",
+    "resolve_keep",
+    "select",
+]

@@ -1,0 +1,140 @@
+"""The ``dlcprune`` console script, run as a user would: a subprocess on real files."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.scoring.conftest import write_image_folder
+
+DLCPRUNE = str(Path(sys.executable).parent / "dlcprune")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DLCPRUNE, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = write_image_folder(root / "images", per_class=6)
+    out = root / "scores.csv"
+    proc = run(
+        "score",
+        str(data),
+        "--model",
+        "efficientnet_lite0",
+        "--image-size",
+        "32",
+        "--levels",
+        "2",
+        "--progress",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 18 samples" in proc.stderr
+    assert "100%" in proc.stderr  # the progress bar ran to the end
+    return data, out
+
+
+def test_score_writes_one_row_per_sample_with_folder_ids(scored: tuple[Path, Path]) -> None:
+    data, out = scored
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["sample_id", "label", "score"]
+    ids = [r[0] for r in rows[1:]]
+    expected = sorted(str(p.relative_to(data)) for p in data.rglob("*.png"))
+    assert ids == expected
+    assert all(r[1] == r[0].split("/")[0] for r in rows[1:])
+    assert all(float(r[2]) > 0 for r in rows[1:])
+
+
+@pytest.mark.parametrize(("keep", "expected"), [("0.5", 9), ("0.3", 5), ("7", 7), ("1", 18)])
+def test_select_keeps_exactly_the_requested_size(
+    scored: tuple[Path, Path], tmp_path: Path, keep: str, expected: int
+) -> None:
+    _, scores = scored
+    out = tmp_path / "subset.txt"
+    proc = run("select", str(scores), "--keep", keep, "--seed", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    kept = out.read_text().splitlines()
+    assert len(kept) == expected == len(set(kept))
+    with open(scores, newline="") as fh:
+        order = [r[0] for r in list(csv.reader(fh))[1:]]
+    # A subset of the scored ids, in the scores file's order.
+    assert kept == [i for i in order if i in set(kept)]
+    again = tmp_path / "again.txt"
+    run("select", str(scores), "--keep", keep, "--seed", "3", "--out", str(again))
+    assert again.read_text() == out.read_text()
+
+
+def test_select_strategies_easy_and_hard_are_the_extremes(
+    scored: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, scores = scored
+    with open(scores, newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    for strategy in ("easy", "hard"):
+        out = tmp_path / f"{strategy}.txt"
+        proc = run(
+            "select", str(scores), "--keep", "0.5", "--strategy", strategy, "--out", str(out)
+        )
+        assert proc.returncode == 0, proc.stderr
+        kept = set(out.read_text().splitlines())
+        for label in ("red", "green", "blue"):
+            cls = sorted((float(r[2]), r[0]) for r in rows if r[1] == label)
+            want = cls[:3] if strategy == "easy" else cls[3:]
+            assert {i for _, i in want} == {i for i in kept if i.startswith(label)}
+
+
+def test_corrupt_image_is_one_clear_line(tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "images", per_class=2)
+    (data / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    proc = run(
+        "score", str(data), "--image-size", "32", "--levels", "1", "--out", str(tmp_path / "s.csv")
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("dlcprune: error:")
+    assert "red/broken.png" in lines[-1]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_empty_folder_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = run("score", str(tmp_path / "empty"), "--out", str(tmp_path / "s.csv"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("dlcprune: error:")
+    assert "empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("sample_id,label,score\na,x,1\nb,y,2\n", ["--keep", "0"], "keep"),
+        ("sample_id,label,score\na,x,1\nb,y,2\n", ["--keep", "5"], "5"),
+        ("id,score\na,1\n", ["--keep", "0.5"], "header"),
+        ("sample_id,label,score\na,x,nope\n", ["--keep", "0.5"], ":2:"),
+        ("sample_id,label,score\na,x,1\nb,y,2\n", ["--keep", "0.5", "--split", "2"], "split"),
+    ],
+)
+def test_select_errors_are_one_line(
+    tmp_path: Path, content: str, args: list[str], message: str
+) -> None:
+    scores = tmp_path / "scores.csv"
+    scores.write_text(content)
+    proc = run("select", str(scores), *args, "--out", str(tmp_path / "o.txt"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("dlcprune: error:")
+    assert message in proc.stderr
+
+
+def test_missing_scores_file(tmp_path: Path) -> None:
+    proc = run("select", str(tmp_path / "nope.csv"), "--keep", "0.5", "--out", "o.txt")
+    assert proc.returncode == 1 and "no such file" in proc.stderr

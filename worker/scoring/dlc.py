@@ -1,0 +1,429 @@
+"""DLC: Distorting-based Learning Complexity, a training-free hardness score.
+
+For a labelled dataset and a pre-trained backbone with features z(x):
+
+- prototypes c_k: the mean unmasked feature of class k, (K, F) float32;
+- the loss of sample x at mask level m is the cross-entropy of logits 1 / ||z_m(x) - c_k||_2 with
+  the sample's class: (N,) float32, >= 0; a sample near its own prototype and far from the others
+  gets a low loss;
+- DLC(x) is the mean of that loss over the unmasked level and the L masked levels of the path
+  (see ``masking``): a Monte Carlo estimate of the area under the loss curve. Low = easy.
+
+No gradient step is taken: each level is one forward pass over the prepared dataset with a share
+of the weights zeroed in place; the weights are restored exactly afterwards, even on error or
+cancellation.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from worker.scoring.backbones import Backbone
+from worker.scoring.errors import MissingFieldError, ParameterError
+from worker.scoring.masking import MASKINGS, SCHEDULES, WeightMasker, mask_counts
+from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, prepare_inputs
+
+
+@dataclass(frozen=True)
+class DLCParams:
+    """Scoring parameters; the names are the CLI options' and the job API's ``params``."""
+
+    levels: int = 50
+    schedule: str = "geometric"
+    masking: str = "l1"
+    draws: int = 1
+    seed: int = 0
+    step: float = 0.02
+    start: float = 0.02
+    end: float = 0.98
+    image_size: int | None = None
+    batch_size: int = 64
+
+    def validate(self) -> DLCParams:
+        def whole(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
+
+        whole("levels", 0, 1000)
+        whole("draws", 1, 100)
+        whole("seed", 0, 2**63 - 1)
+        whole("batch_size", 1, 65536)
+        if self.image_size is not None:
+            whole("image_size", 8, 1024)
+        if self.schedule not in SCHEDULES:
+            raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.masking not in MASKINGS:
+            raise ParameterError(f"masking must be one of {', '.join(MASKINGS)}")
+        if self.masking == "l1" and self.draws != 1:
+            raise ParameterError("draws > 1 needs random masking (l1 masks are deterministic)")
+        for name in ("step", "start", "end"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+                raise ParameterError(f"{name} must be a number in [0, 1], got {v!r}")
+        if self.schedule == "geometric" and not 0 < self.step < 1:
+            raise ParameterError(f"step must be in (0, 1), got {self.step!r}")
+        if self.schedule == "linear" and self.start > self.end:
+            raise ParameterError("start must not be above end")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where scoring stands. ``levels_*`` count forward passes over the whole dataset: the
+    unmasked pass plus one per level and draw. ``samples_*`` count within the current stage."""
+
+    stage: str  # "prepare", "unmasked" or "level j/L"
+    levels_done: int
+    levels_total: int
+    samples_done: int
+    samples_total: int
+
+    @property
+    def fraction(self) -> float:
+        """Overall share of the work done, in [0, 1]; decoding counts as one pass."""
+        n = max(self.samples_total, 1)
+        if self.stage == "prepare":
+            done = self.samples_done / n
+        else:
+            done = 1 + self.levels_done + self.samples_done / n
+        return min(1.0, done / (1 + self.levels_total))
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class ScoreResult:
+    """Scores of one dataset. ``losses`` row 0 is the unmasked level."""
+
+    ids: list[str]
+    labels: list[str] | None
+    classes: list[str]
+    scores: np.ndarray  # (N,) float32
+    mask_fractions: np.ndarray  # (L+1,) float64, share of maskable weights zeroed per level
+    params: dict[str, Any]
+    losses: np.ndarray | None = None  # (L+1, N) float32
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def write_csv(self, path: str) -> None:
+        """``sample_id,label,score``: one row per sample in dataset order; scores round-trip.
+
+        Written to a temporary file beside ``path`` and renamed, so a reader never sees half.
+        """
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                write_scores_csv(fh, self.ids, self.labels, self.scores)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def write_scores_csv(fh: Any, ids: list[str], labels: list[str] | None, scores: np.ndarray) -> None:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(["sample_id", "label", "score"])
+    for i, sid in enumerate(ids):
+        # 9 significant digits round-trip any float32 exactly.
+        writer.writerow([sid, labels[i] if labels is not None else "", f"{float(scores[i]):.9g}"])
+
+
+def prototype_loss(
+    features: torch.Tensor, prototypes: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of inverse-distance logits.
+
+    features (B, F) float32, prototypes (K, F) float32, targets (B,) int64 in [0, K)
+    -> (B,) float32 >= 0. A distance of 0 is clamped so its logit stays finite.
+
+    Equal to ``cross_entropy(1 / dist, targets)``, computed in float64 as
+    ``log1p(sum_{k != y} exp(l_k - l_y))`` when the true class has the largest logit: the usual
+    ``logsumexp(l) - l_y`` rounds every loss below ~1e-7 to exactly 0, and 1/distance logits are
+    large for a sample close to its prototype, so the easiest samples would all tie at 0.
+    """
+    dist = torch.cdist(
+        features.float(), prototypes.float(), compute_mode="donot_use_mm_for_euclid_dist"
+    )
+    logits = 1.0 / dist.double().clamp_min(1e-12)
+    margin = logits - logits.gather(1, targets.view(-1, 1))  # (B, K), 0 at the true class
+    top = margin.max(dim=1).values.clamp_min(0.0)  # (B,) >= 0
+    others = torch.exp(margin - top[:, None]).scatter(1, targets.view(-1, 1), 0.0).sum(dim=1)
+    loss = torch.where(top > 0, top + torch.log(torch.exp(-top) + others), torch.log1p(others))
+    return loss.float()
+
+
+def class_targets(labels: list[str] | None, classes: list[str]) -> np.ndarray:
+    """Label names -> (N,) int64 class indices into ``classes``."""
+    if labels is None:
+        raise MissingFieldError("DLC with an image or vector backbone needs labelled data")
+    index = {c: i for i, c in enumerate(classes)}
+    return np.fromiter((index[lab] for lab in labels), dtype=np.int64, count=len(labels))
+
+
+def compute_prototypes(features: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, F) features, (N,) targets -> (K, F) float32 class means (accumulated in float64)."""
+    sums = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
+    np.add.at(sums, targets, features.astype(np.float64))
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    if np.any(counts == 0):
+        raise ParameterError("every class needs at least one sample")
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class _Runner:
+    """Batched forward passes over prepared inputs, with progress and normalisation."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        inputs: np.ndarray,
+        batch_size: int,
+        on_batch: Callable[[int], None],
+    ) -> None:
+        self.backbone = backbone
+        self.inputs = inputs
+        self.batch_size = batch_size
+        self.on_batch = on_batch
+        self.device = backbone.device
+        self.is_image = inputs.dtype == np.uint8
+        if self.is_image:
+            mean = torch.tensor(backbone.mean, dtype=torch.float32, device=self.device)
+            std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device)
+            # x / 255 - mean) / std folded into one multiply-add per pixel.
+            self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+            self.shift = (-mean / std).view(1, -1, 1, 1)
+
+    def batch(self, lo: int, hi: int) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.inputs[lo:hi])).to(self.device)
+        if self.is_image:
+            return x.float().mul_(self.scale).add_(self.shift)
+        return x.float()
+
+    @torch.inference_mode()
+    def run(self, fn: Callable[[int, int, torch.Tensor], None]) -> None:
+        n = len(self.inputs)
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            fn(lo, hi, self.backbone.features(self.batch(lo, hi)))
+            self.on_batch(hi)
+
+
+def score(
+    dataset: Any,
+    backbone: Backbone,
+    *,
+    levels: int = 50,
+    schedule: str = "geometric",
+    masking: str = "l1",
+    draws: int = 1,
+    seed: int = 0,
+    step: float = 0.02,
+    start: float = 0.02,
+    end: float = 0.98,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    return_losses: bool = False,
+    progress: ProgressCallback | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    cache_dir: str | None = None,
+) -> ScoreResult:
+    """DLC scores of every sample of a labelled ``dataset`` (a ``readers.Dataset``).
+
+    Returns scores (N,) float32 in dataset order, and with ``return_losses`` the per-level losses
+    (L+1, N) float32 (row 0 unmasked). ``progress`` is called after every batch; raising from it
+    (for example ``errors.Cancelled``) stops scoring, and the weights are restored either way.
+    Deterministic for the same inputs, parameters and batch size.
+    """
+    params = DLCParams(
+        levels=levels,
+        schedule=schedule,
+        masking=masking,
+        draws=draws,
+        seed=seed,
+        step=step,
+        start=start,
+        end=end,
+        image_size=image_size,
+        batch_size=batch_size,
+    ).validate()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    classes = list(dataset.classes)
+    targets_np = class_targets(dataset.labels, classes)
+    if len(classes) < 2:
+        raise ParameterError("DLC needs at least two classes: prototype distances compare classes")
+    n = len(dataset)
+    size = params.image_size or backbone.default_image_size
+    total_passes = 1 + params.levels * params.draws
+
+    def report(stage: str, levels_done: int, samples_done: int) -> None:
+        if progress is not None:
+            progress(Progress(stage, levels_done, total_passes, samples_done, n))
+
+    prepared = prepare_inputs(
+        dataset,
+        input_kind=backbone.input_kind,
+        image_size=size,
+        crop_pct=backbone.crop_pct,
+        interpolation=backbone.interpolation,
+        memory_limit=memory_limit,
+        cache_dir=cache_dir,
+        progress=lambda done, _total: report("prepare", 0, done),
+    )
+    timings["prepare_s"] = time.perf_counter() - t0
+    try:
+        losses = _score_prepared(prepared.array, targets_np, len(classes), backbone, params, report)
+    finally:
+        prepared.close()
+    timings["total_s"] = time.perf_counter() - t0
+    total_weights = backbone.num_maskable
+    counts = mask_counts(
+        total_weights,
+        params.levels,
+        params.schedule,
+        step=params.step,
+        start=params.start,
+        end=params.end,
+    )
+    fractions = np.concatenate([[0.0], counts / total_weights])
+    return ScoreResult(
+        ids=list(dataset.ids),
+        labels=list(dataset.labels) if dataset.labels is not None else None,
+        classes=classes,
+        scores=losses.mean(axis=0, dtype=np.float64).astype(np.float32),
+        mask_fractions=fractions,
+        params=params.to_dict() | {"model": backbone.name, "image_size": size},
+        losses=losses if return_losses else None,
+        timings=timings,
+    )
+
+
+def _score_prepared(
+    inputs: np.ndarray,
+    targets_np: np.ndarray,
+    num_classes: int,
+    backbone: Backbone,
+    params: DLCParams,
+    report: Callable[[str, int, int], None],
+) -> np.ndarray:
+    """Losses (L+1, N) float32 for prepared inputs; row 0 unmasked, row j level j."""
+    n = len(inputs)
+    losses = np.zeros((params.levels + 1, n), dtype=np.float32)
+    targets = torch.from_numpy(targets_np).to(backbone.device)
+    stage = {"name": "unmasked", "done": 0}
+    runner = _Runner(
+        backbone,
+        inputs,
+        params.batch_size,
+        on_batch=lambda hi: report(stage["name"], stage["done"], hi),
+    )
+    backbone.model.eval()
+
+    # Unmasked pass: keep the features, since the prototypes (and so the losses) need all of them.
+    features: np.ndarray | None = None
+
+    def keep_features(lo: int, hi: int, z: torch.Tensor) -> None:
+        nonlocal features
+        if features is None:
+            features = np.empty((n, z.shape[1]), dtype=np.float32)
+        features[lo:hi] = z.cpu().numpy()
+
+    runner.run(keep_features)
+    assert features is not None
+    prototypes_np = compute_prototypes(features, targets_np, num_classes)
+    prototypes = torch.from_numpy(prototypes_np).to(backbone.device)
+    for lo in range(0, n, params.batch_size):
+        hi = min(n, lo + params.batch_size)
+        z = torch.from_numpy(features[lo:hi]).to(backbone.device)
+        losses[0, lo:hi] = prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
+    del features
+    stage["done"] = 1
+
+    if params.levels == 0:
+        return losses
+    masker = WeightMasker([t for _, t in backbone.maskable])
+    counts = mask_counts(
+        masker.total,
+        params.levels,
+        params.schedule,
+        step=params.step,
+        start=params.start,
+        end=params.end,
+    )
+    level_sum = np.zeros((params.levels, n), dtype=np.float64)
+    try:
+        for draw in range(params.draws):
+            masker.restore()
+            if params.masking == "l1":
+                order = masker.magnitude_order()
+            else:
+                order = masker.random_order(params.seed, draw)
+            prev = 0
+            for j in range(params.levels):
+                k = int(counts[j])
+                masker.zero(order[prev:k])
+                prev = k
+                stage["name"] = f"level {j + 1}/{params.levels}"
+                row = level_sum[j]
+
+                def add_loss(lo: int, hi: int, z: torch.Tensor, row: np.ndarray = row) -> None:
+                    row[lo:hi] += prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
+
+                runner.run(add_loss)
+                stage["done"] += 1
+    finally:
+        masker.restore()
+    losses[1:] = (level_sum / params.draws).astype(np.float32)
+    report("done", stage["done"], n)
+    return losses
+
+
+def score_path(
+    data: str,
+    model: str = "efficientnet_lite0",
+    weights: str | None = None,
+    *,
+    device: str | None = "auto",
+    mask_layers: str = "auto",
+    **kwargs: Any,
+) -> ScoreResult:
+    """Open ``data`` with the readers, build ``model`` and score: the CLI's and worker's entry."""
+    from worker.scoring.backbones import load_backbone
+    from worker.scoring.readers import open_dataset
+
+    backbone = load_backbone(model, weights, mask_layers=mask_layers, device=resolve_device(device))
+    with open_dataset(data) as ds:
+        return score(ds, backbone, **kwargs)
+
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "DLCParams",
+    "Progress",
+    "ScoreResult",
+    "class_targets",
+    "compute_prototypes",
+    "prototype_loss",
+    "score",
+    "score_path",
+    "write_scores_csv",
+]
