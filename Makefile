@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format clean
+.PHONY: install run test test-fast lint format services clean
 
 # torch and torchvision are pinned to the builds that lie on these machines' disks (a CUDA build
 # that also runs on the CPU); pyproject.toml admits them with ranges.
@@ -18,6 +18,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded default: SQLite and blobs under ./var, a worker process without a broker.
+# Migrates, then serves http://127.0.0.1:8000 (OpenAPI at /docs).
+run: install
+	$(VENV)/bin/dlcprune serve
+
+# PostgreSQL and Redis on 127.0.0.1, started when they are down (the tests use both).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; pg_isready -h 127.0.0.1 -p 5432
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 60); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; redis-cli -h 127.0.0.1 -p 6379 ping
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -26,12 +38,12 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: install
+test: install services
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install services
 	$(PY) -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis var

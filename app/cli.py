@@ -101,6 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
     se.add_argument("--seed", type=_positive_int, default=0)
     se.add_argument("--out", required=True, help="output: one kept sample id per line")
+
+    sv = sub.add_parser("serve", help="run the HTTP service (and the embedded worker)")
+    sv.add_argument("--host", default=None, help="default DLCPRUNE_HOST or 127.0.0.1")
+    sv.add_argument("--port", type=int, default=None, help="default DLCPRUNE_PORT or 8000")
+    sv.add_argument(
+        "--no-embedded-worker",
+        action="store_true",
+        help="do not start the embedded worker (Celery workers do the work)",
+    )
+
+    sub.add_parser("worker", help="run a Celery worker (solo pool, one job at a time)")
+    sub.add_parser("migrate", help="apply the database migrations and exit")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key for a tenant (printed once)")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--name", default="", help="a label for the key")
+    kr = ksub.add_parser("revoke", help="revoke keys by their prefix")
+    kr.add_argument("prefix")
+    ksub.add_parser("list", help="list keys (prefixes only)")
     return parser
 
 
@@ -228,6 +249,63 @@ def cmd_select(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import signal
+    import subprocess
+
+    import uvicorn
+
+    from app.config import get_settings
+    from app.db import migrate
+
+    if args.host:
+        os.environ["DLCPRUNE_HOST"] = args.host
+    if args.port:
+        os.environ["DLCPRUNE_PORT"] = str(args.port)
+    settings = get_settings()
+    migrate(settings)
+    child = None
+    if settings.embedded_worker and not args.no_embedded_worker:
+        # A process of its own: the API never imports torch, the worker does.
+        child = subprocess.Popen([sys.executable, "-m", "worker.embedded"])
+    try:
+        uvicorn.run(
+            "app.main:app",
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+        )
+    finally:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from app.auth import create_key, list_keys, revoke_key
+    from app.db import migrate, session_scope
+
+    migrate()
+    with session_scope() as session:
+        if args.keys_command == "create":
+            key, row = create_key(session, args.tenant, args.name)
+            print(key)
+            print(f"created key {row.prefix} for tenant {args.tenant!r}", file=sys.stderr)
+        elif args.keys_command == "revoke":
+            n = revoke_key(session, args.prefix)
+            if n == 0:
+                raise CLIError(f"no active key with prefix {args.prefix!r}")
+            print(f"revoked {n} key(s)", file=sys.stderr)
+        else:
+            for tenant, prefix, name, created, revoked in list_keys(session):
+                state = f"revoked {revoked:%Y-%m-%d}" if revoked else "active"
+                print(f"{prefix}\t{tenant}\t{name}\t{created:%Y-%m-%d}\t{state}")
+
+
 def _fail(message: str) -> NoReturn:
     print(f"dlcprune: error: {message}", file=sys.stderr)
     raise SystemExit(1)
@@ -238,8 +316,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "score":
             cmd_score(args)
-        else:
+        elif args.command == "select":
             cmd_select(args)
+        elif args.command == "serve":
+            cmd_serve(args)
+        elif args.command == "worker":
+            from worker.celery_app import main as worker_main
+
+            worker_main()
+        elif args.command == "migrate":
+            from app.db import migrate
+
+            migrate()
+            print("database migrated", file=sys.stderr)
+        else:
+            cmd_keys(args)
     except KeyboardInterrupt:
         _fail("interrupted")
     except (CLIError, SelectionError) as exc:

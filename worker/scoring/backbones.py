@@ -29,12 +29,11 @@ import torch
 from torch import nn
 
 from worker.scoring.errors import ModelError
+from worker.scoring.params import DEFAULT_MODEL, REGISTRY_MODELS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_LAYERS = ("auto", "conv", "linear")
-
-DEFAULT_MODEL = "efficientnet_lite0"
 
 
 @dataclass
@@ -352,6 +351,7 @@ def _efficientnet_lite0(weights: str | None, mask_layers: str) -> Backbone:
 REGISTRY: dict[str, Callable[[str | None, str], Backbone]] = {
     "efficientnet_lite0": _efficientnet_lite0,
 }
+assert tuple(REGISTRY) == REGISTRY_MODELS, "keep params.REGISTRY_MODELS in step"
 
 
 def is_torchscript(path: str) -> bool:

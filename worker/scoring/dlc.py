@@ -17,11 +17,10 @@ cancellation.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,55 +28,9 @@ import torch
 
 from worker.scoring.backbones import Backbone
 from worker.scoring.errors import MissingFieldError, ParameterError
-from worker.scoring.masking import MASKINGS, SCHEDULES, WeightMasker, mask_counts
+from worker.scoring.masking import WeightMasker, mask_counts
+from worker.scoring.params import DLCParams
 from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, prepare_inputs
-
-
-@dataclass(frozen=True)
-class DLCParams:
-    """Scoring parameters; the names are the CLI options' and the job API's ``params``."""
-
-    levels: int = 50
-    schedule: str = "geometric"
-    masking: str = "l1"
-    draws: int = 1
-    seed: int = 0
-    step: float = 0.02
-    start: float = 0.02
-    end: float = 0.98
-    image_size: int | None = None
-    batch_size: int = 64
-
-    def validate(self) -> DLCParams:
-        def whole(name: str, lo: int, hi: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
-
-        whole("levels", 0, 1000)
-        whole("draws", 1, 100)
-        whole("seed", 0, 2**63 - 1)
-        whole("batch_size", 1, 65536)
-        if self.image_size is not None:
-            whole("image_size", 8, 1024)
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.masking not in MASKINGS:
-            raise ParameterError(f"masking must be one of {', '.join(MASKINGS)}")
-        if self.masking == "l1" and self.draws != 1:
-            raise ParameterError("draws > 1 needs random masking (l1 masks are deterministic)")
-        for name in ("step", "start", "end"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
-                raise ParameterError(f"{name} must be a number in [0, 1], got {v!r}")
-        if self.schedule == "geometric" and not 0 < self.step < 1:
-            raise ParameterError(f"step must be in (0, 1), got {self.step!r}")
-        if self.schedule == "linear" and self.start > self.end:
-            raise ParameterError("start must not be above end")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ import numpy as np
 import torch
 
 from worker.scoring.errors import ParameterError
-
-SCHEDULES = ("linear", "geometric")
-MASKINGS = ("l1", "random")
+from worker.scoring.params import SCHEDULES
 
 
 def mask_counts(

@@ -44,7 +44,7 @@ import zlib
 from abc import ABC, abstractmethod
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import IO, Any, BinaryIO, TypeVar
@@ -450,6 +450,30 @@ class _ImageDataset(Dataset):
     def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
         """Decode images in index order; yield ``None`` payloads when ``convert`` is False."""
 
+    @abstractmethod
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        """The stored bytes of each image (for exports), with the same size limits as decoding.
+
+        ``keep``: the sample indices wanted (all when None). Yields ``(index, bytes)`` in index
+        order, except for tar archives, which yield in the archive's own order (one pass).
+        """
+
+
+def _read_file_capped(full: str, *, limits: ReadLimits, path: str, member: str) -> bytes:
+    try:
+        with open(full, "rb") as f:
+            if os.fstat(f.fileno()).st_size > limits.max_member_bytes:
+                raise LimitExceededError(
+                    f"image file is larger than {limits.max_member_bytes} bytes (max_member_bytes)",
+                    path=path,
+                    member=member,
+                )
+            return f.read()
+    except OSError as exc:
+        raise CorruptImageError(
+            f"cannot read image: {_reason(exc)}", path=path, member=member
+        ) from exc
+
 
 def _resolve_layout(
     files: list[tuple[_Parts, _T]],
@@ -585,6 +609,12 @@ class FolderDataset(_ImageDataset):
     def source(self, i: int) -> str:
         return self._rel[i]
 
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        for i in sorted(keep) if keep is not None else range(len(self._rel)):
+            rel = self._rel[i]
+            full = os.path.join(self.path, *rel.split("/"))
+            yield i, _read_file_capped(full, limits=self.limits, path=self.path, member=rel)
+
     def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
         for i, rel in enumerate(self._rel):
             full = os.path.join(self.path, *rel.split("/"))
@@ -703,6 +733,15 @@ class ZipDataset(_ImageDataset):
 
     def source(self, i: int) -> str:
         return self._infos[i].filename
+
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        if self._zf is None:
+            raise DatasetError("dataset is closed", path=self.path)
+        budget = _Budget(self.limits, self.path)
+        for i in sorted(keep) if keep is not None else range(len(self._infos)):
+            info = self._infos[i]
+            with _archive_errors(self.path, info.filename), self._zf.open(info) as f:
+                yield i, _read_capped(f, limits=self.limits, budget=budget, member=info.filename)
 
     def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
         if self._zf is None:
@@ -832,6 +871,37 @@ class TarDataset(_ImageDataset):
 
     def source(self, i: int) -> str:
         return self._names[i]
+
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        wanted = {name: i for i, name in enumerate(self._names)}
+        chosen = set(keep) if keep is not None else set(range(len(self._names)))
+        budget = _Budget(self.limits, self.path)
+        with _archive_errors(self.path):
+            tf, _ = _open_tar(self.path)
+        try:
+            while chosen:
+                with _archive_errors(self.path):
+                    info = _next_member(tf)
+                if info is None:
+                    break
+                index = wanted.get(info.name)
+                if index is None or index not in chosen or not info.isreg():
+                    continue
+                with _archive_errors(self.path, info.name):
+                    f = tf.extractfile(info)
+                    assert f is not None
+                    with f:
+                        data = _read_capped(f, limits=self.limits, budget=budget, member=info.name)
+                chosen.discard(index)
+                yield index, data
+        finally:
+            tf.close()
+        if chosen:
+            raise CorruptArchiveError(
+                "member listed at open is missing (was the archive changed?)",
+                path=self.path,
+                member=self._names[min(chosen)],
+            )
 
     def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
         wanted = {name: i for i, name in enumerate(self._names)}
@@ -1361,6 +1431,12 @@ class ManifestDataset(_ImageDataset):
 
     def source(self, i: int) -> str:
         return self._rel[i]
+
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        for i in sorted(keep) if keep is not None else range(len(self._rel)):
+            rel = self._rel[i]
+            full = os.path.join(self._dir, *rel.split("/"))
+            yield i, _read_file_capped(full, limits=self.limits, path=self.path, member=rel)
 
     def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
         for i, rel in enumerate(self._rel):

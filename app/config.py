@@ -1,0 +1,148 @@
+"""One ``Settings`` for the API and the worker, read from ``DLCPRUNE_*`` environment variables.
+
+With nothing set, the service runs embedded: SQLite and a blob directory under ``./var``, and a
+worker process that polls the database instead of a broker. Pointing ``DLCPRUNE_DATABASE_URL`` at
+PostgreSQL and ``DLCPRUNE_BROKER_URL`` at Redis gives the production stack (Celery workers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: Any) -> Any:
+    """Comma-separated strings become lists, so ``DLCPRUNE_FILE_ROOTS=/a,/b`` works."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DLCPRUNE_", env_file=None, extra="ignore")
+
+    # Where state lives.
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite in data_dir
+    blob_url: str = ""  # default: data_dir/blobs; any fsspec URL (s3://bucket/prefix) otherwise
+    broker_url: str = ""  # empty: embedded worker (no broker); redis://... for Celery
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth_enabled: bool | None = None  # default: on, except embedded on a loopback host
+    public_url: str = ""  # base of absolute URLs in responses; default: from the request
+
+    # Input limits.
+    max_upload_bytes: int = 10 * 2**30
+    max_request_bytes: int = 1 * 2**20  # JSON bodies
+    index_sync_max_bytes: int = 256 * 2**20  # smaller uploads are indexed before answering
+    file_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    reference_schemes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Worker.
+    device: str = "auto"
+    batch_size: int = 64
+    cache_dir: Path | None = None  # local copies of remote blobs; default data_dir/cache
+    heartbeat_seconds: float = 2.0
+    poll_seconds: float = 0.5  # embedded worker: how often it looks for queued work
+    worker_concurrency: int = 1
+
+    # Celery.
+    task_queue: str = "dlcprune"
+    visibility_timeout_s: int = 12 * 3600
+
+    log_level: str = "INFO"
+
+    @field_validator("file_roots", "reference_schemes", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("reference_schemes")
+    @classmethod
+    def _schemes(cls, value: list[str]) -> list[str]:
+        out = [s.lower().removesuffix("://") for s in value]
+        for scheme in out:
+            if scheme in ("file", "local"):
+                raise ValueError("file:// references are governed by DLCPRUNE_FILE_ROOTS")
+            if not scheme.isidentifier():
+                raise ValueError(f"not a URL scheme: {scheme!r}")
+        return out
+
+    @field_validator("file_roots")
+    @classmethod
+    def _roots(cls, value: list[str]) -> list[str]:
+        roots = []
+        for root in value:
+            path = Path(root.removeprefix("file://"))
+            if not path.is_absolute():
+                raise ValueError(f"file roots must be absolute paths: {root!r}")
+            roots.append(str(path.resolve()))
+        return roots
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'dlcprune.db').resolve()}"
+        if not self.blob_url:
+            self.blob_url = str((self.data_dir / "blobs").resolve())
+        if self.cache_dir is None:
+            self.cache_dir = (self.data_dir / "cache").resolve()
+        if self.auth_enabled is None:
+            self.auth_enabled = not (self.embedded_worker and _is_loopback(self.host))
+        return self
+
+    @property
+    def embedded_worker(self) -> bool:
+        """No broker configured: the worker polls the database for queued work."""
+        return not self.broker_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()
+
+
+def environment_summary(settings: Settings) -> dict[str, Any]:
+    """What the service runs on, without secrets (passwords in URLs are masked)."""
+
+    def mask(url: str) -> str:
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            creds, host = rest.rsplit("@", 1)
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}"
+        return url
+
+    return {
+        "database": mask(settings.database_url),
+        "broker": mask(settings.broker_url) or "embedded",
+        "blob_store": mask(settings.blob_url),
+        "auth": settings.auth_enabled,
+        "pid": os.getpid(),
+    }

@@ -1,0 +1,155 @@
+"""HTTP routes for datasets: register (upload or reference), list, read, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.datasets import repository, service
+from app.datasets.schemas import DatasetList, DatasetRead, DatasetReference
+from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
+from app.errors import APIError
+from app.uploads import receive_file
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+ERRORS = {
+    400: {"description": "malformed body"},
+    401: {"description": "missing or invalid API key"},
+    404: {"description": "no such dataset for this tenant"},
+    413: {"description": "upload over the size limit"},
+    415: {"description": "neither multipart/form-data nor JSON"},
+    422: {"description": "unsupported format or reference"},
+}
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "name": {"type": "string"},
+                },
+                "required": ["file"],
+            },
+            "examples": {
+                "upload": {"summary": "an image archive", "value": {"file": "digits.zip"}}
+            },
+        },
+        "application/json": {
+            "schema": DatasetReference.model_json_schema(),
+            "examples": {
+                "reference": {
+                    "summary": "data already on the server",
+                    "value": {"uri": "file:///datasets/digits", "name": "digits"},
+                }
+            },
+        },
+    },
+}
+
+
+def base_url(request: Request, settings: SettingsDep) -> str:
+    return (settings.public_url or str(request.base_url)).rstrip("/")
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetRead,
+    responses={202: {"model": DatasetRead, "description": "accepted; indexing"}, **ERRORS},
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+    summary="Register a dataset: upload a file or reference existing data",
+)
+async def create_dataset(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        raw = await request.body()
+        try:
+            body = DatasetReference.model_validate_json(raw)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise APIError(400, "malformed_json", "the request body is not valid JSON") from exc
+            raise APIError(
+                422,
+                "validation_error",
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            ) from exc
+        dataset, queued = await run_in_threadpool(
+            service.create_from_reference, session, settings, blobs, tenant, body
+        )
+    else:
+        dataset_id = uuid.uuid4()
+        received = await receive_file(
+            request,
+            blobs=blobs,
+            key_for=lambda filename: service.upload_key(dataset_id, filename),
+            max_bytes=settings.max_upload_bytes,
+        )
+        try:
+            dataset, queued = await run_in_threadpool(
+                service.create_from_upload, session, settings, blobs, tenant, dataset_id, received
+            )
+        except BaseException:
+            blobs.delete_prefix(f"datasets/{dataset_id}")
+            raise
+    read = service.to_read(dataset, base_url(request, settings))
+    return JSONResponse(
+        read.model_dump(mode="json"),
+        status_code=202 if queued else 201,
+        headers={"Location": read.url},
+    )
+
+
+@router.get("", response_model=DatasetList, responses=ERRORS, summary="List datasets")
+def list_datasets(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    status: Annotated[str | None, Query(pattern="^(indexing|ready|invalid)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DatasetList:
+    rows, total = repository.list_page(session, tenant, status=status, limit=limit, offset=offset)
+    url = base_url(request, settings)
+    return DatasetList(
+        items=[service.to_read(d, url) for d in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=ERRORS, summary="A dataset")
+def get_dataset(
+    dataset_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> DatasetRead:
+    return service.to_read(service.get(session, tenant, dataset_id), base_url(request, settings))
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    responses=ERRORS,
+    summary="Delete a dataset with its jobs, scores and selections",
+)
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+) -> Response:
+    service.delete(session, blobs, tenant, dataset_id)
+    return Response(status_code=204)

@@ -1,0 +1,323 @@
+"""Dataset rules: what may be registered, where its bytes live, and how it becomes ``ready``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import queue
+from app.blobstore import BlobStore
+from app.config import Settings
+from app.datasets import repository
+from app.datasets.indexing import index_path, public_message
+from app.datasets.schemas import DatasetRead, DatasetReference, ErrorInfo
+from app.errors import APIError, not_found, unprocessable
+from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
+from app.uploads import ReceivedFile, sha256_path
+from worker.scoring.errors import DatasetError
+
+log = logging.getLogger("dlcprune.datasets")
+
+# Formats an upload may have; the stored blob keeps the suffix so the readers detect the format.
+UPLOAD_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".npz", ".jsonl", ".json")
+
+
+def upload_suffix(filename: str) -> str:
+    lower = filename.lower()
+    for suffix in UPLOAD_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise unprocessable(
+        "unsupported_format",
+        f"cannot tell the format of {filename!r}: upload an image archive (.zip, .tar, .tar.gz, "
+        ".tgz), arrays (.npz) or JSON lines (.jsonl)",
+    )
+
+
+def upload_key(dataset_id: uuid.UUID, filename: str) -> str:
+    return f"datasets/{dataset_id}/data{upload_suffix(filename)}"
+
+
+# References ---------------------------------------------------------------------------------
+
+
+def resolve_file_reference(uri: str, settings: Settings) -> Path:
+    """A ``file://`` URI's real path, which must lie below one of the configured roots."""
+    parts = urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        raise unprocessable("reference_not_allowed", "file:// references must name a local path")
+    raw = unquote(parts.path)
+    if not raw.startswith("/") or "\x00" in raw:
+        raise unprocessable("reference_not_allowed", "file:// references need an absolute path")
+    if not settings.file_roots:
+        raise unprocessable(
+            "reference_not_allowed",
+            "file:// references are disabled (the operator sets DLCPRUNE_FILE_ROOTS)",
+        )
+    # Resolve symlinks and '..' first, then compare against the roots.
+    real = Path(os.path.realpath(raw))
+    for root in settings.file_roots:
+        if real == Path(root) or Path(root) in real.parents:
+            if not real.exists():
+                raise unprocessable("reference_not_found", f"{uri} does not exist")
+            return real
+    raise unprocessable("reference_not_allowed", f"{uri} is outside the allowed file roots")
+
+
+def check_reference(uri: str, settings: Settings) -> str:
+    """Validate a reference URI; returns its scheme (``file`` or an enabled fsspec scheme)."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "file":
+        resolve_file_reference(uri, settings)
+        return scheme
+    if not scheme:
+        raise unprocessable("reference_not_allowed", "the uri needs a scheme such as file://")
+    if scheme not in settings.reference_schemes:
+        enabled = ", ".join(["file", *settings.reference_schemes])
+        raise unprocessable(
+            "reference_not_allowed", f"scheme {scheme!r} is not enabled here (enabled: {enabled})"
+        )
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError) as exc:
+        raise unprocessable(
+            "reference_not_allowed", f"scheme {scheme!r} is not available: {exc}"
+        ) from exc
+    return scheme
+
+
+def _remote_copy(uri: str, settings: Settings) -> Path:
+    """Download a remote reference once into the cache and return the local file."""
+    import fsspec
+
+    assert settings.cache_dir is not None
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:32]
+    name = os.path.basename(urlsplit(uri).path) or "data"
+    local = Path(settings.cache_dir) / "refs" / digest / name
+    if not local.exists():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f"{name}.partial-{uuid.uuid4().hex}")
+        try:
+            with fsspec.open(uri, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(tmp, local)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return local
+
+
+def local_data_path(dataset: Dataset, settings: Settings, blobs: BlobStore) -> Path:
+    """Where the dataset's bytes can be read on this machine."""
+    if dataset.source == "upload":
+        assert dataset.blob_key is not None
+        return blobs.local_path(dataset.blob_key)
+    assert dataset.uri is not None
+    if urlsplit(dataset.uri).scheme.lower() == "file":
+        return resolve_file_reference(dataset.uri, settings)
+    return _remote_copy(dataset.uri, settings)
+
+
+def _data_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+# Indexing -----------------------------------------------------------------------------------
+
+
+def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
+    """Validate and index ``dataset`` (status becomes ready or invalid); the caller commits."""
+    shown = dataset.filename if dataset.source == "upload" else (dataset.uri or dataset.filename)
+    try:
+        path = local_data_path(dataset, settings, blobs)
+    except APIError as exc:
+        _invalid(dataset, exc.code, exc.message)
+        return
+    except Exception as exc:  # remote store unreachable, permissions
+        _invalid(dataset, "unreadable", f"{shown}: cannot read the data: {exc}")
+        return
+    try:
+        result = index_path(path, settings)
+        if dataset.sha256 is None:
+            dataset.sha256, dataset.size_bytes = sha256_path(path)
+    except DatasetError as exc:
+        _invalid(dataset, exc.code, public_message(exc, path, shown))
+        return
+    key = f"datasets/{dataset.id}/index.npz"
+    blobs.put_bytes(key, result.index_bytes)
+    dataset.index_key = key
+    dataset.format = result.format
+    dataset.kind = result.kind
+    dataset.num_samples = result.num_samples
+    dataset.classes = result.classes
+    dataset.status = DatasetStatus.ready
+    dataset.error_code = dataset.error_message = None
+    dataset.updated_at = utcnow()
+
+
+def _invalid(dataset: Dataset, code: str, message: str) -> None:
+    dataset.status = DatasetStatus.invalid
+    dataset.error_code = code
+    dataset.error_message = message
+    dataset.updated_at = utcnow()
+
+
+def index_pending(dataset_id: uuid.UUID, session: Session, settings: Settings, blobs: BlobStore):
+    """The worker's indexing task: idempotent (a dataset no longer ``indexing`` is left alone)."""
+    dataset = session.get(Dataset, dataset_id, with_for_update=not settings.is_sqlite)
+    if dataset is None or dataset.status != DatasetStatus.indexing:
+        return dataset
+    index_now(session, dataset, settings, blobs)
+    session.commit()
+    return dataset
+
+
+# Creating -----------------------------------------------------------------------------------
+
+
+def create_from_upload(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    received: ReceivedFile,
+) -> tuple[Dataset, bool]:
+    """Record an upload already in the blob store. Returns (dataset, queued for indexing)."""
+    name = (received.fields.get("name") or received.filename).strip()[:500]
+    now = utcnow()
+    dataset = Dataset(
+        created_at=now,
+        updated_at=now,
+        id=dataset_id,
+        tenant_id=tenant_id,
+        name=name,
+        status=DatasetStatus.indexing,
+        source="upload",
+        blob_key=received.key,
+        filename=received.filename,
+        size_bytes=received.size,
+        sha256=received.sha256,
+    )
+    return _finish_create(session, settings, blobs, dataset, received.size)
+
+
+def create_from_reference(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    body: DatasetReference,
+) -> tuple[Dataset, bool]:
+    scheme = check_reference(body.uri, settings)
+    size: int | None = None
+    if scheme == "file":
+        size = _data_size(resolve_file_reference(body.uri, settings))
+    filename = os.path.basename(urlsplit(body.uri).path.rstrip("/")) or body.uri
+    now = utcnow()
+    dataset = Dataset(
+        created_at=now,
+        updated_at=now,
+        tenant_id=tenant_id,
+        name=(body.name or filename)[:500],
+        status=DatasetStatus.indexing,
+        source="uri",
+        uri=body.uri,
+        filename=filename[:500],
+    )
+    return _finish_create(session, settings, blobs, dataset, size)
+
+
+def _finish_create(
+    session: Session, settings: Settings, blobs: BlobStore, dataset: Dataset, size: int | None
+) -> tuple[Dataset, bool]:
+    inline = size is not None and size <= settings.index_sync_max_bytes
+    try:
+        if inline:
+            index_now(session, dataset, settings, blobs)
+        session.add(dataset)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        blobs.delete_prefix(f"datasets/{dataset.id}")
+        raise
+    if not inline:
+        queue.enqueue_index(dataset.id)
+    return dataset, not inline
+
+
+# Reading and deleting ---------------------------------------------------------------------
+
+
+def get(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Dataset:
+    dataset = repository.get(session, tenant_id, dataset_id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    return dataset
+
+
+def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id: uuid.UUID):
+    """Delete the dataset, its jobs, scores and selections, and their blobs. A running job on it
+    sees its row gone at its next progress report and stops."""
+    dataset = get(session, tenant_id, dataset_id)
+    selection_ids = list(
+        session.scalars(select(Selection.id).where(Selection.dataset_id == dataset.id))
+    )
+    losses_keys = [
+        k
+        for k in session.scalars(
+            select(ScoreSet.losses_key).where(ScoreSet.dataset_id == dataset.id)
+        )
+        if k
+    ]
+    # Children first, explicitly: SQLite enforces foreign keys only when asked to.
+    session.execute(sa_delete(Selection).where(Selection.dataset_id == dataset.id))
+    session.execute(sa_delete(Job).where(Job.dataset_id == dataset.id))
+    session.execute(sa_delete(ScoreSet).where(ScoreSet.dataset_id == dataset.id))
+    session.delete(dataset)
+    session.commit()
+    # Blobs after the commit: a failed commit must not leave rows pointing at deleted bytes.
+    blobs.delete_prefix(f"datasets/{dataset.id}")
+    for sid in selection_ids:
+        blobs.delete_prefix(f"exports/{sid}")
+    for key in losses_keys:
+        blobs.delete(key)
+
+
+def to_read(dataset: Dataset, base_url: str) -> DatasetRead:
+    error = None
+    if dataset.status == DatasetStatus.invalid:
+        error = ErrorInfo(
+            code=dataset.error_code or "invalid_dataset", message=dataset.error_message or ""
+        )
+    return DatasetRead(
+        id=dataset.id,
+        name=dataset.name,
+        status=dataset.status,
+        source=dataset.source,
+        uri=dataset.uri,
+        filename=dataset.filename,
+        format=dataset.format,
+        kind=dataset.kind,
+        size_bytes=dataset.size_bytes,
+        sha256=dataset.sha256,
+        num_samples=dataset.num_samples,
+        classes=dataset.classes,
+        error=error,
+        created_at=as_utc(dataset.created_at),
+        updated_at=as_utc(dataset.updated_at),
+        url=f"{base_url}/v1/datasets/{dataset.id}",
+    )

@@ -1,0 +1,65 @@
+"""Job and score-set queries."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Job, JobStatus, ScoreSet
+
+
+def get(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+
+
+def by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
+def list_page(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    status: str | None,
+    dataset_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    if dataset_id:
+        query = query.where(Job.dataset_id == dataset_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total
+
+
+def score_set_by_key(session: Session, tenant_id: uuid.UUID, cache_key: str) -> ScoreSet | None:
+    return session.scalar(
+        select(ScoreSet).where(ScoreSet.tenant_id == tenant_id, ScoreSet.cache_key == cache_key)
+    )
+
+
+def load_scores(session: Session, score_set_id: uuid.UUID) -> np.ndarray:
+    """(N,) float32 scores in dataset order: one row, one read."""
+    raw = session.scalar(select(ScoreSet.scores).where(ScoreSet.id == score_set_id))
+    if raw is None:
+        raise LookupError(f"score set {score_set_id} not found")
+    return np.frombuffer(raw, dtype="<f4")
+
+
+def next_queued(session: Session) -> Job | None:
+    """The oldest queued job of any tenant (the embedded worker's poll)."""
+    return session.scalar(
+        select(Job).where(Job.status == JobStatus.queued).order_by(Job.created_at).limit(1)
+    )
+
+
+def running_ids(session: Session) -> list[uuid.UUID]:
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.running)))

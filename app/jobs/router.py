@@ -1,0 +1,171 @@
+"""HTTP routes for scoring jobs and their scores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.blobstore import get_blobstore
+from app.datasets.indexing import index_cache
+from app.datasets.router import base_url
+from app.deps import SessionDep, SettingsDep, TenantDep
+from app.errors import conflict
+from app.jobs import repository, service
+from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
+from app.models import Dataset, Job, JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+ERRORS = {
+    400: {"description": "malformed body or header"},
+    401: {"description": "missing or invalid API key"},
+    404: {"description": "no such job (or dataset, weights) for this tenant"},
+    409: {"description": "state conflict (dataset not ready, job finished, key reused)"},
+    422: {"description": "invalid parameters"},
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobRead,
+    responses=ERRORS,
+    summary="Start a scoring job (answered at once; poll the job's URL)",
+)
+def create_job(
+    body: JobCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    job, replayed = service.create(session, tenant, body, idempotency_key)
+    read = service.to_read(job, base_url(request, settings))
+    headers = {"Location": read.url}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(read.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+@router.get("", response_model=JobList, responses=ERRORS, summary="List jobs")
+def list_jobs(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
+    ] = None,
+    dataset_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    rows, total = repository.list_page(
+        session, tenant, status=status, dataset_id=dataset_id, limit=limit, offset=offset
+    )
+    url = base_url(request, settings)
+    return JobList(
+        items=[service.to_read(j, url) for j in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=ERRORS, summary="A job and its progress")
+def get_job(
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> JobRead:
+    return service.to_read(service.get(session, tenant, job_id), base_url(request, settings))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    status_code=202,
+    responses=ERRORS,
+    summary="Cancel a queued or running job",
+)
+def cancel_job(
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> JobRead:
+    return service.to_read(service.cancel(session, tenant, job_id), base_url(request, settings))
+
+
+def _scored(session: SessionDep, tenant: uuid.UUID, job_id: uuid.UUID) -> tuple[Job, Dataset]:
+    job = service.get(session, tenant, job_id)
+    if job.status != JobStatus.succeeded or job.score_set_id is None:
+        raise conflict("job_not_ready", f"job {job.id} has no scores yet (status {job.status})")
+    dataset = session.get(Dataset, job.dataset_id)
+    assert dataset is not None and dataset.index_key is not None
+    return job, dataset
+
+
+@router.get(
+    "/{job_id}/scores",
+    response_model=ScorePage,
+    responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
+    summary="Per-sample scores: JSON paged, or CSV streamed",
+)
+def get_scores(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    tenant: TenantDep,
+    format: Literal["json", "csv"] = "json",
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    job, dataset = _scored(session, tenant, job_id)
+    assert job.score_set_id is not None and dataset.index_key is not None
+    scores = repository.load_scores(session, job.score_set_id)
+    index = index_cache.get(get_blobstore(), dataset.index_key)
+    if format == "csv":
+        return StreamingResponse(
+            _scores_csv(index, scores),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="scores-{job.id}.csv"'},
+        )
+    stop = min(len(scores), offset + limit)
+    rows = range(offset, stop)
+    labels = index.labels() if index.labelled else None
+    items = [
+        ScoreItem(
+            sample_id=index.id(i),
+            label=labels[i] if labels is not None else None,
+            score=float(scores[i]),
+        )
+        for i in rows
+    ]
+    return JSONResponse(
+        ScorePage(items=items, total=len(scores), limit=limit, offset=offset).model_dump(
+            mode="json"
+        )
+    )
+
+
+def _scores_csv(index, scores) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["sample_id", "label", "score"])
+    labels = index.labels()
+    ids = index.ids()
+    for start in range(0, len(ids), 10000):
+        for i in range(start, min(len(ids), start + 10000)):
+            writer.writerow([ids[i], labels[i] if labels else "", f"{float(scores[i]):.9g}"])
+        yield buf.getvalue().encode("utf-8")
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode("utf-8")

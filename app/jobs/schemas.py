@@ -1,0 +1,136 @@
+"""Job request and response bodies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.datasets.schemas import ErrorInfo
+
+
+class DLCParamsIn(BaseModel):
+    """DLC's parameters, by the CLI options' names in snake case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int | None = Field(
+        default=None, ge=8, le=1024, description="input size in pixels; default: the backbone's"
+    )
+    levels: int = Field(default=50, ge=0, le=1000, description="masked levels on the path")
+    schedule: Literal["linear", "geometric"] = Field(
+        default="geometric",
+        description="linear: shares evenly from start to end; geometric: step of the remaining "
+        "weights per level (the authors' code)",
+    )
+    masking: Literal["l1", "random"] = "l1"
+    draws: int = Field(default=1, ge=1, le=100, description="random masks per level")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    step: float = Field(default=0.02, gt=0, lt=1)
+    start: float = Field(default=0.02, ge=0, le=1)
+    end: float = Field(default=0.98, ge=0, le=1)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "dataset_id": "9b0c3b8e-3d0c-4c55-9a53-5f4c3d2a1b10",
+                    "model": "efficientnet_lite0",
+                    "method": "dlc",
+                    "params": {"image_size": 64, "levels": 20, "schedule": "geometric"},
+                }
+            ]
+        },
+    )
+
+    dataset_id: uuid.UUID
+    model: str = Field(
+        default="efficientnet_lite0",
+        min_length=1,
+        max_length=200,
+        description="a registry name (efficientnet_lite0), a timm/torchvision architecture "
+        "(timm:NAME, torchvision:NAME) with weights_id, or 'torchscript' with weights_id",
+    )
+    weights_id: uuid.UUID | None = Field(
+        default=None, description="weights uploaded with POST /v1/weights"
+    )
+    method: Literal["dlc"] = "dlc"
+    params: DLCParamsIn = Field(default_factory=DLCParamsIn)
+
+
+class ProgressRead(BaseModel):
+    done: int = Field(description="work units done (samples times passes over the data)")
+    total: int
+    fraction: float = Field(ge=0, le=1)
+    stage: str
+    eta_seconds: float | None = None
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5f1d8a4e-2b1c-4f7e-8a9b-0c1d2e3f4a5b",
+                    "dataset_id": "9b0c3b8e-3d0c-4c55-9a53-5f4c3d2a1b10",
+                    "model": "efficientnet_lite0",
+                    "method": "dlc",
+                    "params": {"image_size": 64, "levels": 20},
+                    "status": "running",
+                    "cached": False,
+                    "progress": {
+                        "done": 12000,
+                        "total": 39534,
+                        "fraction": 0.30,
+                        "stage": "level 5/20",
+                        "eta_seconds": 41.0,
+                    },
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    model: str
+    weights_id: uuid.UUID | None = None
+    method: str
+    params: dict[str, Any]
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    cached: bool = Field(description="answered from scores computed before, without recomputing")
+    cancel_requested: bool = False
+    progress: ProgressRead
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    url: str
+    scores_url: str
+    selections_url: str
+
+
+class JobList(BaseModel):
+    items: list[JobRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ScoreItem(BaseModel):
+    sample_id: str
+    label: str | None
+    score: float
+
+
+class ScorePage(BaseModel):
+    items: list[ScoreItem]
+    total: int
+    limit: int
+    offset: int

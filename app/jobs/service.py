@@ -1,0 +1,409 @@
+"""Job rules: creating (with the score cache and idempotency keys), cancelling, and the state
+transitions the worker makes (claim, progress, succeed, fail, cancelled).
+
+States: queued -> running -> succeeded | failed | cancelled; queued -> cancelled. The database row
+is the truth; Celery only carries the job id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import queue
+from app.datasets import service as datasets
+from app.datasets.schemas import ErrorInfo
+from app.errors import APIError, conflict, not_found, unprocessable
+from app.jobs import repository
+from app.jobs.schemas import JobCreate, JobRead, ProgressRead
+from app.models import (
+    Dataset,
+    DatasetStatus,
+    Job,
+    JobStatus,
+    ScoreSet,
+    Weights,
+    as_utc,
+    utcnow,
+)
+from worker.scoring.errors import ParameterError
+from worker.scoring.params import REGISTRY_MODELS, DLCParams
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cache_key(
+    dataset_sha256: str, model: str, weights_sha256: str | None, method: str, identity: dict
+) -> str:
+    """Scores depend on the data's content, the model and its weights, the method and the
+    parameters that change scores; two jobs with the same key share one score set."""
+    payload = {
+        "dataset": dataset_sha256,
+        "model": model,
+        "weights": weights_sha256,
+        "method": method,
+        "params": identity,
+    }
+    return hashlib.sha256(canonical(payload).encode()).hexdigest()
+
+
+def _check_model(model: str, weights: Weights | None) -> None:
+    if model in REGISTRY_MODELS:
+        return
+    if weights is None:
+        raise unprocessable(
+            "invalid_model",
+            f"model {model!r} needs weights_id (upload the file with POST /v1/weights); "
+            f"models that need none: {', '.join(REGISTRY_MODELS)}",
+        )
+
+
+def _params(body: JobCreate) -> DLCParams:
+    try:
+        return DLCParams(**body.params.model_dump()).validate()
+    except ParameterError as exc:
+        raise unprocessable("invalid_parameter", str(exc)) from exc
+
+
+def create(
+    session: Session,
+    tenant_id: uuid.UUID,
+    body: JobCreate,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """Create a job (or replay the one an idempotency key made). Returns (job, replayed).
+
+    When scores for the same content, model, method and parameters exist, the job is born
+    ``succeeded`` with ``cached=True``. Otherwise it is queued, and sent to the workers only after
+    the transaction commits.
+    """
+    request_hash = hashlib.sha256(canonical(body.model_dump(mode="json")).encode()).hexdigest()
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 200:
+            raise APIError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 characters")
+        existing = repository.by_idempotency_key(session, tenant_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash), True
+
+    dataset = datasets.get(session, tenant_id, body.dataset_id)
+    if dataset.status == DatasetStatus.indexing:
+        raise conflict("dataset_not_ready", f"dataset {dataset.id} is still being indexed")
+    if dataset.status == DatasetStatus.invalid:
+        raise conflict(
+            "dataset_invalid", f"dataset {dataset.id} is invalid: {dataset.error_message}"
+        )
+    weights = None
+    if body.weights_id is not None:
+        weights = session.scalar(
+            select(Weights).where(Weights.id == body.weights_id, Weights.tenant_id == tenant_id)
+        )
+        if weights is None:
+            raise not_found("weights", body.weights_id)
+    _check_model(body.model, weights)
+    params = _params(body)
+    _check_fits(dataset, body.model)
+    key = cache_key(
+        dataset.sha256 or "",
+        body.model,
+        weights.sha256 if weights else None,
+        body.method,
+        params.identity(),
+    )
+    job = Job(
+        tenant_id=tenant_id,
+        dataset_id=dataset.id,
+        model=body.model,
+        weights_id=weights.id if weights else None,
+        weights_sha256=weights.sha256 if weights else None,
+        method=body.method,
+        # The batch size is the worker's business (DLCPRUNE_BATCH_SIZE), not the job's.
+        params={k: v for k, v in params.to_dict().items() if k != "batch_size"},
+        cache_key=key,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    hit = repository.score_set_by_key(session, tenant_id, key)
+    if hit is not None:
+        _mark_succeeded(job, hit, cached=True)
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same idempotency key won the insert.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        existing = repository.by_idempotency_key(session, tenant_id, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request_hash), True
+    if job.status == JobStatus.queued:
+        queue.enqueue_job(job.id)
+    return job, False
+
+
+def _check_fits(dataset: Dataset, model: str) -> None:
+    if dataset.kind in ("image", "vector") and not dataset.classes:
+        raise unprocessable(
+            "unlabelled_dataset", "DLC with an image backbone needs labelled data (classes)"
+        )
+    if dataset.kind in ("text", "instruction"):
+        raise unprocessable(
+            "unsupported_dataset", f"{dataset.kind} datasets need a language model backbone"
+        )
+    if dataset.kind == "vector" and model in REGISTRY_MODELS:
+        raise unprocessable(
+            "unsupported_dataset",
+            f"{model} takes images; vector data needs a TorchScript model (weights_id)",
+        )
+
+
+def _replay(job: Job, request_hash: str) -> Job:
+    if job.request_hash != request_hash:
+        raise conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request body",
+        )
+    return job
+
+
+def _mark_succeeded(job: Job, score_set: ScoreSet, *, cached: bool) -> None:
+    now = utcnow()
+    job.status = JobStatus.succeeded
+    job.cached = cached
+    job.score_set_id = score_set.id
+    job.stage = "done"
+    job.progress_total = job.progress_total or score_set.num_samples
+    job.progress_done = job.progress_total
+    job.eta_seconds = 0.0
+    job.finished_at = now
+    if cached:
+        job.started_at = now
+
+
+def get(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    job = repository.get(session, tenant_id, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def cancel(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """Queued jobs are cancelled at once; running ones stop at their next progress report."""
+    job = session.scalar(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    )
+    if job is None:
+        raise not_found("job", job_id)
+    if JobStatus(job.status).finished:
+        raise conflict("job_finished", f"job {job.id} has already {job.status}")
+    job.cancel_requested = True
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.cancelled
+        job.stage = "cancelled"
+        job.finished_at = utcnow()
+    session.commit()
+    return job
+
+
+def to_read(job: Job, base_url: str) -> JobRead:
+    total = max(job.progress_total, 0)
+    done = min(job.progress_done, total) if total else 0
+    fraction = 1.0 if job.status == JobStatus.succeeded else (done / total if total else 0.0)
+    error = None
+    if job.error_code:
+        error = ErrorInfo(code=job.error_code, message=job.error_message or "")
+    url = f"{base_url}/v1/jobs/{job.id}"
+    return JobRead(
+        id=job.id,
+        dataset_id=job.dataset_id,
+        model=job.model,
+        weights_id=job.weights_id,
+        method=job.method,
+        params=job.params,
+        status=job.status,
+        cached=job.cached,
+        cancel_requested=job.cancel_requested,
+        progress=ProgressRead(
+            done=done,
+            total=total,
+            fraction=round(fraction, 6),
+            stage=job.stage,
+            eta_seconds=job.eta_seconds,
+        ),
+        error=error,
+        attempts=job.attempts,
+        created_at=as_utc(job.created_at),
+        started_at=as_utc(job.started_at),
+        finished_at=as_utc(job.finished_at),
+        timings=timings(job),
+        url=url,
+        scores_url=f"{url}/scores",
+        selections_url=f"{url}/selections",
+    )
+
+
+def timings(job: Job) -> dict[str, float]:
+    out: dict[str, float] = {}
+    created, started, finished = (
+        as_utc(job.created_at),
+        as_utc(job.started_at),
+        as_utc(job.finished_at),
+    )
+    if created and started:
+        out["queued_s"] = round((started - created).total_seconds(), 3)
+    if started and finished:
+        out["run_s"] = round((finished - started).total_seconds(), 3)
+    for key, value in (job.timings or {}).items():
+        if isinstance(value, (int, float)):
+            out[key] = round(float(value), 3)
+    return out
+
+
+# Worker-side transitions --------------------------------------------------------------------
+
+
+def claim(session: Session, job_id: uuid.UUID, worker: str, stale_after: timedelta) -> Job | None:
+    """Take a job for running. Returns None when there is nothing to do (finished, cancelled,
+    gone, or running elsewhere with a fresh heartbeat). Idempotent under redelivery."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        return None
+    now = utcnow()
+    if job.status == JobStatus.running:
+        beat = as_utc(job.heartbeat_at)
+        if beat is not None and now - beat < stale_after:
+            return None
+    elif job.status != JobStatus.queued:
+        return None
+    if job.cancel_requested:
+        job.status = JobStatus.cancelled
+        job.stage = "cancelled"
+        job.finished_at = now
+        session.commit()
+        return None
+    job.status = JobStatus.running
+    job.attempts += 1
+    job.worker = worker
+    job.heartbeat_at = now
+    job.started_at = job.started_at or now
+    job.stage = "starting"
+    job.error_code = job.error_message = None
+    session.commit()
+    return job
+
+
+class JobGone(Exception):
+    """The job's row was deleted (its dataset was deleted) while it ran."""
+
+
+def report_progress(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    done: int,
+    total: int,
+    stage: str,
+    eta_seconds: float | None,
+) -> bool:
+    """Store progress and the heartbeat; returns True when a cancel was requested."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobGone(str(job_id))
+    job.progress_done = int(done)
+    job.progress_total = int(total)
+    job.stage = stage[:64]
+    job.eta_seconds = eta_seconds
+    job.heartbeat_at = utcnow()
+    cancel = bool(job.cancel_requested)
+    session.commit()
+    return cancel
+
+
+def store_scores(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    scores: np.ndarray,
+    mask_fractions: list[float] | None,
+    losses_key: str | None,
+    timings_: dict[str, float],
+) -> Job | None:
+    """Write the score set and mark the job succeeded, in one transaction. A score set with the
+    same key (another job, or an earlier delivery of this one) is reused, never duplicated."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise JobGone(str(job_id))
+    if job.status != JobStatus.running:
+        return job
+    dataset = session.get(Dataset, job.dataset_id)
+    if dataset is None:
+        raise JobGone(str(job_id))
+    score_set = repository.score_set_by_key(session, job.tenant_id, job.cache_key)
+    if score_set is None:
+        score_set = ScoreSet(
+            tenant_id=job.tenant_id,
+            cache_key=job.cache_key,
+            dataset_id=job.dataset_id,
+            method=job.method,
+            model=job.model,
+            params=job.params,
+            num_samples=int(scores.shape[0]),
+            scores=np.ascontiguousarray(scores, dtype="<f4").tobytes(),
+            losses_key=losses_key,
+            mask_fractions={"levels": mask_fractions} if mask_fractions is not None else None,
+        )
+        session.add(score_set)
+        session.flush()
+    job.timings = timings_
+    _mark_succeeded(job, score_set, cached=False)
+    session.commit()
+    return job
+
+
+def mark_failed(session: Session, job_id: uuid.UUID, code: str, message: str) -> None:
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or JobStatus(job.status).finished:
+        return
+    job.status = JobStatus.failed
+    job.error_code = code[:64]
+    job.error_message = message[:4000]
+    job.stage = "failed"
+    job.finished_at = utcnow()
+    session.commit()
+
+
+def mark_cancelled(session: Session, job_id: uuid.UUID) -> None:
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or JobStatus(job.status).finished:
+        return
+    job.status = JobStatus.cancelled
+    job.stage = "cancelled"
+    job.finished_at = utcnow()
+    session.commit()
+
+
+def requeue_orphans(session: Session, *, older_than: datetime | None = None) -> list[uuid.UUID]:
+    """Put running jobs back in the queue (the embedded worker at start: whatever was running
+    when the service stopped was interrupted)."""
+    query = select(Job).where(Job.status == JobStatus.running)
+    ids = []
+    for job in session.scalars(query.with_for_update()):
+        beat = as_utc(job.heartbeat_at)
+        if older_than is not None and beat is not None and beat > older_than:
+            continue
+        job.status = JobStatus.queued
+        job.stage = "queued"
+        ids.append(job.id)
+    session.commit()
+    return ids

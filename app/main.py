@@ -1,0 +1,176 @@
+"""The FastAPI application: routers, error handlers, request ids and body limits.
+
+``create_app()`` builds it; ``app`` is the instance uvicorn serves (``app.main:app``). On start the
+database is migrated to the latest schema.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import db
+from app.config import Settings, get_settings
+from app.datasets.router import router as datasets_router
+from app.errors import error_body, install_error_handlers
+from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
+from app.selections.router import router as selections_router
+from app.weights.router import router as weights_router
+
+log = logging.getLogger("dlcprune.api")
+
+DESCRIPTION = """
+Training-free dataset pruning. Register a dataset, start a **DLC** scoring job (a pre-trained
+model's weights are masked step by step and each sample's loss is averaged along the way: low =
+easy), poll it, then request subsets at any ratio with **FlexRand** (randomised easy/hard
+under-sampling) and download them. Scores are computed once and reused for every ratio.
+
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. Send the API key as
+`Authorization: Bearer <key>` (or `X-API-Key`).
+"""
+
+# Upload routes stream their bodies and enforce their own (larger) limit.
+_UPLOAD_ROUTES = {("POST", "/v1/datasets"), ("POST", "/v1/weights")}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Answer 413 once a request body passes the limit, counting bytes as they arrive (a
+    Content-Length above the limit is refused before reading)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in _UPLOAD_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            error_body("payload_too_large", f"the request body is larger than {self.limit} bytes")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Every response carries ``X-Request-ID`` (the client's, or a new UUID)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 100 and given.isprintable() else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            db.migrate(settings)
+        log.info("dlcprune API ready")
+        yield
+
+    app = FastAPI(
+        title="dlcprune",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "datasets", "description": "register and index data"},
+            {"name": "jobs", "description": "score a dataset (long work, polled)"},
+            {"name": "selections", "description": "pruned subsets from cached scores"},
+            {"name": "weights", "description": "weights files for user-chosen backbones"},
+            {"name": "health", "description": "liveness and readiness"},
+        ],
+    )
+    install_error_handlers(app)
+    for router in (
+        health_router,
+        datasets_router,
+        jobs_router,
+        selections_router,
+        weights_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # ``app.main:app`` for uvicorn, built on first use so importing this module has no effects.
+    if name == "app":
+        instance = create_app()
+        globals()["app"] = instance
+        return instance
+    raise AttributeError(name)

@@ -1,0 +1,129 @@
+"""Selections: computed on demand in the API process from cached scores (pure numpy)."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.blobstore import BlobStore
+from app.datasets.indexing import DatasetIndex, index_cache
+from app.errors import conflict, not_found, unprocessable
+from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs
+from app.models import Dataset, Job, JobStatus, Selection, as_utc
+from app.selection import SelectionError
+from app.selection import select as select_subset
+from app.selections.schemas import SelectionCreate, SelectionRead
+
+
+def _job_inputs(
+    session: Session, blobs: BlobStore, job: Job
+) -> tuple[np.ndarray, DatasetIndex, Dataset]:
+    if job.status != JobStatus.succeeded or job.score_set_id is None:
+        raise conflict("job_not_ready", f"job {job.id} has no scores yet (status {job.status})")
+    dataset = session.get(Dataset, job.dataset_id)
+    if dataset is None or dataset.index_key is None:
+        raise not_found("dataset", job.dataset_id)
+    scores = jobs_repo.load_scores(session, job.score_set_id)
+    return scores, index_cache.get(blobs, dataset.index_key), dataset
+
+
+def create(
+    session: Session,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    body: SelectionCreate,
+) -> Selection:
+    job = jobs.get(session, tenant_id, job_id)
+    scores, index, dataset = _job_inputs(session, blobs, job)
+    if len(scores) != len(index):
+        raise conflict("scores_mismatch", "the scores do not match the dataset's index")
+    try:
+        result = select_subset(
+            scores,
+            index.label_array(),
+            keep=body.keep,
+            strategy=body.strategy,
+            split=body.split,
+            seed=body.seed,
+        )
+    except SelectionError as exc:
+        raise unprocessable(exc.code, str(exc)) from exc
+    # The selection labels classes by code; report them by name, in the dataset's class order.
+    if index.labelled:
+        by_code = {int(k): v for k, v in result.class_counts.items()}
+        counts = {name: by_code.get(i, 0) for i, name in enumerate(index.class_names)}
+    else:
+        counts = {}
+    row = Selection(
+        tenant_id=tenant_id,
+        job_id=job.id,
+        dataset_id=dataset.id,
+        keep=float(body.keep),
+        strategy=body.strategy,
+        split=float(body.split),
+        seed=int(body.seed),
+        size=result.size,
+        class_counts=counts,
+        indices=np.ascontiguousarray(result.indices, dtype="<i8").tobytes(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def get(session: Session, tenant_id: uuid.UUID, selection_id: uuid.UUID) -> Selection:
+    row = session.scalar(
+        select(Selection).where(Selection.id == selection_id, Selection.tenant_id == tenant_id)
+    )
+    if row is None:
+        raise not_found("selection", selection_id)
+    return row
+
+
+def list_for_job(
+    session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Selection], int]:
+    jobs.get(session, tenant_id, job_id)
+    query = select(Selection).where(Selection.tenant_id == tenant_id, Selection.job_id == job_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Selection.created_at.desc(), Selection.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total
+
+
+def indices(row: Selection) -> np.ndarray:
+    """(size,) int64 kept positions, ascending."""
+    return np.frombuffer(row.indices, dtype="<i8")
+
+
+def dataset_index(session: Session, blobs: BlobStore, row: Selection) -> DatasetIndex:
+    dataset = session.get(Dataset, row.dataset_id)
+    if dataset is None or dataset.index_key is None:
+        raise not_found("dataset", row.dataset_id)
+    return index_cache.get(blobs, dataset.index_key)
+
+
+def to_read(row: Selection, num_samples: int, base_url: str) -> SelectionRead:
+    url = f"{base_url}/v1/selections/{row.id}"
+    return SelectionRead(
+        id=row.id,
+        job_id=row.job_id,
+        dataset_id=row.dataset_id,
+        keep=row.keep,
+        strategy=row.strategy,
+        split=row.split,
+        seed=row.seed,
+        size=row.size,
+        num_samples=num_samples,
+        class_counts=row.class_counts,
+        created_at=as_utc(row.created_at),
+        url=url,
+        items_url=f"{url}/items",
+        export_url=f"{url}/export",
+    )

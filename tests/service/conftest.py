@@ -1,0 +1,237 @@
+"""The service's test rig: a PostgreSQL database of its own, real Redis, real processes.
+
+- ``pg_url``: a fresh database ``dlcprune_test_<random>`` on 127.0.0.1:5432 (trust auth), dropped
+  at the end (override the server with DLCPRUNE_TEST_PG_ADMIN_URL).
+- ``service_env``: the environment for the API and workers (PostgreSQL, Redis, a private Celery
+  queue, a temporary blob directory, auth on); set in this process too, for the in-process client.
+- ``client``: FastAPI's TestClient on that configuration; jobs are run by calling the worker's own
+  task function (``worker.runner.run_job``), which the end-to-end tests run in real processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+ADMIN_URL = os.environ.get(
+    "DLCPRUNE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("DLCPRUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DLCPRUNE = str(Path(sys.executable).parent / "dlcprune")
+
+
+def _reset_caches() -> None:
+    from app import blobstore, queue
+    from app.config import reset_settings
+    from app.datasets.indexing import index_cache
+    from app.db import dispose_engines
+
+    reset_settings()
+    dispose_engines()
+    blobstore._stores.clear()
+    queue._producer.cache_clear()
+    index_cache.items.clear()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"dlcprune_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    from app.db import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("service")
+    queue_name = f"dlcprune_test_{uuid.uuid4().hex[:8]}"
+    env = {
+        "DLCPRUNE_DATABASE_URL": pg_url,
+        "DLCPRUNE_BROKER_URL": REDIS_URL,
+        "DLCPRUNE_TASK_QUEUE": queue_name,
+        "DLCPRUNE_DATA_DIR": str(root / "data"),
+        "DLCPRUNE_BLOB_URL": str(root / "blobs"),
+        "DLCPRUNE_AUTH_ENABLED": "true",
+        "DLCPRUNE_HEARTBEAT_SECONDS": "0.5",
+        "DLCPRUNE_FILE_ROOTS": str(root / "refs"),
+        "DLCPRUNE_MAX_UPLOAD_BYTES": str(4 * 2**20),
+    }
+    (root / "refs").mkdir()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    _reset_caches()
+    from app.db import migrate
+
+    migrate()
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _purge_queue(queue_name)
+    _reset_caches()
+
+
+def _purge_queue(name: str) -> None:
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(REDIS_URL).delete(name)
+
+
+@pytest.fixture(scope="session")
+def app_client(service_env: dict[str, str]) -> Iterator[TestClient]:
+    from app.main import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+
+
+def make_key(tenant: str) -> str:
+    from app.auth import create_key
+    from app.db import session_scope
+
+    with session_scope() as session:
+        key, _ = create_key(session, tenant)
+    return key
+
+
+@pytest.fixture(scope="session")
+def key_a(service_env: dict[str, str]) -> str:
+    return make_key(f"tenant-a-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture(scope="session")
+def key_b(service_env: dict[str, str]) -> str:
+    return make_key(f"tenant-b-{uuid.uuid4().hex[:6]}")
+
+
+class Api:
+    """A TestClient bound to one API key."""
+
+    def __init__(self, client: TestClient, key: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def request(self, method: str, url: str, **kw):  # type: ignore[no-untyped-def]
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return self.client.request(method, url, headers=headers, **kw)
+
+    def get(self, url: str, **kw):  # type: ignore[no-untyped-def]
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw):  # type: ignore[no-untyped-def]
+        return self.request("POST", url, **kw)
+
+    def delete(self, url: str, **kw):  # type: ignore[no-untyped-def]
+        return self.request("DELETE", url, **kw)
+
+    def upload(self, path: Path, **fields: str):  # type: ignore[no-untyped-def]
+        with open(path, "rb") as fh:
+            return self.post("/v1/datasets", files={"file": (path.name, fh)}, data=fields)
+
+
+@pytest.fixture
+def api_a(app_client: TestClient, key_a: str) -> Api:
+    return Api(app_client, key_a)
+
+
+@pytest.fixture
+def api_b(app_client: TestClient, key_b: str) -> Api:
+    return Api(app_client, key_b)
+
+
+# Real processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready in {timeout} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def live_api(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``dlcprune serve`` (uvicorn) on a free port, against PostgreSQL and Redis."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("logs") / "api.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [DLCPRUNE, "serve", "--port", str(port), "--no-embedded-worker"],
+        env={**os.environ, **service_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real ``dlcprune worker`` (Celery, solo pool) consuming the test queue."""
+    log_path = tmp_path_factory.mktemp("logs") / "worker.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [DLCPRUNE, "worker"],
+        env={**os.environ, **service_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while b"ready." not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(log_path.read_text(errors="replace")[-3000:])
+        time.sleep(0.3)
+    yield proc
+    stop(proc, timeout=30)
+    log.close()

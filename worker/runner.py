@@ -1,0 +1,224 @@
+"""What a worker does with a job id or a dataset id; the same code serves Celery and the embedded
+worker. State lives in the database: a task may be delivered twice, and the second delivery finds
+the job claimed, finished or gone and does nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from app.blobstore import BlobStore, get_blobstore
+from app.config import Settings, get_settings
+from app.datasets import service as datasets
+from app.datasets.indexing import public_message, read_limits
+from app.db import session_factory
+from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs
+from app.models import Dataset, Job, JobStatus, Weights
+
+log = logging.getLogger("dlcprune.worker")
+
+_backbones: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+_backbones_lock = threading.Lock()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _backbone(model: str, weights_path: str | None, input_kind: str, settings: Settings) -> Any:
+    """Models load lazily, once per process (the two most recent stay in memory)."""
+    from worker.scoring.backbones import load_backbone
+    from worker.scoring.dlc import resolve_device
+
+    key = (model, weights_path or "", input_kind, settings.device)
+    with _backbones_lock:
+        if key in _backbones:
+            _backbones.move_to_end(key)
+            return _backbones[key]
+    device = resolve_device(settings.device)
+    if model == "torchscript":
+        assert weights_path is not None
+        bb = load_backbone(weights_path, input_kind=input_kind, device=device)
+    else:
+        bb = load_backbone(model, weights_path, device=device)
+    with _backbones_lock:
+        _backbones[key] = bb
+        while len(_backbones) > 2:
+            _backbones.popitem(last=False)
+    return bb
+
+
+class _Reporter:
+    """The engine's progress callback: writes progress and the heartbeat at most every
+    ``interval`` seconds, and raises ``Cancelled`` once a cancel was requested."""
+
+    def __init__(self, job_id: uuid.UUID, settings: Settings, num_samples: int) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.factory = session_factory(settings)
+        self.interval = settings.heartbeat_seconds
+        self.num_samples = num_samples
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        from worker.scoring.errors import Cancelled
+
+        now = time.monotonic()
+        if now - self.last < self.interval and p.stage != "done":
+            return
+        self.last = now
+        total = self.num_samples * (1 + p.levels_total)
+        fraction = p.fraction
+        elapsed = now - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
+        with self.factory() as session:
+            cancel = jobs.report_progress(
+                session,
+                self.job_id,
+                done=round(fraction * total),
+                total=total,
+                stage=p.stage,
+                eta_seconds=round(eta, 1) if eta is not None else None,
+            )
+        if cancel:
+            raise Cancelled()
+
+
+def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
+    """Run one scoring job to its end; returns the job's final status (or 'skipped')."""
+    from worker.scoring.errors import Cancelled, ModelError, ScoringError
+
+    settings = settings or get_settings()
+    job_id = uuid.UUID(str(job_id))
+    blobs = get_blobstore(settings)
+    factory = session_factory(settings)
+    stale = timedelta(seconds=max(30.0, 10 * settings.heartbeat_seconds))
+    with factory() as session:
+        job = jobs.claim(session, job_id, worker_name(), stale)
+        if job is None:
+            return "skipped"
+        dataset = session.get(Dataset, job.dataset_id)
+        weights = session.get(Weights, job.weights_id) if job.weights_id else None
+        hit = jobs_repo.score_set_by_key(session, job.tenant_id, job.cache_key)
+        if hit is not None:
+            jobs._mark_succeeded(job, hit, cached=True)
+            session.commit()
+            return JobStatus.succeeded
+        if dataset is None:
+            return "skipped"
+        session.expunge_all()
+    log.info("job %s: scoring dataset %s with %s", job_id, dataset.id, job.model)
+    try:
+        result = _score(job, dataset, weights, settings, blobs)
+    except Cancelled:
+        with factory() as session:
+            jobs.mark_cancelled(session, job_id)
+        log.info("job %s: cancelled", job_id)
+        return JobStatus.cancelled
+    except jobs.JobGone:
+        log.info("job %s: deleted while running", job_id)
+        return "skipped"
+    except ScoringError as exc:
+        message = str(exc)
+        if isinstance(exc, ModelError) and weights is not None:
+            message = (
+                message.replace(str(exc.path or ""), weights.filename) if exc.path else message
+            )
+        elif exc.path:
+            shown = dataset.filename if dataset.source == "upload" else (dataset.uri or "")
+            message = public_message(exc, datasets.local_data_path(dataset, settings, blobs), shown)  # type: ignore[arg-type]
+        with factory() as session:
+            jobs.mark_failed(session, job_id, exc.code, message)
+        log.info("job %s: failed: %s", job_id, message)
+        return JobStatus.failed
+    except Exception as exc:
+        log.exception("job %s: unexpected error", job_id)
+        with factory() as session:
+            jobs.mark_failed(session, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+        return JobStatus.failed
+    scores, fractions, losses, timings = result
+    losses_key = f"losses/{job_id}.npy"
+    buf = io.BytesIO()
+    np.save(buf, losses, allow_pickle=False)
+    blobs.put_bytes(losses_key, buf.getvalue())
+    try:
+        with factory() as session:
+            done = jobs.store_scores(
+                session,
+                job_id,
+                scores=scores,
+                mask_fractions=fractions,
+                losses_key=losses_key,
+                timings_=timings,
+            )
+    except jobs.JobGone:
+        blobs.delete(losses_key)
+        return "skipped"
+    log.info("job %s: %s", job_id, done.status if done else "gone")
+    return done.status if done is not None else "skipped"
+
+
+def _score(
+    job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
+) -> tuple[np.ndarray, list[float], np.ndarray, dict[str, float]]:
+    from worker.scoring.dlc import score
+    from worker.scoring.readers import open_dataset
+
+    t0 = time.perf_counter()
+    path = datasets.local_data_path(dataset, settings, blobs)
+    weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
+    backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
+    load_s = time.perf_counter() - t0
+    params = dict(job.params)
+    params["batch_size"] = settings.batch_size
+    reporter = _Reporter(job.id, settings, dataset.num_samples or 0)
+    with open_dataset(path, limits=read_limits(settings)) as ds:
+        result = score(ds, backbone, return_losses=True, progress=reporter, **params)
+    timings = {"load_model_s": load_s, **result.timings}
+    assert result.losses is not None
+    return result.scores, result.mask_fractions.tolist(), result.losses, timings
+
+
+def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None) -> str | None:
+    """Index a dataset registered for background indexing; returns its status."""
+    settings = settings or get_settings()
+    with session_factory(settings)() as session:
+        dataset = datasets.index_pending(
+            uuid.UUID(str(dataset_id)), session, settings, get_blobstore(settings)
+        )
+        return dataset.status if dataset is not None else None
+
+
+def requeue_interrupted(settings: Settings | None = None) -> list[uuid.UUID]:
+    settings = settings or get_settings()
+    with session_factory(settings)() as session:
+        return jobs.requeue_orphans(session)
+
+
+def next_job(settings: Settings) -> uuid.UUID | None:
+    with session_factory(settings)() as session:
+        job = jobs_repo.next_queued(session)
+        return job.id if job is not None else None
+
+
+def pending_datasets(settings: Settings) -> list[uuid.UUID]:
+    from app.datasets import repository as datasets_repo
+
+    with session_factory(settings)() as session:
+        return datasets_repo.pending_index(session)
+
+
+__all__ = ["JobStatus", "index_dataset", "requeue_interrupted", "run_job"]
