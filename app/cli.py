@@ -266,8 +266,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     migrate(settings)
     child = None
     if settings.embedded_worker and not args.no_embedded_worker:
-        # A process of its own: the API never imports torch, the worker does.
-        child = subprocess.Popen([sys.executable, "-m", "worker.embedded"])
+        # A process of its own: the API never imports torch, the worker does. It watches this
+        # process and stops when it is gone, whatever way this one ends.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "worker.embedded", "--parent", str(os.getpid())]
+        )
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn handles SIGTERM/SIGINT itself, then restores these handlers and re-raises the
+    # signal: ending in SystemExit lets the finally below stop the worker first.
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
     try:
         uvicorn.run(
             "app.main:app",

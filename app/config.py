@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     batch_size: int = 64
     cache_dir: Path | None = None  # local copies of remote blobs; default data_dir/cache
     heartbeat_seconds: float = 2.0
+    stale_after_seconds: float = 0.0  # a running job without a heartbeat this long is requeued;
+    # 0 means max(10, 5 x heartbeat_seconds)
     poll_seconds: float = 0.5  # embedded worker: how often it looks for queued work
     worker_concurrency: int = 1
 
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
     def embedded_worker(self) -> bool:
         """No broker configured: the worker polls the database for queued work."""
         return not self.broker_url
+
+    @property
+    def stale_after(self) -> timedelta:
+        seconds = self.stale_after_seconds or max(10.0, 5 * self.heartbeat_seconds)
+        return timedelta(seconds=seconds)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,16 +1,23 @@
 """The embedded worker: no broker, the database is the queue.
 
 It runs the same task code as the Celery worker, in its own process (the API never imports
-torch). At start, jobs left ``running`` by a previous run are queued again, so work that was queued
-or running when the service stopped resumes. Then it loops: index datasets waiting for it, run the
-oldest queued job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+torch). Jobs left ``running`` by a worker that stopped beating (the service was stopped while
+they ran) are queued again, so work that was queued or running when the service stopped resumes
+when it starts. The loop: requeue stale jobs, index datasets waiting for it, run the oldest queued
+job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+
+Started by ``dlcprune serve`` with ``--parent PID``: it stops when that process is gone, so a
+killed service never leaves a worker behind.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
 import threading
+import time
 
 from app.config import Settings, get_settings
 from app.db import migrate
@@ -23,11 +30,11 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
     settings = settings or get_settings()
     stop = stop or threading.Event()
     migrate(settings)
-    resumed = runner.requeue_interrupted(settings)
-    if resumed:
-        log.info("resuming %d interrupted job(s)", len(resumed))
     log.info("embedded worker polling %s", settings.database_url.split("://", 1)[0])
     while not stop.is_set():
+        resumed = runner.requeue_stale(settings)
+        if resumed:
+            log.info("resuming %d interrupted job(s)", len(resumed))
         did_work = False
         for dataset_id in runner.pending_datasets(settings):
             runner.index_dataset(dataset_id, settings)
@@ -40,18 +47,33 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
             stop.wait(settings.poll_seconds)
 
 
-def main() -> None:
+def _watch_parent(parent: int) -> None:
+    """SIGTERM ourselves once the parent process is gone (we were re-parented)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            log.info("parent %d is gone; stopping", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker.embedded")
+    parser.add_argument("--parent", type=int, default=None, help="stop when this pid is gone")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("embedded worker stopping (signal %d)", signum)
         stop.set()
-        # A job in progress is interrupted; it is queued again at the next start.
+        # A job in progress is interrupted here; its heartbeat stops and it is queued again.
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if args.parent is not None:
+        threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     serve(stop=stop)
 
 

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -97,6 +96,34 @@ class _Reporter:
             raise Cancelled()
 
 
+class _Heartbeat:
+    """Beats for a running job every ``heartbeat_seconds`` from a thread of its own, so a job
+    busy loading a model or in one long batch still shows it is alive."""
+
+    def __init__(self, job_id: uuid.UUID, settings: Settings) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        factory = session_factory(self.settings)
+        while not self.stop.wait(self.settings.heartbeat_seconds):
+            try:
+                with factory() as session:
+                    jobs.beat(session, self.job_id)
+            except Exception as exc:  # the database may be briefly away; the next beat retries
+                log.warning("job %s: heartbeat failed: %s", self.job_id, exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
 def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     """Run one scoring job to its end; returns the job's final status (or 'skipped')."""
     from worker.scoring.errors import Cancelled, ModelError, ScoringError
@@ -105,9 +132,8 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     job_id = uuid.UUID(str(job_id))
     blobs = get_blobstore(settings)
     factory = session_factory(settings)
-    stale = timedelta(seconds=max(30.0, 10 * settings.heartbeat_seconds))
     with factory() as session:
-        job = jobs.claim(session, job_id, worker_name(), stale)
+        job = jobs.claim(session, job_id, worker_name(), settings.stale_after)
         if job is None:
             return "skipped"
         dataset = session.get(Dataset, job.dataset_id)
@@ -121,8 +147,10 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             return "skipped"
         session.expunge_all()
     log.info("job %s: scoring dataset %s with %s", job_id, dataset.id, job.model)
+    beat = _Heartbeat(job_id, settings)
     try:
-        result = _score(job, dataset, weights, settings, blobs)
+        with beat:
+            result = _score(job, dataset, weights, settings, blobs)
     except Cancelled:
         with factory() as session:
             jobs.mark_cancelled(session, job_id)
@@ -202,10 +230,11 @@ def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None)
         return dataset.status if dataset is not None else None
 
 
-def requeue_interrupted(settings: Settings | None = None) -> list[uuid.UUID]:
+def requeue_stale(settings: Settings | None = None) -> list[uuid.UUID]:
+    """Queue again the running jobs whose worker stopped beating."""
     settings = settings or get_settings()
     with session_factory(settings)() as session:
-        return jobs.requeue_orphans(session)
+        return jobs.requeue_stale(session, settings.stale_after)
 
 
 def next_job(settings: Settings) -> uuid.UUID | None:
@@ -221,4 +250,4 @@ def pending_datasets(settings: Settings) -> list[uuid.UUID]:
         return datasets_repo.pending_index(session)
 
 
-__all__ = ["JobStatus", "index_dataset", "requeue_interrupted", "run_job"]
+__all__ = ["JobStatus", "index_dataset", "requeue_stale", "run_job"]

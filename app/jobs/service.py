@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -275,32 +275,44 @@ def timings(job: Job) -> dict[str, float]:
 
 def claim(session: Session, job_id: uuid.UUID, worker: str, stale_after: timedelta) -> Job | None:
     """Take a job for running. Returns None when there is nothing to do (finished, cancelled,
-    gone, or running elsewhere with a fresh heartbeat). Idempotent under redelivery."""
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None:
-        return None
+    gone, or running elsewhere with a fresh heartbeat). Idempotent under redelivery.
+
+    The claim is one conditional UPDATE, so two workers (or two deliveries) racing for the same
+    job cannot both win, on PostgreSQL and on SQLite alike.
+    """
     now = utcnow()
-    if job.status == JobStatus.running:
-        beat = as_utc(job.heartbeat_at)
-        if beat is not None and now - beat < stale_after:
-            return None
-    elif job.status != JobStatus.queued:
-        return None
-    if job.cancel_requested:
-        job.status = JobStatus.cancelled
-        job.stage = "cancelled"
-        job.finished_at = now
-        session.commit()
-        return None
-    job.status = JobStatus.running
-    job.attempts += 1
-    job.worker = worker
-    job.heartbeat_at = now
-    job.started_at = job.started_at or now
-    job.stage = "starting"
-    job.error_code = job.error_message = None
+    taken = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.cancel_requested.is_(False),
+            or_(
+                Job.status == JobStatus.queued,
+                and_(
+                    Job.status == JobStatus.running,
+                    or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - stale_after),
+                ),
+            ),
+        )
+        .values(
+            status=JobStatus.running,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            heartbeat_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+            stage="starting",
+            error_code=None,
+            error_message=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.commit()
-    return job
+    job = session.get(Job, job_id, populate_existing=True)
+    if taken == 1:
+        return job
+    if job is not None and job.cancel_requested and not JobStatus(job.status).finished:
+        mark_cancelled(session, job_id)
+    return None
 
 
 class JobGone(Exception):
@@ -328,6 +340,17 @@ def report_progress(
     cancel = bool(job.cancel_requested)
     session.commit()
     return cancel
+
+
+def beat(session: Session, job_id: uuid.UUID) -> None:
+    """Refresh a running job's heartbeat (one UPDATE, no read)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def store_scores(
@@ -393,17 +416,28 @@ def mark_cancelled(session: Session, job_id: uuid.UUID) -> None:
     session.commit()
 
 
-def requeue_orphans(session: Session, *, older_than: datetime | None = None) -> list[uuid.UUID]:
-    """Put running jobs back in the queue (the embedded worker at start: whatever was running
-    when the service stopped was interrupted)."""
-    query = select(Job).where(Job.status == JobStatus.running)
-    ids = []
-    for job in session.scalars(query.with_for_update()):
-        beat = as_utc(job.heartbeat_at)
-        if older_than is not None and beat is not None and beat > older_than:
-            continue
-        job.status = JobStatus.queued
-        job.stage = "queued"
-        ids.append(job.id)
+def requeue_stale(session: Session, stale_after: timedelta) -> list[uuid.UUID]:
+    """Put back in the queue running jobs whose worker stopped beating (it died, or the service
+    stopped while it ran). A job whose worker is alive keeps a fresh heartbeat and is left alone."""
+    cutoff = utcnow() - stale_after
+    ids = list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobStatus.running,
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
+            )
+        )
+    )
+    if ids:
+        session.execute(
+            update(Job)
+            .where(
+                Job.id.in_(ids),
+                Job.status == JobStatus.running,
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
+            )
+            .values(status=JobStatus.queued, stage="queued")
+            .execution_options(synchronize_session=False)
+        )
     session.commit()
     return ids

@@ -154,3 +154,37 @@ def test_embedded_default_end_to_end_and_resume(tmp_path: Path) -> None:
         stop(proc)
         log = (tmp_path / "serve.log").read_text(errors="replace")
         assert "Traceback" not in log, log[-4000:]
+
+
+def _children(parent: int) -> list[int]:
+    """Pids of embedded workers started for ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker.embedded" in cmd and str(parent).encode() in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_service_leaves_no_worker_behind(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _embedded(tmp_path / "var", port, tmp_path / "serve.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        deadline = time.monotonic() + 30
+        while not _children(proc.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: no cleanup code runs in the service
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while _children(proc.pid):
+            assert time.monotonic() < deadline, "the embedded worker outlived its service"
+            time.sleep(0.2)
+    finally:
+        stop(proc)
