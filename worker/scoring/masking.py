@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from worker.scoring.errors import ParameterError
-from worker.scoring.params import SCHEDULES
+from worker.scoring.params import MASKINGS, SCHEDULES, SCOPES
 
 
 def mask_counts(
@@ -76,8 +76,11 @@ class WeightMasker:
         sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)])
         self.total = int(self.offsets[-1])
-        # Exact copies (same dtype and device) so restore is bit-for-bit.
-        self._originals = [t.detach().clone() for t in tensors]
+        # Exact copies (same dtype) so restore is bit-for-bit; GPU weights are kept on the CPU,
+        # where memory is usually larger (a large language model's Linear weights).
+        self._originals = [
+            t.detach().to("cpu", copy=True) if t.is_cuda else t.detach().clone() for t in tensors
+        ]
         self.masked = 0
 
     def magnitude_order(self) -> np.ndarray:
@@ -114,11 +117,87 @@ class WeightMasker:
     def restore(self) -> None:
         """Copy the original weights back, bit for bit."""
         for t, o in zip(self.tensors, self._originals, strict=True):
-            t.copy_(o)
+            t.copy_(o.to(t.device, non_blocking=False))
         self.masked = 0
+
+    def tensor_magnitude_order(self, i: int) -> np.ndarray:
+        """(numel,) int64: tensor ``i``'s local indices by ascending |w|, ties by index."""
+        mags = self._originals[i].detach().abs().float().reshape(-1).cpu().numpy()
+        return np.argsort(mags, kind="stable").astype(np.int64)
 
     def __enter__(self) -> WeightMasker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+class MaskPlan:
+    """The entries to zero when moving from level j-1 to level j, for one mask path.
+
+    ``scope="global"``: one order over all maskable entries (the smallest magnitudes of the whole
+    network first, as ``prune.global_unstructured`` does). ``scope="layer"``: every tensor is
+    masked by the same share of its own entries, by its own order (as ``prune.l1_unstructured``
+    per module does). ``masking="random"`` replaces the magnitude orders by seeded permutations,
+    one per ``draw``.
+    """
+
+    def __init__(
+        self,
+        masker: WeightMasker,
+        levels: int,
+        schedule: str,
+        *,
+        masking: str = "l1",
+        scope: str = "global",
+        seed: int = 0,
+        draw: int = 0,
+        step: float = 0.02,
+        start: float = 0.02,
+        end: float = 0.98,
+    ) -> None:
+        if scope not in SCOPES:
+            raise ParameterError(f"mask scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        if masking not in MASKINGS:
+            raise ParameterError(f"masking must be one of {', '.join(MASKINGS)}")
+        self.masker = masker
+        self.levels = levels
+        self.scope = scope
+
+        def counts(total: int) -> np.ndarray:
+            return mask_counts(total, levels, schedule, step=step, start=start, end=end)
+
+        if scope == "global":
+            if masking == "l1":
+                self.orders = [masker.magnitude_order()]
+            else:
+                self.orders = [masker.random_order(seed, draw)]
+            self.bases = [0]
+            self.counts = [counts(masker.total)]
+        else:
+            self.orders, self.bases, self.counts = [], [], []
+            for i, t in enumerate(masker.tensors):
+                if masking == "l1":
+                    order = masker.tensor_magnitude_order(i)
+                else:
+                    rng = np.random.default_rng(np.random.SeedSequence([seed, draw, i]))
+                    order = rng.permutation(t.numel()).astype(np.int64)
+                self.orders.append(order)
+                self.bases.append(int(masker.offsets[i]))
+                self.counts.append(counts(t.numel()))
+
+    def chunk(self, level: int) -> np.ndarray:
+        """Flat indices newly masked at ``level`` (1-based), given levels before it are applied."""
+        parts = []
+        for order, base, counts in zip(self.orders, self.bases, self.counts, strict=True):
+            lo = int(counts[level - 2]) if level >= 2 else 0
+            hi = int(counts[level - 1])
+            if hi > lo:
+                parts.append(order[lo:hi] + base)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def masked_fraction(self, level: int) -> float:
+        """Share of all maskable entries zeroed at ``level`` (0 = unmasked)."""
+        if level == 0:
+            return 0.0
+        return sum(int(c[level - 1]) for c in self.counts) / self.masker.total

@@ -3,33 +3,91 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import string
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from worker.scoring.errors import ParameterError
 
 SCHEDULES = ("linear", "geometric")
 MASKINGS = ("l1", "random")
+SCOPES = ("global", "layer")
+TRUNCATIONS = ("right", "prompt")
 METHODS = ("dlc",)
 # Names the backbone registry serves without a weights file (see backbones.REGISTRY).
-REGISTRY_MODELS = ("efficientnet_lite0",)
+REGISTRY_MODELS = ("efficientnet_lite0", "all-minilm-l6-v2")
+IMAGE_MODELS = ("efficientnet_lite0",)
+TEXT_MODELS = ("all-minilm-l6-v2",)
 DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_TEXT_MODEL = "all-minilm-l6-v2"
+
+# The Alpaca prompts (Taori et al., 2023); {instruction} and {input} are filled per sample.
+ALPACA_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+# Defaults that depend on the data: the authors masked 2% of the remaining weights 50 times for
+# images, and 20% per step for 3 steps for instruction data.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "image": {"levels": 50, "step": 0.02},
+    "vector": {"levels": 50, "step": 0.02},
+    "text": {"levels": 50, "step": 0.02, "max_length": 256},
+    "instruction": {"levels": 3, "step": 0.2, "max_length": 512},
+}
+
+
+def format_prompt(template: str | None, instruction: str, input_: str) -> str:
+    """The prompt for one sample: the Alpaca pair by default (with or without an input)."""
+    if template is None:
+        chosen = ALPACA_PROMPT_INPUT if input_ else ALPACA_PROMPT_NO_INPUT
+        return chosen.format(instruction=instruction, input=input_)
+    return template.replace("{instruction}", instruction).replace("{input}", input_)
+
+
+def check_template(template: str) -> None:
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    if "instruction" not in fields:
+        raise ParameterError("template must contain {instruction}")
+    unknown = fields - {"instruction", "input"}
+    if unknown:
+        raise ParameterError(
+            f"template may only use {{instruction}} and {{input}}, not {sorted(unknown)}"
+        )
 
 
 @dataclass(frozen=True)
 class DLCParams:
-    """DLC's parameters; the names are the CLI options' and the job API's ``params``."""
+    """DLC's parameters; the names are the CLI options' and the job API's ``params``.
 
-    levels: int = 50
+    ``None`` means "the default for this kind of data" (``KIND_DEFAULTS``); ``resolved(kind)``
+    fills them in.
+    """
+
+    levels: int | None = None
     schedule: str = "geometric"
     masking: str = "l1"
+    scope: str = "global"
     draws: int = 1
     seed: int = 0
-    step: float = 0.02
+    step: float | None = None
     start: float = 0.02
     end: float = 0.98
     image_size: int | None = None
     batch_size: int = 64
+    max_length: int | None = None
+    template: str | None = None
+    truncation: str = "right"
+
+    def resolved(self, kind: str) -> DLCParams:
+        defaults = KIND_DEFAULTS.get(kind, KIND_DEFAULTS["image"])
+        fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return replace(self, **fill)
 
     def validate(self) -> DLCParams:
         def whole(name: str, lo: int, hi: int) -> None:
@@ -37,20 +95,29 @@ class DLCParams:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
 
-        whole("levels", 0, 1000)
+        if self.levels is not None:
+            whole("levels", 0, 1000)
         whole("draws", 1, 100)
         whole("seed", 0, 2**63 - 1)
         whole("batch_size", 1, 65536)
         if self.image_size is not None:
             whole("image_size", 8, 1024)
+        if self.max_length is not None:
+            whole("max_length", 8, 1_000_000)
         if self.schedule not in SCHEDULES:
             raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.masking not in MASKINGS:
             raise ParameterError(f"masking must be one of {', '.join(MASKINGS)}")
+        if self.scope not in SCOPES:
+            raise ParameterError(f"scope must be one of {', '.join(SCOPES)}")
+        if self.truncation not in TRUNCATIONS:
+            raise ParameterError(f"truncation must be one of {', '.join(TRUNCATIONS)}")
         if self.masking == "l1" and self.draws != 1:
             raise ParameterError("draws > 1 needs random masking (l1 masks are deterministic)")
         for name in ("step", "start", "end"):
             v = getattr(self, name)
+            if v is None:
+                continue
             if (
                 isinstance(v, bool)
                 or not isinstance(v, (int, float))
@@ -58,32 +125,42 @@ class DLCParams:
                 or not 0 <= v <= 1
             ):
                 raise ParameterError(f"{name} must be a number in [0, 1], got {v!r}")
-        if self.schedule == "geometric" and not 0 < self.step < 1:
+        if self.schedule == "geometric" and self.step is not None and not 0 < self.step < 1:
             raise ParameterError(f"step must be in (0, 1), got {self.step!r}")
         if self.schedule == "linear" and self.start > self.end:
             raise ParameterError("start must not be above end")
+        if self.template is not None:
+            check_template(self.template)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self, kind: str = "image") -> dict[str, Any]:
         """The parameters that change the scores: the score cache's key.
 
-        The batch size is left out (an execution detail), and so are parameters the chosen
-        schedule or masking ignores, so equivalent requests share cached scores.
+        The batch size is left out (an execution detail), and so are parameters the data, the
+        schedule or the masking ignores, so equivalent requests share cached scores.
         """
+        p = self.resolved(kind)
         out: dict[str, Any] = {
-            "levels": self.levels,
-            "schedule": self.schedule,
-            "masking": self.masking,
-            "image_size": self.image_size,
+            "levels": p.levels,
+            "schedule": p.schedule,
+            "masking": p.masking,
+            "scope": p.scope,
         }
-        if self.levels > 0:
-            if self.schedule == "geometric":
-                out["step"] = float(self.step)
+        if kind in ("image",):
+            out["image_size"] = p.image_size
+        if kind in ("text", "instruction"):
+            out["max_length"] = p.max_length
+        if kind == "instruction":
+            out["template"] = p.template
+            out["truncation"] = p.truncation
+        if p.levels:
+            if p.schedule == "geometric":
+                out["step"] = float(p.step)  # type: ignore[arg-type]
             else:
-                out["start"], out["end"] = float(self.start), float(self.end)
-            if self.masking == "random":
-                out["draws"], out["seed"] = self.draws, self.seed
+                out["start"], out["end"] = float(p.start), float(p.end)
+            if p.masking == "random":
+                out["draws"], out["seed"] = p.draws, p.seed
         return out
