@@ -66,15 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="input size in pixels (default: the backbone's own)",
     )
-    sc.add_argument("--levels", type=_positive_int, default=50, help="masked levels (default 50)")
+    sc.add_argument(
+        "--levels",
+        type=_positive_int,
+        default=None,
+        help="masked levels (default 50; 3 for instructions)",
+    )
     sc.add_argument("--schedule", choices=("linear", "geometric"), default="geometric")
     sc.add_argument("--masking", choices=("l1", "random"), default="l1")
+    sc.add_argument(
+        "--scope",
+        choices=("global", "layer"),
+        default="global",
+        help="one magnitude order over all weights, or each layer by its own",
+    )
     sc.add_argument("--draws", type=_positive_int, default=1, help="random masks per level")
     sc.add_argument(
         "--step",
         type=float,
-        default=0.02,
-        help="geometric: share of remaining weights masked per level",
+        default=None,
+        help="geometric: share of the remaining weights masked per level (0.02; 0.2 for "
+        "instructions)",
     )
     sc.add_argument("--start", type=float, default=0.02, help="linear: first level's share")
     sc.add_argument("--end", type=float, default=0.98, help="linear: last level's share")
@@ -82,6 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=_positive_int, default=64)
     sc.add_argument("--mask-layers", choices=("auto", "conv", "linear"), default="auto")
     sc.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sc.add_argument(
+        "--max-length",
+        type=_positive_int,
+        default=None,
+        help="text and instructions: tokens kept per sample (256; 512 for instructions)",
+    )
+    sc.add_argument(
+        "--template",
+        default=None,
+        help="instructions: prompt template with {instruction} and {input} (default: Alpaca)",
+    )
+    sc.add_argument(
+        "--truncation",
+        choices=("right", "prompt"),
+        default="right",
+        help="instructions: cut the end, or the prompt's start first",
+    )
+    sc.add_argument(
+        "--hf-kind",
+        choices=("auto", "encoder", "causal_lm"),
+        default="auto",
+        help="a Hugging Face directory as --model: an encoder or a causal LM (auto: config.json)",
+    )
     sc.add_argument("--losses", default=None, help="also write per-level losses (.npz)")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
     sc.add_argument(
@@ -141,12 +176,17 @@ def read_scores_csv(path: str) -> tuple[list[str], list[str] | None, np.ndarray]
                     continue
                 if len(row) < 3:
                     raise CLIError(f"{path}:{lineno}: expected 3 columns, got {len(row)}")
-                try:
-                    value = float(row[2])
-                except ValueError:
-                    raise CLIError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
-                if not math.isfinite(value):
-                    raise CLIError(f"{path}:{lineno}: score {row[2]!r} is not finite")
+                if row[2].strip() == "":
+                    value = math.nan  # not scored (an instruction truncated away): never kept
+                else:
+                    try:
+                        value = float(row[2])
+                    except ValueError:
+                        raise CLIError(
+                            f"{path}:{lineno}: score {row[2]!r} is not a number"
+                        ) from None
+                    if not math.isfinite(value):
+                        raise CLIError(f"{path}:{lineno}: score {row[2]!r} is not finite")
                 ids.append(row[0])
                 labels.append(row[1])
                 scores.append(value)
@@ -197,6 +237,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         args.model,
         args.weights,
         mask_layers=args.mask_layers,
+        hf_kind=args.hf_kind,
         device=resolve_device(args.device),
     )
     with open_dataset(args.data) as ds:
@@ -208,6 +249,7 @@ def cmd_score(args: argparse.Namespace) -> None:
                 levels=args.levels,
                 schedule=args.schedule,
                 masking=args.masking,
+                scope=args.scope,
                 draws=args.draws,
                 seed=args.seed,
                 step=args.step,
@@ -215,6 +257,9 @@ def cmd_score(args: argparse.Namespace) -> None:
                 end=args.end,
                 image_size=args.image_size,
                 batch_size=args.batch_size,
+                max_length=args.max_length,
+                template=args.template,
+                truncation=args.truncation,
                 return_losses=args.losses is not None,
                 progress=update,
             )
@@ -223,22 +268,37 @@ def cmd_score(args: argparse.Namespace) -> None:
                 bar.close()
     result.write_csv(args.out)
     if args.losses:
+        extra = {"tokens": result.tokens} if result.tokens is not None else {}
         np.savez(
             args.losses,
             losses=result.losses,
             mask_fractions=result.mask_fractions,
             ids=np.asarray(result.ids),
+            **extra,
         )
     print(
         f"scored {len(result.ids)} samples in {result.timings['total_s']:.1f} s -> {args.out}",
         file=sys.stderr,
     )
+    if result.unscored:
+        shown = ", ".join(result.unscored[:5]) + (" ..." if len(result.unscored) > 5 else "")
+        print(
+            f"warning: {len(result.unscored)} sample(s) have no response token left after "
+            f"truncation (empty score; raise --max-length or use --truncation prompt): {shown}",
+            file=sys.stderr,
+        )
 
 
 def cmd_select(args: argparse.Namespace) -> None:
     ids, labels, scores = read_scores_csv(args.scores)
     sel = select(
-        scores, labels, keep=args.keep, strategy=args.strategy, split=args.split, seed=args.seed
+        scores,
+        labels,
+        keep=args.keep,
+        strategy=args.strategy,
+        split=args.split,
+        seed=args.seed,
+        unscored="exclude",
     )
     with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
         for i in sel.indices:

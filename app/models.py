@@ -143,7 +143,10 @@ class ScoreSet(Base):
     model: Mapped[str] = mapped_column(String(500))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     num_samples: Mapped[int] = mapped_column(Integer)
-    scores: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, (N,)
+    scores: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, (N,); NaN: none
+    # Instructions: response tokens scored per sample, int32 little-endian (N,).
+    tokens: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    unscored: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     losses_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     mask_fractions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -170,6 +173,7 @@ class Job(Base):
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    unscored: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     score_set_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("score_sets.id", ondelete="SET NULL"), nullable=True
     )
@@ -208,5 +212,7 @@ class Selection(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(Integer)
     class_counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Samples without a score (never kept) at the time of the selection.
+    excluded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     indices: Mapped[bytes] = mapped_column(LargeBinary)  # int64 little-endian, ascending
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

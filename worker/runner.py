@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ def worker_name() -> str:
 
 
 def _backbone(model: str, weights_path: str | None, input_kind: str, settings: Settings) -> Any:
+    """``model`` and the local weights; ``hf`` weights are a model directory (unpacked)."""
     """Models load lazily, once per process (the two most recent stay in memory)."""
     from worker.scoring.backbones import load_backbone
     from worker.scoring.dlc import resolve_device
@@ -50,6 +52,10 @@ def _backbone(model: str, weights_path: str | None, input_kind: str, settings: S
     if model == "torchscript":
         assert weights_path is not None
         bb = load_backbone(weights_path, input_kind=input_kind, device=device)
+    elif model == "hf":
+        assert weights_path is not None
+        hf_kind = "causal_lm" if input_kind == "instruction" else "encoder"
+        bb = load_backbone(weights_path, hf_kind=hf_kind, device=device)
     else:
         bb = load_backbone(model, weights_path, device=device)
     with _backbones_lock:
@@ -177,7 +183,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
         with factory() as session:
             jobs.mark_failed(session, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
         return JobStatus.failed
-    scores, fractions, losses, timings = result
+    scores, tokens, fractions, losses, timings = result
     losses_key = f"losses/{job_id}.npy"
     buf = io.BytesIO()
     np.save(buf, losses, allow_pickle=False)
@@ -188,6 +194,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
                 session,
                 job_id,
                 scores=scores,
+                tokens=tokens,
                 mask_fractions=fractions,
                 losses_key=losses_key,
                 timings_=timings,
@@ -201,13 +208,20 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
 
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
-) -> tuple[np.ndarray, list[float], np.ndarray, dict[str, float]]:
+) -> tuple[np.ndarray, np.ndarray | None, list[float], np.ndarray, dict[str, float]]:
     from worker.scoring.dlc import score
     from worker.scoring.readers import open_dataset
 
     t0 = time.perf_counter()
     path = datasets.local_data_path(dataset, settings, blobs)
     weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
+    if weights is not None and job.model == "hf":
+        from worker.archives import unpack_model
+
+        assert settings.cache_dir is not None and weights_path is not None
+        weights_path = str(
+            unpack_model(weights_path, Path(settings.cache_dir) / "models" / str(weights.id))
+        )
     backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
     load_s = time.perf_counter() - t0
     params = dict(job.params)
@@ -217,7 +231,7 @@ def _score(
         result = score(ds, backbone, return_losses=True, progress=reporter, **params)
     timings = {"load_model_s": load_s, **result.timings}
     assert result.losses is not None
-    return result.scores, result.mask_fractions.tolist(), result.losses, timings
+    return result.scores, result.tokens, result.mask_fractions.tolist(), result.losses, timings
 
 
 def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None) -> str | None:

@@ -54,6 +54,12 @@ def load_scores(session: Session, score_set_id: uuid.UUID) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4")
 
 
+def load_tokens(session: Session, score_set_id: uuid.UUID) -> np.ndarray | None:
+    """(N,) int32 response tokens per sample (instruction scores), or None."""
+    raw = session.scalar(select(ScoreSet.tokens).where(ScoreSet.id == score_set_id))
+    return None if raw is None else np.frombuffer(raw, dtype="<i4")
+
+
 def next_queued(session: Session) -> Job | None:
     """The oldest queued job of any tenant (the embedded worker's poll)."""
     return session.scalar(

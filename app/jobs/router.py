@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
@@ -130,10 +131,11 @@ def get_scores(
     job, dataset = _scored(session, tenant, job_id)
     assert job.score_set_id is not None and dataset.index_key is not None
     scores = repository.load_scores(session, job.score_set_id)
+    tokens = repository.load_tokens(session, job.score_set_id)
     index = index_cache.get(get_blobstore(), dataset.index_key)
     if format == "csv":
         return StreamingResponse(
-            _scores_csv(index, scores),
+            _scores_csv(index, scores, tokens),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="scores-{job.id}.csv"'},
         )
@@ -144,7 +146,8 @@ def get_scores(
         ScoreItem(
             sample_id=index.id(i),
             label=labels[i] if labels is not None else None,
-            score=float(scores[i]),
+            score=None if math.isnan(scores[i]) else float(scores[i]),
+            tokens=int(tokens[i]) if tokens is not None else None,
         )
         for i in rows
     ]
@@ -155,15 +158,21 @@ def get_scores(
     )
 
 
-def _scores_csv(index, scores) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _scores_csv(index, scores, tokens) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """``sample_id,label,score`` (``,tokens`` for instructions); an unscored sample has an
+    empty score."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["sample_id", "label", "score"])
+    writer.writerow(["sample_id", "label", "score"] + (["tokens"] if tokens is not None else []))
     labels = index.labels()
     ids = index.ids()
     for start in range(0, len(ids), 10000):
         for i in range(start, min(len(ids), start + 10000)):
-            writer.writerow([ids[i], labels[i] if labels else "", f"{float(scores[i]):.9g}"])
+            value = float(scores[i])
+            row = [ids[i], labels[i] if labels else "", "" if math.isnan(value) else f"{value:.9g}"]
+            if tokens is not None:
+                row.append(str(int(tokens[i])))
+            writer.writerow(row)
         yield buf.getvalue().encode("utf-8")
         buf.seek(0)
         buf.truncate()

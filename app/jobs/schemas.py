@@ -19,18 +19,49 @@ class DLCParamsIn(BaseModel):
     image_size: int | None = Field(
         default=None, ge=8, le=1024, description="input size in pixels; default: the backbone's"
     )
-    levels: int = Field(default=50, ge=0, le=1000, description="masked levels on the path")
+    levels: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="masked levels on the path (default 50; 3 for instruction data)",
+    )
     schedule: Literal["linear", "geometric"] = Field(
         default="geometric",
         description="linear: shares evenly from start to end; geometric: step of the remaining "
         "weights per level (the authors' code)",
     )
     masking: Literal["l1", "random"] = "l1"
+    scope: Literal["global", "layer"] = Field(
+        default="global",
+        description="global: one magnitude order over all weights; layer: each layer by its own",
+    )
     draws: int = Field(default=1, ge=1, le=100, description="random masks per level")
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    step: float = Field(default=0.02, gt=0, lt=1)
+    step: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="geometric: share of the remaining weights masked per level (0.02; 0.2 for "
+        "instruction data)",
+    )
     start: float = Field(default=0.02, ge=0, le=1)
     end: float = Field(default=0.98, ge=0, le=1)
+    max_length: int | None = Field(
+        default=None,
+        ge=8,
+        le=1_000_000,
+        description="text and instructions: tokens kept per sample (256; 512 for instructions)",
+    )
+    template: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="instructions: prompt template with {instruction} and {input} (default: "
+        "Alpaca's)",
+    )
+    truncation: Literal["right", "prompt"] = Field(
+        default="right",
+        description="instructions: cut the end, or the prompt's start first, at max_length",
+    )
 
 
 class JobCreate(BaseModel):
@@ -53,8 +84,10 @@ class JobCreate(BaseModel):
         default="efficientnet_lite0",
         min_length=1,
         max_length=200,
-        description="a registry name (efficientnet_lite0), a timm/torchvision architecture "
-        "(timm:NAME, torchvision:NAME) with weights_id, or 'torchscript' with weights_id",
+        description="a registry name (efficientnet_lite0 for images, all-minilm-l6-v2 for text), "
+        "a timm/torchvision architecture (timm:NAME, torchvision:NAME) with weights_id, "
+        "'torchscript' with weights_id, or 'hf' with weights_id of a Hugging Face model "
+        "directory uploaded as an archive (an encoder for text, a causal LM for instructions)",
     )
     weights_id: uuid.UUID | None = Field(
         default=None, description="weights uploaded with POST /v1/weights"
@@ -103,6 +136,11 @@ class JobRead(BaseModel):
     params: dict[str, Any]
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     cached: bool = Field(description="answered from scores computed before, without recomputing")
+    unscored: int = Field(
+        default=0,
+        description="samples that could not be scored (instructions whose response was "
+        "truncated away); listed with a null score under scores_url",
+    )
     cancel_requested: bool = False
     progress: ProgressRead
     error: ErrorInfo | None = None
@@ -126,7 +164,10 @@ class JobList(BaseModel):
 class ScoreItem(BaseModel):
     sample_id: str
     label: str | None
-    score: float
+    score: float | None = Field(description="null when the sample could not be scored")
+    tokens: int | None = Field(
+        default=None, description="instructions: response tokens scored (0: truncated away)"
+    )
 
 
 class ScorePage(BaseModel):

@@ -35,7 +35,9 @@ from app.models import (
     utcnow,
 )
 from worker.scoring.errors import ParameterError
-from worker.scoring.params import REGISTRY_MODELS, DLCParams
+from worker.scoring.params import IMAGE_MODELS, REGISTRY_MODELS, TEXT_MODELS, DLCParams
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
 def canonical(value: Any) -> str:
@@ -66,11 +68,17 @@ def _check_model(model: str, weights: Weights | None) -> None:
             f"model {model!r} needs weights_id (upload the file with POST /v1/weights); "
             f"models that need none: {', '.join(REGISTRY_MODELS)}",
         )
+    if model == "hf" and not weights.filename.lower().endswith(ARCHIVE_SUFFIXES):
+        raise unprocessable(
+            "invalid_model",
+            "model 'hf' needs weights_id of a Hugging Face directory uploaded as an archive "
+            f"({', '.join(ARCHIVE_SUFFIXES)})",
+        )
 
 
-def _params(body: JobCreate) -> DLCParams:
+def _params(body: JobCreate, kind: str) -> DLCParams:
     try:
-        return DLCParams(**body.params.model_dump()).validate()
+        return DLCParams(**body.params.model_dump()).validate().resolved(kind)
     except ParameterError as exc:
         raise unprocessable("invalid_parameter", str(exc)) from exc
 
@@ -110,14 +118,15 @@ def create(
         if weights is None:
             raise not_found("weights", body.weights_id)
     _check_model(body.model, weights)
-    params = _params(body)
+    kind = dataset.kind or "image"
     _check_fits(dataset, body.model)
+    params = _params(body, kind)
     key = cache_key(
         dataset.sha256 or "",
         body.model,
         weights.sha256 if weights else None,
         body.method,
-        params.identity(),
+        params.identity(kind),
     )
     job = Job(
         tenant_id=tenant_id,
@@ -153,15 +162,30 @@ def create(
 
 
 def _check_fits(dataset: Dataset, model: str) -> None:
-    if dataset.kind in ("image", "vector") and not dataset.classes:
+    """The model must take the dataset's kind of data; prototype losses need classes."""
+    kind = dataset.kind
+    if kind in ("image", "vector", "text") and len(dataset.classes or {}) < 2:
         raise unprocessable(
-            "unlabelled_dataset", "DLC with an image backbone needs labelled data (classes)"
+            "unlabelled_dataset",
+            f"DLC on {kind} data compares class prototypes: it needs at least two classes",
         )
-    if dataset.kind in ("text", "instruction"):
-        raise unprocessable(
-            "unsupported_dataset", f"{dataset.kind} datasets need a language model backbone"
-        )
-    if dataset.kind == "vector" and model in REGISTRY_MODELS:
+    if kind == "instruction":
+        if model != "hf":
+            raise unprocessable(
+                "unsupported_dataset",
+                "instruction data needs a causal language model: model 'hf' with weights_id of "
+                "a Hugging Face directory archive",
+            )
+    elif kind == "text":
+        if model not in TEXT_MODELS and model != "hf":
+            raise unprocessable(
+                "unsupported_dataset",
+                f"text data needs a text encoder: {', '.join(TEXT_MODELS)}, or 'hf' with "
+                "weights_id",
+            )
+    elif model in TEXT_MODELS or model == "hf":
+        raise unprocessable("unsupported_dataset", f"{model} takes text, not {kind} data")
+    elif kind == "vector" and model in IMAGE_MODELS:
         raise unprocessable(
             "unsupported_dataset",
             f"{model} takes images; vector data needs a TorchScript model (weights_id)",
@@ -182,6 +206,7 @@ def _mark_succeeded(job: Job, score_set: ScoreSet, *, cached: bool) -> None:
     job.status = JobStatus.succeeded
     job.cached = cached
     job.score_set_id = score_set.id
+    job.unscored = score_set.unscored or 0
     job.stage = "done"
     job.progress_total = job.progress_total or score_set.num_samples
     job.progress_done = job.progress_total
@@ -233,6 +258,7 @@ def to_read(job: Job, base_url: str) -> JobRead:
         params=job.params,
         status=job.status,
         cached=job.cached,
+        unscored=job.unscored or 0,
         cancel_requested=job.cancel_requested,
         progress=ProgressRead(
             done=done,
@@ -358,6 +384,7 @@ def store_scores(
     job_id: uuid.UUID,
     *,
     scores: np.ndarray,
+    tokens: np.ndarray | None = None,
     mask_fractions: list[float] | None,
     losses_key: str | None,
     timings_: dict[str, float],
@@ -383,6 +410,10 @@ def store_scores(
             params=job.params,
             num_samples=int(scores.shape[0]),
             scores=np.ascontiguousarray(scores, dtype="<f4").tobytes(),
+            tokens=np.ascontiguousarray(tokens, dtype="<i4").tobytes()
+            if tokens is not None
+            else None,
+            unscored=int(np.isnan(scores).sum()),
             losses_key=losses_key,
             mask_fractions={"levels": mask_fractions} if mask_fractions is not None else None,
         )

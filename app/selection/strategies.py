@@ -419,6 +419,8 @@ def select(
     strategy: str = "flexrand",
     split: float = 0.5,
     seed: int = 0,
+    unscored: str = "error",
+    keep_total: int | None = None,
 ) -> Selection:
     """Choose a subset of samples from their hardness scores.
 
@@ -431,6 +433,10 @@ def select(
         strategy: one of :data:`STRATEGIES`.
         split: FlexRand's easy share g in [0, 1]; validated for every strategy.
         seed: int >= 0.
+        unscored: ``"error"`` (a NaN score is an error) or ``"exclude"``: samples with a NaN
+            score (an instruction whose response was truncated away) are never kept; ``keep``
+            still resolves against all N samples, and the total must fit in the scored ones.
+        keep_total: internal: an already resolved size that overrides ``keep``.
 
     Returns:
         A :class:`Selection` with exactly ``resolve_keep(keep, N)`` sorted unique indices.
@@ -444,9 +450,15 @@ def select(
         )
     split = _check_split(split)
     seed = _check_seed(seed)
+    if unscored not in ("error", "exclude"):
+        raise SelectionError(f"unscored must be 'error' or 'exclude', got {unscored!r}")
+    if unscored == "exclude":
+        arr = np.asarray(scores)
+        if arr.dtype.kind == "f" and np.isnan(arr).any():
+            return _select_scored(arr, labels, keep, strategy, split, seed)
     values = _check_scores(scores)
     n = values.shape[0]
-    total = resolve_keep(keep, n)
+    total = resolve_keep(keep, n) if keep_total is None else keep_total
     if labels is None:
         class_values: list[Any] | None = None
         classes = None
@@ -476,6 +488,43 @@ def select(
         indices=indices,
         size=int(indices.shape[0]),
         class_counts=class_counts,
+        strategy=strategy,
+        keep_total=total,
+        split=split,
+        seed=seed,
+    )
+
+
+def _select_scored(
+    scores: np.ndarray, labels: Any, keep: float, strategy: str, split: float, seed: int
+) -> Selection:
+    """:func:`select` over the samples with a finite score; indices refer to the full input."""
+    n = scores.shape[0]
+    total = resolve_keep(keep, n)
+    scored = np.flatnonzero(~np.isnan(scores))
+    if total > len(scored):
+        raise SelectionError(
+            f"keep asks for {total} samples but only {len(scored)} of {n} have a score "
+            f"({n - len(scored)} could not be scored)"
+        )
+    if len(scored) == 0:
+        raise SelectionError("no sample has a score")
+    sub_labels = None if labels is None else np.asarray(labels)[scored]
+    inner = select(
+        scores[scored],
+        sub_labels,
+        keep=1.0,
+        strategy=strategy,
+        split=split,
+        seed=seed,
+        keep_total=total,
+    )
+    indices = scored[inner.indices].astype(np.int64)
+    indices.flags.writeable = False
+    return Selection(
+        indices=indices,
+        size=inner.size,
+        class_counts=inner.class_counts,
         strategy=strategy,
         keep_total=total,
         split=split,

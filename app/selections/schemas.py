@@ -59,6 +59,9 @@ class SelectionRead(BaseModel):
     size: int
     num_samples: int
     class_counts: dict[str, int] = Field(description="kept samples per class; {} if unlabelled")
+    excluded: int = Field(
+        default=0, description="samples without a score, which a selection never keeps"
+    )
     created_at: datetime
     url: str
     items_url: str

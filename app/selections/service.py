@@ -50,6 +50,7 @@ def create(
             strategy=body.strategy,
             split=body.split,
             seed=body.seed,
+            unscored="exclude",
         )
     except SelectionError as exc:
         raise unprocessable(exc.code, str(exc)) from exc
@@ -69,6 +70,7 @@ def create(
         seed=int(body.seed),
         size=result.size,
         class_counts=counts,
+        excluded=int(np.isnan(scores).sum()),
         indices=np.ascontiguousarray(result.indices, dtype="<i8").tobytes(),
     )
     session.add(row)
@@ -122,6 +124,7 @@ def to_read(row: Selection, num_samples: int, base_url: str) -> SelectionRead:
         size=row.size,
         num_samples=num_samples,
         class_counts=row.class_counts,
+        excluded=row.excluded or 0,
         created_at=as_utc(row.created_at),
         url=url,
         items_url=f"{url}/items",

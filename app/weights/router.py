@@ -18,7 +18,8 @@ from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/weights", tags=["weights"])
 
-SUFFIXES = (".pth", ".pt", ".safetensors")
+# Weights files, or a Hugging Face model directory packed as an archive (model "hf").
+SUFFIXES = (".pth", ".pt", ".safetensors", ".zip", ".tar", ".tar.gz", ".tgz")
 
 
 class WeightsRead(BaseModel):
@@ -67,7 +68,8 @@ def weights_key(weights_id: uuid.UUID, filename: str) -> str:
             },
         }
     },
-    summary="Upload a weights file (.pth, .pt, .safetensors, or a TorchScript module)",
+    summary="Upload a weights file (.pth, .pt, .safetensors, a TorchScript module) or a Hugging "
+    "Face model directory as an archive (.zip, .tar, .tar.gz)",
 )
 async def upload_weights(
     request: Request, session: SessionDep, settings: SettingsDep, blobs: BlobDep, tenant: TenantDep

@@ -208,3 +208,44 @@ def test_image_backbone_refuses_vectors(vector_data: tuple[Path, Path, np.ndarra
     bb = load_backbone("efficientnet_lite0")
     with open_dataset(data) as ds, pytest.raises(ParameterError, match="takes images"):
         score(ds, bb, levels=1)
+
+
+def test_spread_order_covers_the_path_early() -> None:
+    from worker.scoring.dlc import spread_order
+
+    for levels in (1, 2, 7, 50, 63):
+        order = spread_order(levels)
+        assert sorted(order) == list(range(1, levels + 1))
+    first = spread_order(50)[:7]
+    # The first levels visited reach both halves of the path, not only its start.
+    assert min(first) <= 10 and max(first) >= 40
+
+
+def test_early_stop_uses_fewer_levels_and_keeps_the_ranking(
+    vector_data: tuple[Path, Path, np.ndarray],
+) -> None:
+    from worker.scoring.dlc import rank_correlation
+
+    data, model, _ = vector_data
+    bb = load_backbone(str(model), input_kind="vector")
+    with open_dataset(data) as ds:
+        full = score(ds, bb, levels=40, schedule="linear")
+        quick = score(ds, bb, levels=40, schedule="linear", early_stop=True, return_losses=True)
+    assert full.levels_used == list(range(41))
+    assert quick.levels_used[0] == 0 and quick.levels_used == sorted(quick.levels_used)
+    assert 7 <= len(quick.levels_used) < 41
+    assert quick.losses is not None and quick.losses.shape == (len(quick.levels_used), 60)
+    assert len(quick.mask_fractions) == len(quick.levels_used)
+    assert rank_correlation(quick.scores, full.scores) >= 0.99
+
+
+def test_bf16_scores_rank_like_fp32(vector_data: tuple[Path, Path, np.ndarray]) -> None:
+    from worker.scoring.dlc import rank_correlation
+
+    data, model, _ = vector_data
+    bb = load_backbone(str(model), input_kind="vector")
+    with open_dataset(data) as ds:
+        fp32 = score(ds, bb, levels=5, precision="fp32").scores
+        bf16 = score(ds, bb, levels=5, precision="bf16").scores
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran
+    assert rank_correlation(fp32, bf16) >= 0.99

@@ -122,3 +122,28 @@ def test_magnitude_order_is_ascending_magnitude() -> None:
     masker = WeightMasker(weights)
     mags = torch.cat([w.abs().reshape(-1) for w in weights]).numpy()
     assert np.all(np.diff(mags[masker.magnitude_order()]) >= 0)
+
+
+def test_moving_down_the_path_restores_exactly() -> None:
+    from worker.scoring.masking import MaskPlan
+
+    model = small_cnn(3)
+    weights = conv_weights(model)
+    pristine = [w.clone() for w in weights]
+    masker = WeightMasker(weights)
+    plan = MaskPlan(masker, 10, "geometric", step=0.1)
+
+    def snapshot() -> list[torch.Tensor]:
+        return [w.clone() for w in weights]
+
+    at = {}
+    level = 0
+    for target in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10):  # up, one level at a time
+        plan.move(level, target)
+        level = target
+        at[target] = snapshot()
+    for target in (3, 9, 1, 10, 5, 0):  # jumps in any direction land on the same weights
+        plan.move(level, target)
+        level = target
+        expected = at.get(target, pristine)
+        assert all(torch.equal(a, b) for a, b in zip(weights, expected, strict=True)), target

@@ -608,3 +608,26 @@ def test_select_on_a_million_scores(n_classes: int) -> None:
             assert list(sel.class_counts.values()) == allocate(sizes, 300_000).tolist()
     # Not a benchmark, only a guard against an accidental per-sample Python loop.
     assert time.perf_counter() - started < 30
+
+
+def test_unscored_samples_are_excluded_when_asked() -> None:
+    scores = np.array([0.1, np.nan, 0.3, 0.2, np.nan, 0.9, 0.5, 0.7])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    with pytest.raises(SelectionError, match="NaN"):
+        select(scores, labels, keep=0.5)
+    sel = select(scores, labels, keep=0.5, unscored="exclude", seed=2)
+    assert sel.size == 4 == sel.keep_total
+    assert not set(sel.indices.tolist()) & {1, 4}
+    assert list(sel.indices) == sorted(set(sel.indices.tolist()))
+    again = select(scores, labels, keep=0.5, unscored="exclude", seed=2)
+    assert np.array_equal(sel.indices, again.indices)
+    easy = select(scores, None, keep=3, strategy="easy", unscored="exclude")
+    assert easy.indices.tolist() == [0, 2, 3]
+    with pytest.raises(SelectionError, match="only 6 of 8 have a score"):
+        select(scores, labels, keep=7, unscored="exclude")
+    # Without NaN, "exclude" is the plain selection.
+    clean = np.nan_to_num(scores, nan=0.4)
+    assert np.array_equal(
+        select(clean, labels, keep=0.5, unscored="exclude").indices,
+        select(clean, labels, keep=0.5).indices,
+    )

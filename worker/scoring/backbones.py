@@ -59,6 +59,8 @@ class Backbone:
     default_image_size: int = 224
     mask_layers: str = "conv"
     weights_sha256: str | None = None
+    # CNNs run faster with NHWC activations on CPUs (oneDNN) and GPUs (tensor cores).
+    channels_last: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -73,7 +75,10 @@ class Backbone:
         return sum(t.numel() for _, t in self.maskable)
 
     def to(self, device: str | torch.device) -> Backbone:
-        self.model.to(device)
+        if self.channels_last:
+            self.model.to(device, memory_format=torch.channels_last)
+        else:
+            self.model.to(device)
         # Parameters moved in place keep their identity only on the same device; re-read them.
         self.maskable = _resolve_tensors(self.model, [n for n, _ in self.maskable])
         return self
@@ -269,6 +274,7 @@ def _timm_backbone(
         crop_pct=float(cfg.get("crop_pct", 0.875)),
         default_image_size=int(size),
         mask_layers=kind,
+        channels_last=kind == "conv",
         weights_sha256=sha256_file(weights) if weights else None,
     )
 
@@ -320,6 +326,7 @@ def _torchvision_backbone(
         interpolation="bilinear",
         mask_layers=kind,
         weights_sha256=sha256_file(weights),
+        channels_last=kind == "conv",
     )
 
 

@@ -17,6 +17,7 @@ cancellation.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class ScoreResult:
     # Instructions: response tokens scored per sample (N,) int32; ids with none left (NaN score).
     tokens: np.ndarray | None = None
     unscored: list[str] = field(default_factory=list)
+    # Path levels the score averages (0 = unmasked); all of 0..L unless stopped early.
+    levels_used: list[int] = field(default_factory=list)
 
     def write_csv(self, path: str) -> None:
         """``sample_id,label,score``: one row per sample in dataset order; scores round-trip.
@@ -94,7 +97,10 @@ def write_scores_csv(fh: Any, ids: list[str], labels: list[str] | None, scores: 
     writer.writerow(["sample_id", "label", "score"])
     for i, sid in enumerate(ids):
         # 9 significant digits round-trip any float32 exactly.
-        writer.writerow([sid, labels[i] if labels is not None else "", f"{float(scores[i]):.9g}"])
+        value = float(scores[i])
+        # An empty cell: the sample could not be scored (its response was truncated away).
+        cell = f"{value:.9g}" if math.isfinite(value) else ""
+        writer.writerow([sid, labels[i] if labels is not None else "", cell])
 
 
 def prototype_loss(
@@ -154,6 +160,9 @@ class _ArrayInputs:
         self.device = backbone.device
         self.is_image = self.array.dtype == np.uint8
         self.order = np.arange(len(self.array))
+        self.memory_format = (
+            torch.channels_last if backbone.channels_last else torch.contiguous_format
+        )
         if self.is_image:
             mean = torch.tensor(backbone.mean, dtype=torch.float32, device=self.device)
             std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device)
@@ -167,7 +176,8 @@ class _ArrayInputs:
     def batch(self, lo: int, hi: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(self.array[lo:hi])).to(self.device)
         if self.is_image:
-            return x.float().mul_(self.scale).add_(self.shift)
+            x = x.float().mul_(self.scale).add_(self.shift)
+            return x.contiguous(memory_format=self.memory_format)
         return x.float()
 
     def close(self) -> None:
@@ -205,11 +215,16 @@ class _Runner:
         inputs: Any,
         batch_size: int,
         on_batch: Callable[[int], None],
+        precision: str = "auto",
     ) -> None:
         self.backbone = backbone
         self.inputs = inputs
         self.batch_size = batch_size
         self.on_batch = on_batch
+        device = backbone.device
+        # bfloat16 autocast where the hardware is fast at it (a GPU), float32 elsewhere.
+        self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        self.device_type = device.type
 
     @torch.inference_mode()
     def run(self, fn: Callable[[np.ndarray, torch.Tensor], None]) -> None:
@@ -218,10 +233,12 @@ class _Runner:
         forward = (
             self.backbone.losses if self.backbone.objective == "lm" else self.backbone.features
         )
-        for lo in range(0, n, self.batch_size):
-            hi = min(n, lo + self.batch_size)
-            fn(order[lo:hi], forward(self.inputs.batch(lo, hi)))
-            self.on_batch(hi)
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            for lo in range(0, n, self.batch_size):
+                hi = min(n, lo + self.batch_size)
+                out = forward(self.inputs.batch(lo, hi))
+                fn(order[lo:hi], out.float())
+                self.on_batch(hi)
 
 
 def _prepare(
@@ -291,6 +308,11 @@ def score(
     max_length: int | None = None,
     template: str | None = None,
     truncation: str = "right",
+    early_stop: bool = False,
+    early_stop_tol: float = 0.999,
+    early_stop_window: int = 3,
+    early_stop_min: int = 6,
+    precision: str = "auto",
     return_losses: bool = False,
     progress: ProgressCallback | None = None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -322,6 +344,11 @@ def score(
             max_length=max_length,
             template=template,
             truncation=truncation,
+            early_stop=early_stop,
+            early_stop_tol=early_stop_tol,
+            early_stop_window=early_stop_window,
+            early_stop_min=early_stop_min,
+            precision=precision,
         )
         .validate()
         .resolved(dataset.kind)
@@ -349,11 +376,13 @@ def score(
     inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report)
     timings["prepare_s"] = time.perf_counter() - t0
     try:
-        losses, fractions = _score_prepared(
+        losses, fractions, used = _score_prepared(
             inputs, targets_np, len(classes), backbone, params, report
         )
     finally:
         inputs.close()
+    # With early stopping only some levels were computed; the score averages those.
+    losses, fractions = losses[used], fractions[used]
     timings["total_s"] = time.perf_counter() - t0
     tokens = None
     unscored: list[str] = []
@@ -376,6 +405,7 @@ def score(
         timings=timings,
         tokens=tokens,
         unscored=unscored,
+        levels_used=used,
     )
 
 
@@ -386,8 +416,9 @@ def _score_prepared(
     backbone: Backbone,
     params: DLCParams,
     report: Callable[[str, int, int], None],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Losses (L+1, N) float32 (row 0 unmasked, row j level j) and the masked share per level."""
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Losses (L+1, N) float32 (row 0 unmasked, row j level j), the masked share per level, and
+    the levels computed (all, or fewer with early stopping)."""
     assert params.levels is not None
     n = len(inputs)
     losses = np.zeros((params.levels + 1, n), dtype=np.float32)
@@ -397,6 +428,7 @@ def _score_prepared(
         inputs,
         params.batch_size,
         on_batch=lambda hi: report(stage["name"], stage["done"], hi),
+        precision=params.precision,
     )
     backbone.model.eval()
 
@@ -438,40 +470,101 @@ def _score_prepared(
     stage["done"] = 1
     fractions = np.zeros(params.levels + 1, dtype=np.float64)
     if params.levels == 0:
-        return losses, fractions
+        return losses, fractions, [0]
     masker = WeightMasker([t for _, t in backbone.maskable])
-    level_sum = np.zeros((params.levels, n), dtype=np.float64)
+    plans = [
+        MaskPlan(
+            masker,
+            params.levels,
+            params.schedule,
+            masking=params.masking,
+            scope=params.scope,
+            seed=params.seed,
+            draw=draw,
+            step=params.step if params.step is not None else 0.02,
+            start=params.start,
+            end=params.end,
+        )
+        for draw in range(params.draws)
+    ]
+    visit = spread_order(params.levels) if params.early_stop else list(range(1, params.levels + 1))
+    computed = [0]
+    history: list[np.ndarray] = []
+    current = 0
     try:
-        for draw in range(params.draws):
-            masker.restore()
-            plan = MaskPlan(
-                masker,
-                params.levels,
-                params.schedule,
-                masking=params.masking,
-                scope=params.scope,
-                seed=params.seed,
-                draw=draw,
-                step=params.step if params.step is not None else 0.02,
-                start=params.start,
-                end=params.end,
-            )
-            for j in range(1, params.levels + 1):
-                masker.zero(plan.chunk(j))
-                fractions[j] = plan.masked_fraction(j)
-                stage["name"] = f"level {j}/{params.levels}"
-                row = level_sum[j - 1]
+        for j in visit:
+            row = np.zeros(n, dtype=np.float64)
+            stage["name"] = f"level {j}/{params.levels}"
+            for plan in plans:
+                if params.draws == 1:
+                    plan.move(current, j)  # incremental: only the entries that change
+                else:
+                    masker.restore()
+                    plan.move(0, j)
 
                 def add_loss(idx: np.ndarray, out: torch.Tensor, row: np.ndarray = row) -> None:
                     row[idx] += level_loss(idx, out)
 
                 runner.run(add_loss)
                 stage["done"] += 1
+            current = j
+            losses[j] = (row / params.draws).astype(np.float32)
+            fractions[j] = plans[0].masked_fraction(j)
+            computed.append(j)
+            if params.early_stop:
+                with np.errstate(invalid="ignore"):
+                    running = losses[computed].mean(axis=0, dtype=np.float64)
+                history.append(running)
+                if _converged(history, params):
+                    break
     finally:
         masker.restore()
-    losses[1:] = (level_sum / params.draws).astype(np.float32)
     report("done", stage["done"], n)
-    return losses, fractions
+    return losses, fractions, sorted(computed)
+
+
+def spread_order(levels: int) -> list[int]:
+    """Levels 1..L in an order that covers the whole path early: the base-2 van der Corput
+    sequence (1/2, 1/4, 3/4, 1/8, ...) scaled to L, then any level it skipped. A prefix of this
+    order is spread over the path instead of bunched at its start."""
+    order: list[int] = []
+    seen: set[int] = set()
+    k = 1
+    while k < 4 * levels + 4:
+        v, denom, x = 0.0, 1.0, k
+        while x:
+            denom *= 2
+            v += (x & 1) / denom
+            x >>= 1
+        level = min(levels, max(1, round(v * levels + 0.5)))
+        if level not in seen:
+            seen.add(level)
+            order.append(level)
+        k += 1
+    order.extend(j for j in range(1, levels + 1) if j not in seen)
+    return order
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two score vectors (ties by position; NaN ignored)."""
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3:
+        return 1.0
+    ra = np.argsort(np.argsort(a[ok], kind="stable"), kind="stable").astype(np.float64)
+    rb = np.argsort(np.argsort(b[ok], kind="stable"), kind="stable").astype(np.float64)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom else 1.0
+
+
+def _converged(history: list[np.ndarray], params: DLCParams) -> bool:
+    """The running score's ranking stopped changing: its Spearman correlation with its value
+    ``early_stop_window`` levels earlier is at least ``early_stop_tol``."""
+    window = params.early_stop_window
+    if len(history) < max(params.early_stop_min, window + 1):
+        return False
+    return rank_correlation(history[-1], history[-1 - window]) >= params.early_stop_tol
 
 
 def score_path(

@@ -114,6 +114,25 @@ class WeightMasker:
         self.masked += len(idx)
 
     @torch.no_grad()
+    def unzero(self, flat_indices: np.ndarray) -> None:
+        """Put the original values back at the given flat entries (moving down the path)."""
+        if len(flat_indices) == 0:
+            return
+        idx = np.sort(np.asarray(flat_indices, dtype=np.int64))
+        owners = np.searchsorted(self.offsets, idx, side="right") - 1
+        bounds = np.searchsorted(owners, np.arange(len(self.tensors) + 1), side="left")
+        for t_i in range(len(self.tensors)):
+            lo, hi = bounds[t_i], bounds[t_i + 1]
+            if lo == hi:
+                continue
+            local = torch.from_numpy(idx[lo:hi] - self.offsets[t_i])
+            tensor, original = self.tensors[t_i], self._originals[t_i]
+            pos = torch.unravel_index(local, tensor.shape)
+            values = original[pos].to(tensor.device)
+            tensor[tuple(p.to(tensor.device) for p in pos)] = values
+        self.masked -= len(idx)
+
+    @torch.no_grad()
     def restore(self) -> None:
         """Copy the original weights back, bit for bit."""
         for t, o in zip(self.tensors, self._originals, strict=True):
@@ -185,6 +204,26 @@ class MaskPlan:
                 self.orders.append(order)
                 self.bases.append(int(masker.offsets[i]))
                 self.counts.append(counts(t.numel()))
+
+    def entries(self, level_from: int, level_to: int) -> np.ndarray:
+        """Flat indices masked at ``level_to`` but not at ``level_from`` (levels are nested, so
+        going up zeros these, going down restores the reverse)."""
+        lo_level, hi_level = sorted((level_from, level_to))
+        parts = []
+        for order, base, counts in zip(self.orders, self.bases, self.counts, strict=True):
+            lo = int(counts[lo_level - 1]) if lo_level >= 1 else 0
+            hi = int(counts[hi_level - 1]) if hi_level >= 1 else 0
+            if hi > lo:
+                parts.append(order[lo:hi] + base)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def move(self, level_from: int, level_to: int) -> None:
+        """Change the weights from ``level_from``'s mask to ``level_to``'s, in place."""
+        delta = self.entries(level_from, level_to)
+        if level_to > level_from:
+            self.masker.zero(delta)
+        elif level_to < level_from:
+            self.masker.unzero(delta)
 
     def chunk(self, level: int) -> np.ndarray:
         """Flat indices newly masked at ``level`` (1-based), given levels before it are applied."""

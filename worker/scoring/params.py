@@ -13,6 +13,7 @@ SCHEDULES = ("linear", "geometric")
 MASKINGS = ("l1", "random")
 SCOPES = ("global", "layer")
 TRUNCATIONS = ("right", "prompt")
+PRECISIONS = ("auto", "fp32", "bf16")
 METHODS = ("dlc",)
 # Names the backbone registry serves without a weights file (see backbones.REGISTRY).
 REGISTRY_MODELS = ("efficientnet_lite0", "all-minilm-l6-v2")
@@ -83,6 +84,14 @@ class DLCParams:
     max_length: int | None = None
     template: str | None = None
     truncation: str = "right"
+    # Stop adding levels once the running score's ranking is stable (levels visited spread over
+    # the whole path); see dlc.spread_order.
+    early_stop: bool = False
+    early_stop_tol: float = 0.999
+    early_stop_window: int = 3
+    early_stop_min: int = 6
+    # "auto": bfloat16 autocast on a GPU, float32 on the CPU; or "fp32" / "bf16".
+    precision: str = "auto"
 
     def resolved(self, kind: str) -> DLCParams:
         defaults = KIND_DEFAULTS.get(kind, KIND_DEFAULTS["image"])
@@ -131,6 +140,13 @@ class DLCParams:
             raise ParameterError("start must not be above end")
         if self.template is not None:
             check_template(self.template)
+        whole("early_stop_window", 1, 100)
+        whole("early_stop_min", 2, 1000)
+        tol = self.early_stop_tol
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol <= 1:
+            raise ParameterError(f"early_stop_tol must be in (0, 1], got {tol!r}")
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,4 +179,8 @@ class DLCParams:
                 out["start"], out["end"] = float(p.start), float(p.end)
             if p.masking == "random":
                 out["draws"], out["seed"] = p.draws, p.seed
+            if p.early_stop:
+                out["early_stop"] = [p.early_stop_tol, p.early_stop_window, p.early_stop_min]
+        if p.precision != "auto":
+            out["precision"] = p.precision
         return out
