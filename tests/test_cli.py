@@ -138,3 +138,54 @@ def test_select_errors_are_one_line(
 def test_missing_scores_file(tmp_path: Path) -> None:
     proc = run("select", str(tmp_path / "nope.csv"), "--keep", "0.5", "--out", "o.txt")
     assert proc.returncode == 1 and "no such file" in proc.stderr
+
+
+@pytest.mark.slow
+def test_score_texts_with_minilm(tmp_path: Path) -> None:
+    from tests.service.data import write_text_jsonl
+
+    data = write_text_jsonl(tmp_path / "texts.jsonl", n=12)
+    out = tmp_path / "scores.csv"
+    proc = run(
+        "score", str(data), "--model", "all-minilm-l6-v2", "--levels", "5", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["sample_id", "label", "score"]
+    assert [r[0] for r in rows[1:]] == [f"t{i}" for i in range(12)]  # the rows' own ids
+    assert all(float(r[2]) > 0 for r in rows[1:])
+
+
+@pytest.mark.slow
+def test_score_instructions_with_a_hf_directory(tmp_path: Path) -> None:
+    from tests.service.data import write_instructions, write_tiny_lm
+
+    model = write_tiny_lm(tmp_path / "tiny-llama")
+    data = write_instructions(tmp_path / "alpaca.jsonl", n=10, long_input=2)
+    out = tmp_path / "scores.csv"
+    proc = run(
+        "score",
+        str(data),
+        "--model",
+        str(model),
+        "--max-length",
+        "48",
+        "--losses",
+        str(tmp_path / "losses.npz"),
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 sample(s) have no response token left" in proc.stderr and "q8, q9" in proc.stderr
+    rows = list(csv.reader(out.read_text().splitlines()))[1:]
+    assert [r[2] == "" for r in rows] == [False] * 8 + [True] * 2
+    import numpy as np
+
+    saved = np.load(tmp_path / "losses.npz")
+    assert saved["losses"].shape == (4, 10)  # unmasked + the 3 default levels
+    assert saved["tokens"].tolist() == [5] * 8 + [0, 0]
+    subset = tmp_path / "subset.txt"
+    proc = run("select", str(out), "--keep", "0.5", "--out", str(subset))
+    assert proc.returncode == 0, proc.stderr
+    kept = subset.read_text().split()
+    assert len(kept) == 5 and not {"q8", "q9"} & set(kept)

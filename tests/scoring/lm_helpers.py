@@ -18,12 +18,13 @@ from worker.scoring.params import format_prompt
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 # 40 short words; every one is a single token under the Whitespace pre-tokenizer.
-WORDS = (
+_WORD_LIST = (
     "apple river stone cloud tiger lemon piano silver orange rocket "
     "garden window candle forest bridge castle dragon falcon harbor island "
     "jungle kettle ladder magnet needle ocean pencil quartz rabbit saddle "
     "tunnel violin walnut yellow zebra anchor basket cactus dolphin engine"
-).split()
+)
+WORDS = tuple(_WORD_LIST.split())
 assert len(WORDS) == len(set(WORDS)) == 40
 
 
@@ -34,10 +35,7 @@ def reverse_rows(n: int, seed: int, follow_rule: bool = True) -> list[dict[str, 
     rows = []
     for _ in range(n):
         words = [rng.choice(WORDS) for _ in range(rng.randint(3, 6))]
-        if follow_rule:
-            response = words[::-1]
-        else:
-            response = [rng.choice(WORDS) for _ in words]
+        response = words[::-1] if follow_rule else [rng.choice(WORDS) for _ in words]
         rows.append({"instruction": " ".join(words), "input": "", "output": " ".join(response)})
     return rows
 

@@ -29,6 +29,7 @@ from worker.scoring.dlc import ScoreResult, score
 from worker.scoring.errors import ParameterError
 from worker.scoring.masking import MaskPlan, WeightMasker, mask_counts
 from worker.scoring.readers import open_dataset
+from worker.scoring.text import tokenize_texts
 
 TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "sports": (
@@ -235,12 +236,33 @@ def test_lm_padding_of_very_different_lengths_changes_nothing(tmp_path: Path, lm
 
 
 @pytest.mark.slow
-def test_minilm_scores_do_not_depend_on_the_batch_size(
-    topic_data: tuple[Path, np.ndarray], topic_scored: ScoreResult, minilm: Backbone
+def test_minilm_features_do_not_depend_on_the_batch_size(
+    topic_data: tuple[Path, np.ndarray], minilm: Backbone
 ) -> None:
+    """Mean-pooled features of padded batches of 16 equal those of one text at a time."""
     with open_dataset(topic_data[0]) as ds:
-        single = score(ds, minilm, levels=5, max_length=64, batch_size=1)
-    np.testing.assert_allclose(topic_scored.scores, single.scores, rtol=1e-4, atol=1e-5)
+        tok = tokenize_texts(ds, minilm.tokenizer, max_length=64)
+    n = len(tok)
+    assert len(set(tok.lengths.tolist())) > 3  # batches really are padded
+    batched = np.empty((n, 384), dtype=np.float32)
+    single = np.empty_like(batched)
+    for lo in range(0, n, 16):
+        idx = tok.order[lo : lo + 16]
+        batched[idx] = minilm.features(tok.batch(idx, minilm.device)).numpy()
+    for i in range(n):
+        single[i] = minilm.features(tok.batch(np.array([i]), minilm.device)).numpy()
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_minilm_scores_do_not_depend_on_the_batch_size(tmp_path: Path, minilm: Backbone) -> None:
+    rows, _ = text_rows(per_topic=10, flips=3, seed=4)
+    path = write_jsonl(tmp_path / "topics.jsonl", rows)
+    results = []
+    for batch_size in (16, 1):
+        with open_dataset(path) as ds:
+            results.append(score(ds, minilm, levels=2, max_length=64, batch_size=batch_size))
+    np.testing.assert_allclose(results[0].scores, results[1].scores, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,6 +77,9 @@ def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     (root / "refs").mkdir()
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # In this process (the TestClient), jobs go to a queue no worker reads: the tests run them
+    # with the worker's task function. The real worker processes get ``env`` and its queue.
+    os.environ["DLCPRUNE_TASK_QUEUE"] = f"{queue_name}_inproc"
     _reset_caches()
     from app.db import migrate
 
@@ -88,6 +91,7 @@ def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         else:
             os.environ[key] = value
     _purge_queue(queue_name)
+    _purge_queue(f"{queue_name}_inproc")
     _reset_caches()
 
 

@@ -63,3 +63,57 @@ def write_npz(path: Path, n: int = 20, seed: int = 0) -> Path:
     y = np.arange(n) % 2
     np.savez(path, x=x, y=y)
     return path
+
+
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "light",
+    "dark",
+    "quick",
+    "slow",
+    "bright",
+]
+
+
+def write_instructions(path: Path, n: int = 10, long_input: int = 2, seed: int = 0) -> Path:
+    """Alpaca rows; the last ``long_input`` have a long input that a short max_length cuts."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        words = [str(w) for w in rng.choice(WORDS, size=4)]
+        long = i >= n - long_input
+        extra = " ".join(str(w) for w in rng.choice(WORDS, size=60)) if long else ""
+        row = {
+            "id": f"q{i}",
+            "instruction": " ".join(words),
+            "input": extra,
+            "output": " ".join(reversed(words)),
+        }
+        lines.append(json.dumps(row).encode() + b"\n")
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def write_tiny_lm(directory: Path, seed: int = 0) -> Path:
+    """An untrained, seeded tiny Llama with a word-level tokenizer, as a Hugging Face directory."""
+    from tests.scoring.lm_helpers import build_word_tokenizer, tiny_llama
+
+    tokenizer = build_word_tokenizer(WORDS)
+    model = tiny_llama(tokenizer, seed)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def zip_directory(directory: Path, out: Path, top: str = "model") -> Path:
+    with zipfile.ZipFile(out, "w") as zf:
+        for file in sorted(directory.rglob("*")):
+            if file.is_file():
+                zf.write(file, f"{top}/{file.relative_to(directory)}")
+    return out

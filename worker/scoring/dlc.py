@@ -241,6 +241,17 @@ class _Runner:
                 self.on_batch(hi)
 
 
+def _check_kinds(backbone: Backbone, dataset: Any) -> None:
+    """Language models take their own kind of data; images and vectors are checked later."""
+    kind = backbone.input_kind
+    language = ("text", "instruction")
+    if kind != dataset.kind and (kind in language or dataset.kind in language):
+        what = {"text": "text", "instruction": "instructions"}.get(kind, kind + "s")
+        raise ParameterError(
+            f"the model {backbone.name!r} takes {what}, but the dataset holds {dataset.kind} data"
+        )
+
+
 def _prepare(
     dataset: Any,
     backbone: Backbone,
@@ -251,12 +262,6 @@ def _prepare(
 ) -> Any:
     """Decode or tokenize every sample once."""
     kind = backbone.input_kind
-    language = ("text", "instruction")
-    if kind != dataset.kind and (kind in language or dataset.kind in language):
-        what = {"text": "text", "instruction": "instructions"}.get(kind, kind + "s")
-        raise ParameterError(
-            f"the model {backbone.name!r} takes {what}, but the dataset holds {dataset.kind} data"
-        )
     if kind in ("text", "instruction"):
         from worker.scoring import text
 
@@ -357,6 +362,7 @@ def score(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     n = len(dataset)
+    _check_kinds(backbone, dataset)
     if backbone.objective == "lm":
         classes: list[str] = []
         targets_np = None

@@ -265,9 +265,10 @@ def tokenize_instructions(
         if len(full) > max_length:
             if truncation == "prompt":
                 keep_bos = 1 if (bos_id is not None and full and full[0] == bos_id) else 0
-                response = full[p_len:]
+                # At least one token before the response: the first response token is predicted
+                # from it (position 0 is never scored).
+                response = full[p_len:][: max_length - 1]
                 room = max_length - keep_bos
-                response = response[:room]
                 prompt_part = full[keep_bos:p_len][
                     max(0, p_len - keep_bos - (room - len(response))) :
                 ]
@@ -282,5 +283,6 @@ def tokenize_instructions(
             progress(i + 1, n)
     tokens, offsets = _ragged(seqs)
     prompt_len = np.asarray(prompt_lens, dtype=np.int32)
-    response = (np.diff(offsets) - prompt_len).astype(np.int32)
+    # Position 0 has no context, so it is never scored, even when it holds a response token.
+    response = np.maximum(np.diff(offsets) - np.maximum(prompt_len, 1), 0).astype(np.int32)
     return Tokenized(tokens, offsets, _pad_id(tokenizer), prompt_len, response)
