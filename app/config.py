@@ -56,6 +56,23 @@ class Settings(BaseSettings):
     # 0 means max(10, 5 x heartbeat_seconds)
     poll_seconds: float = 0.5  # embedded worker: how often it looks for queued work
     worker_concurrency: int = 1
+    # Datasets above shard_threshold samples are scored in shards of about shard_size samples
+    # by all Celery workers (0 disables; the embedded worker never shards).
+    shard_threshold: int = 200_000
+    shard_size: int = 50_000
+    shard_attempts: int = 3
+
+    # Reliability: a job whose worker was lost this many times fails (a poison job); the reaper
+    # runs every reaper_seconds in each worker; queued work not picked up within
+    # redeliver_after_seconds is handed to the broker again (doubling each time).
+    max_attempts: int = 3
+    reaper_seconds: float = 10.0
+    redeliver_after_seconds: float = 60.0
+    # Per job: past the soft limit the job fails with time_limit at its next batch; past the
+    # hard limit the worker process exits (a batch that never ends) and the reaper takes over.
+    job_time_limit_seconds: float = 0.0
+    job_hard_time_limit_seconds: float = 0.0
+    transient_retries: int = 8
 
     # Celery.
     task_queue: str = "dlcprune"

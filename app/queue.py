@@ -17,6 +17,7 @@ from app.config import Settings, get_settings
 log = logging.getLogger("dlcprune.queue")
 
 RUN_JOB = "dlcprune.run_job"
+RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
 
 
@@ -51,14 +52,18 @@ def producer(settings: Settings | None = None) -> Any:
     return _producer(settings.broker_url, settings.task_queue, settings.visibility_timeout_s)
 
 
-def send(task: str, ident: uuid.UUID, settings: Settings | None = None) -> bool:
+def send(
+    task: str, ident: uuid.UUID, settings: Settings | None = None, countdown: float | None = None
+) -> bool:
     """Queue ``task`` for ``ident``. Returns False when the broker could not be reached; the row
     stays queued in the database and a later enqueue (or the embedded poller) picks it up."""
     settings = settings or get_settings()
     if settings.embedded_worker:
         return True
     try:
-        producer(settings).send_task(task, args=[str(ident)], queue=settings.task_queue)
+        producer(settings).send_task(
+            task, args=[str(ident)], queue=settings.task_queue, countdown=countdown
+        )
         return True
     except Exception as exc:  # broker down: the database row is the source of truth
         log.warning("could not enqueue %s %s: %s", task, ident, exc)

@@ -9,11 +9,14 @@ process (and per GPU): ``dlcprune worker``.
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from app.config import get_settings
-from app.queue import INDEX_DATASET, RUN_JOB, celery_config
+from app.queue import INDEX_DATASET, RUN_JOB, RUN_SHARD, celery_config
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -21,19 +24,76 @@ celery = Celery("dlcprune")
 celery.conf.update(celery_config(get_settings()))
 
 
-@celery.task(name=RUN_JOB)
-def run_job_task(job_id: str) -> str:
+def _retrying(task: Any, fn: Any, ident: str) -> Any:
+    """Run ``fn(ident)``; a transient error (database, broker or storage away) retries the task
+    with exponential backoff, at most ``DLCPRUNE_TRANSIENT_RETRIES`` times."""
+    from worker.runner import TRANSIENT, TransientError
+
+    settings = get_settings()
+    try:
+        return fn(ident)
+    except (TransientError, *TRANSIENT) as exc:
+        retries = task.request.retries
+        if retries >= settings.transient_retries:
+            log.error("%s %s: giving up after %d retries: %s", task.name, ident, retries, exc)
+            _fail_quietly(ident, task.name, exc)
+            return "failed"
+        raise task.retry(exc=exc, countdown=min(60.0, 2.0**retries)) from exc
+
+
+def _fail_quietly(ident: str, name: str, exc: BaseException) -> None:
+    if name != RUN_JOB:
+        return
+    try:
+        from app.db import session_factory
+        from app.jobs import service as jobs
+
+        with session_factory()() as session:
+            jobs.mark_failed(session, uuid.UUID(ident), "transient_error", f"gave up: {exc}")
+    except Exception:  # still down: the reaper will end it after its attempts
+        log.warning("could not mark job %s failed", ident)
+
+
+@celery.task(name=RUN_JOB, bind=True, max_retries=None)
+def run_job_task(self: Any, job_id: str) -> str:
     from worker.runner import run_job
 
-    return str(run_job(job_id))
+    return str(_retrying(self, run_job, job_id))
 
 
-@celery.task(name=INDEX_DATASET)
-def index_dataset_task(dataset_id: str) -> str | None:
+@celery.task(name=RUN_SHARD, bind=True, max_retries=None)
+def run_shard_task(self: Any, shard_id: str) -> str:
+    from worker.runner import worker_name
+    from worker.shards import run_shard
+
+    return str(_retrying(self, lambda i: run_shard(i, get_settings(), worker_name()), shard_id))
+
+
+@celery.task(name=INDEX_DATASET, bind=True, max_retries=None)
+def index_dataset_task(self: Any, dataset_id: str) -> str | None:
     from worker.runner import index_dataset
 
-    status = index_dataset(dataset_id)
+    status = _retrying(self, index_dataset, dataset_id)
     return str(status) if status is not None else None
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    from worker.reaper import ReaperThread
+
+    global _reaper
+    _reaper = ReaperThread(get_settings())
+    _reaper.start()
+    log.info("reaper started (every %s s)", get_settings().reaper_seconds)
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stop()
+
+
+_reaper: Any = None
 
 
 def main(extra_args: list[str] | None = None) -> None:

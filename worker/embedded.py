@@ -2,9 +2,9 @@
 
 It runs the same task code as the Celery worker, in its own process (the API never imports
 torch). Jobs left ``running`` by a worker that stopped beating (the service was stopped while
-they ran) are queued again, so work that was queued or running when the service stopped resumes
-when it starts. The loop: requeue stale jobs, index datasets waiting for it, run the oldest queued
-job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+they ran) are queued again by the reaper (``worker.reaper``), so work that was queued or running
+when the service stopped resumes when it starts. The loop: reap, index datasets waiting for it,
+run the oldest queued job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
 
 Started by ``dlcprune serve`` with ``--parent PID``: it stops when that process is gone, so a
 killed service never leaves a worker behind.
@@ -21,7 +21,7 @@ import time
 
 from app.config import Settings, get_settings
 from app.db import migrate
-from worker import runner
+from worker import reaper, runner
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -31,18 +31,23 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
     stop = stop or threading.Event()
     migrate(settings)
     log.info("embedded worker polling %s", settings.database_url.split("://", 1)[0])
+    last_reap = -float("inf")
     while not stop.is_set():
-        resumed = runner.requeue_stale(settings)
-        if resumed:
-            log.info("resuming %d interrupted job(s)", len(resumed))
-        did_work = False
-        for dataset_id in runner.pending_datasets(settings):
-            runner.index_dataset(dataset_id, settings)
-            did_work = True
-        job_id = runner.next_job(settings)
-        if job_id is not None:
-            runner.run_job(job_id, settings)
-            did_work = True
+        try:
+            if time.monotonic() - last_reap >= settings.reaper_seconds:
+                reaper.reap(settings)
+                last_reap = time.monotonic()
+            did_work = False
+            for dataset_id in runner.pending_datasets(settings):
+                runner.index_dataset(dataset_id, settings)
+                did_work = True
+            job_id = runner.next_job(settings)
+            if job_id is not None:
+                runner.run_job(job_id, settings)
+                did_work = True
+        except (runner.TransientError, *runner.TRANSIENT) as exc:
+            log.warning("embedded worker: %s; retrying", exc)
+            did_work = False
         if not did_work:
             stop.wait(settings.poll_seconds)
 

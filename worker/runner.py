@@ -77,11 +77,17 @@ class _Reporter:
         self.num_samples = num_samples
         self.started = time.monotonic()
         self.last = 0.0
+        self.limit = settings.job_time_limit_seconds
 
     def __call__(self, p: Any) -> None:
         from worker.scoring.errors import Cancelled
 
         now = time.monotonic()
+        if self.limit and now - self.started > self.limit:
+            raise TimeLimitExceeded(
+                f"the job ran past its time limit of {self.limit:g} s "
+                "(DLCPRUNE_JOB_TIME_LIMIT_SECONDS)"
+            )
         if now - self.last < self.interval and p.stage != "done":
             return
         self.last = now
@@ -102,19 +108,65 @@ class _Reporter:
             raise Cancelled()
 
 
+class TransientError(Exception):
+    """The job hit an error that a retry may not hit (database, broker or storage away); it was
+    put back in the queue."""
+
+
+class TimeLimitExceeded(Exception):
+    """The job ran past ``DLCPRUNE_JOB_TIME_LIMIT_SECONDS``."""
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import redis
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    return (
+        DisconnectionError,
+        OperationalError,
+        InterfaceError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        BrokerError,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+TRANSIENT = _transient_errors()
+
+
+def _release(job_id: uuid.UUID, settings: Settings) -> None:
+    """Put a running job back in the queue (best effort: with the database away, its heartbeat
+    goes stale and the reaper does it)."""
+    try:
+        with session_factory(settings)() as session:
+            jobs.release(session, job_id)
+    except Exception as exc:
+        log.warning("job %s: could not requeue now (%s); the reaper will", job_id, exc)
+
+
 class _Heartbeat:
     """Beats for a running job every ``heartbeat_seconds`` from a thread of its own, so a job
-    busy loading a model or in one long batch still shows it is alive."""
+    busy loading a model or in one long batch still shows it is alive. Past the hard time limit
+    (a batch that never ends) it ends the process: the reaper then takes the job over."""
 
     def __init__(self, job_id: uuid.UUID, settings: Settings) -> None:
         self.job_id = job_id
         self.settings = settings
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self.started = time.monotonic()
 
     def _run(self) -> None:
         factory = session_factory(self.settings)
+        hard = self.settings.job_hard_time_limit_seconds
         while not self.stop.wait(self.settings.heartbeat_seconds):
+            if hard and time.monotonic() - self.started > hard:
+                log.critical("job %s: past the hard time limit (%s s); exiting", self.job_id, hard)
+                logging.shutdown()
+                os._exit(70)
             try:
                 with factory() as session:
                     jobs.beat(session, self.job_id)
@@ -151,6 +203,11 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             return JobStatus.succeeded
         if dataset is None:
             return "skipped"
+        from worker import shards
+
+        if shards.should_shard(settings, dataset, job.params):
+            shards.start(session, job, dataset, settings)
+            return "sharded"
         session.expunge_all()
     log.info("job %s: scoring dataset %s with %s", job_id, dataset.id, job.model)
     beat = _Heartbeat(job_id, settings)
@@ -178,6 +235,14 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             jobs.mark_failed(session, job_id, exc.code, message)
         log.info("job %s: failed: %s", job_id, message)
         return JobStatus.failed
+    except TimeLimitExceeded as exc:
+        with factory() as session:
+            jobs.mark_failed(session, job_id, "time_limit", str(exc))
+        return JobStatus.failed
+    except TRANSIENT as exc:
+        log.warning("job %s: transient error, will retry: %s", job_id, exc)
+        _release(job_id, settings)
+        raise TransientError(str(exc)) from exc
     except Exception as exc:
         log.exception("job %s: unexpected error", job_id)
         with factory() as session:
@@ -187,8 +252,8 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     losses_key = f"losses/{job_id}.npy"
     buf = io.BytesIO()
     np.save(buf, losses, allow_pickle=False)
-    blobs.put_bytes(losses_key, buf.getvalue())
     try:
+        blobs.put_bytes(losses_key, buf.getvalue())
         with factory() as session:
             done = jobs.store_scores(
                 session,
@@ -202,6 +267,12 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     except jobs.JobGone:
         blobs.delete(losses_key)
         return "skipped"
+    except TRANSIENT as exc:
+        # Scored, but the result could not be stored: the retry scores again (results are
+        # deterministic, and a score set is written once).
+        log.warning("job %s: could not store scores, will retry: %s", job_id, exc)
+        _release(job_id, settings)
+        raise TransientError(str(exc)) from exc
     log.info("job %s: %s", job_id, done.status if done else "gone")
     return done.status if done is not None else "skipped"
 
@@ -244,13 +315,6 @@ def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None)
         return dataset.status if dataset is not None else None
 
 
-def requeue_stale(settings: Settings | None = None) -> list[uuid.UUID]:
-    """Queue again the running jobs whose worker stopped beating."""
-    settings = settings or get_settings()
-    with session_factory(settings)() as session:
-        return jobs.requeue_stale(session, settings.stale_after)
-
-
 def next_job(settings: Settings) -> uuid.UUID | None:
     with session_factory(settings)() as session:
         job = jobs_repo.next_queued(session)
@@ -264,4 +328,4 @@ def pending_datasets(settings: Settings) -> list[uuid.UUID]:
         return datasets_repo.pending_index(session)
 
 
-__all__ = ["JobStatus", "index_dataset", "requeue_stale", "run_job"]
+__all__ = ["JobStatus", "index_dataset", "run_job"]

@@ -157,8 +157,23 @@ def create(
             raise
         return _replay(existing, request_hash), True
     if job.status == JobStatus.queued:
-        queue.enqueue_job(job.id)
+        dispatch(session, job.id)
     return job, False
+
+
+def dispatch(session: Session, job_id: uuid.UUID) -> bool:
+    """Hand a committed job to the broker and note it (the outbox). A failed send leaves
+    ``enqueued_at`` as it was: the reaper sends the job again."""
+    if not queue.enqueue_job(job_id):
+        return False
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(enqueued_at=utcnow(), enqueues=Job.enqueues + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return True
 
 
 def _check_fits(dataset: Dataset, model: str) -> None:
@@ -368,6 +383,17 @@ def report_progress(
     return cancel
 
 
+def release(session: Session, job_id: uuid.UUID) -> None:
+    """A running job goes back to the queue (its worker hit a transient error)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(status=JobStatus.queued, stage="queued (retrying)")
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def beat(session: Session, job_id: uuid.UUID) -> None:
     """Refresh a running job's heartbeat (one UPDATE, no read)."""
     session.execute(
@@ -445,30 +471,3 @@ def mark_cancelled(session: Session, job_id: uuid.UUID) -> None:
     job.stage = "cancelled"
     job.finished_at = utcnow()
     session.commit()
-
-
-def requeue_stale(session: Session, stale_after: timedelta) -> list[uuid.UUID]:
-    """Put back in the queue running jobs whose worker stopped beating (it died, or the service
-    stopped while it ran). A job whose worker is alive keeps a fresh heartbeat and is left alone."""
-    cutoff = utcnow() - stale_after
-    ids = list(
-        session.scalars(
-            select(Job.id).where(
-                Job.status == JobStatus.running,
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
-            )
-        )
-    )
-    if ids:
-        session.execute(
-            update(Job)
-            .where(
-                Job.id.in_(ids),
-                Job.status == JobStatus.running,
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
-            )
-            .values(status=JobStatus.queued, stage="queued")
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-    return ids

@@ -249,3 +249,62 @@ def test_bf16_scores_rank_like_fp32(vector_data: tuple[Path, Path, np.ndarray]) 
         bf16 = score(ds, bb, levels=5, precision="bf16").scores
     assert not np.array_equal(fp32, bf16)  # bf16 really ran
     assert rank_correlation(fp32, bf16) >= 0.99
+
+
+@pytest.mark.parametrize("size", [(20, 20), (37, 23), (23, 61), (300, 200)])
+def test_preprocessing_matches_torchvision_eval_transform(size: tuple[int, int]) -> None:
+    from PIL import Image
+    from torchvision import transforms
+
+    from worker.scoring.preprocess import resize_crop
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    reference = transforms.Compose(
+        [
+            transforms.Resize(int(32 / 0.875), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(32),
+            transforms.PILToTensor(),
+        ]
+    )
+    assert np.array_equal(resize_crop(image, 32, 0.875, "bicubic"), reference(image).numpy())
+
+
+def test_sharded_scores_equal_the_unsharded_ones_exactly(
+    vector_data: tuple[Path, Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.scoring import dlc
+    from worker.scoring.params import DLCParams
+
+    monkeypatch.setattr(dlc, "PROTOTYPE_GROUP", 8)
+    data, model, _ = vector_data
+    bb = load_backbone(str(model), input_kind="vector")
+    params = DLCParams(levels=6, batch_size=4, masking="random", draws=2, seed=3)
+    with open_dataset(data) as ds:
+        whole = dlc.score(
+            ds, bb, levels=6, batch_size=4, masking="random", draws=2, seed=3, return_losses=True
+        )
+        bounds = dlc.shard_bounds(len(ds), shard_size=20, batch_size=4)
+        assert bounds == [(0, 16), (16, 32), (32, 48), (48, 60)]
+        parts = [dlc.shard_prototype_sums(ds, bb, params, lo, hi) for lo, hi in bounds]
+        ids = np.concatenate([p[0] for p in parts])
+        assert ids.tolist() == list(range(8))
+        prototypes = dlc.reduce_prototypes(
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+        )
+        pieces = [dlc.shard_losses(ds, bb, params, prototypes, lo, hi) for lo, hi in bounds]
+    losses = np.concatenate([p[0] for p in pieces], axis=1)
+    assert np.array_equal(losses, whole.losses)
+    scores = losses.mean(axis=0, dtype=np.float64).astype(np.float32)
+    assert np.array_equal(scores, whole.scores)
+    assert np.array_equal(pieces[0][1], whole.mask_fractions)
+
+
+def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarray]) -> None:
+    from worker.scoring import dlc
+    from worker.scoring.params import DLCParams
+
+    data, model, _ = vector_data
+    bb = load_backbone(str(model), input_kind="vector")
+    with open_dataset(data) as ds, pytest.raises(ParameterError, match="early stopping"):
+        dlc.shard_prototype_sums(ds, bb, DLCParams(early_stop=True), 0, 10)

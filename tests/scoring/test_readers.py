@@ -1075,3 +1075,62 @@ def test_error_to_dict_is_json(tmp_path: Path) -> None:
     body = err.value.to_dict()
     assert body["code"] == "missing_field" and body["line"] == 1
     json.dumps(body)
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar", "npz", "text"])
+def test_iter_range_yields_exactly_a_shard(tmp_path: Path, kind: str) -> None:
+    """A shard's payloads equal the same indices of a full pass, for every access pattern."""
+    import io
+    import json
+    import tarfile
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (11, 6, 6, 3), dtype=np.uint8)
+    labels = np.arange(11) % 3
+    if kind == "npz":
+        path = tmp_path / "x.npz"
+        np.savez_compressed(path, x=images, y=labels)
+    elif kind == "text":
+        path = tmp_path / "t.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"text": f"t{i}", "label": int(labels[i])}) + "\n" for i in range(11)
+            )
+        )
+    else:
+        blobs = {}
+        for i in range(11):
+            buf = io.BytesIO()
+            Image.fromarray(images[i]).save(buf, format="PNG")
+            blobs[f"c{labels[i]}/{i:02d}.png"] = buf.getvalue()
+        if kind == "folder":
+            path = tmp_path / "f"
+            for name, data in blobs.items():
+                (path / name).parent.mkdir(parents=True, exist_ok=True)
+                (path / name).write_bytes(data)
+        elif kind == "zip":
+            path = tmp_path / "a.zip"
+            with zipfile.ZipFile(path, "w") as zf:
+                for name, data in reversed(blobs.items()):
+                    zf.writestr(name, data)
+        else:
+            path = tmp_path / "a.tar"
+            with tarfile.open(path, "w") as tf:
+                for name, data in reversed(blobs.items()):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, Image.Image):
+            return np.array_equal(np.asarray(a), np.asarray(b))
+        return a == b
+
+    with open_dataset(path) as ds:
+        full = list(ds.iter_payloads())
+        for start, stop in [(0, 4), (4, 8), (8, 11), (3, 3), (9, 100)]:
+            part = list(ds.iter_range(start, stop))
+            expected = full[start : min(stop, 11)]
+            assert [i for i, _ in part] == [i for i, _ in expected]
+            assert all(same(a, b) for (_, a), (_, b) in zip(part, expected, strict=True))

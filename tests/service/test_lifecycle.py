@@ -15,6 +15,7 @@ from app.auth import get_or_create_tenant
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, ScoreSet, utcnow
+from worker.reaper import reap
 
 STALE = timedelta(seconds=10)
 
@@ -73,22 +74,51 @@ def test_a_running_job_with_a_fresh_heartbeat_is_not_taken_or_requeued(job_id: u
     with session_factory()() as session:
         assert jobs.claim(session, job_id, "first", STALE) is not None
         assert jobs.claim(session, job_id, "second", STALE) is None
-        assert jobs.requeue_stale(session, STALE) == []
-    assert status(job_id).worker == "first"
+    reap()
+    job = status(job_id)
+    assert (job.status, job.worker) == (JobStatus.running, "first")
 
 
-def test_a_stale_job_is_requeued_and_claimed_again(job_id: uuid.UUID) -> None:
+def _age(job_id: uuid.UUID, **values: object) -> None:
+    with session_factory()() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+        session.commit()
+
+
+def test_a_stale_job_is_requeued_resent_and_claimed_again(job_id: uuid.UUID) -> None:
     with session_factory()() as session:
         jobs.claim(session, job_id, "dead", STALE)
-        session.execute(
-            update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=5))
-        )
-        session.commit()
-        assert jobs.requeue_stale(session, STALE) == [job_id]
-        assert status(job_id).status == JobStatus.queued
+    _age(job_id, heartbeat_at=utcnow() - timedelta(minutes=5))
+    reap()
+    job = status(job_id)
+    assert job.status == JobStatus.queued and job.enqueues == 1 and job.enqueued_at
+    with session_factory()() as session:
         assert jobs.claim(session, job_id, "alive", STALE) is not None
     job = status(job_id)
     assert (job.status, job.attempts, job.worker) == (JobStatus.running, 2, "alive")
+
+
+def test_a_job_that_keeps_losing_its_worker_fails(job_id: uuid.UUID) -> None:
+    for attempt in range(1, 4):
+        with session_factory()() as session:
+            assert jobs.claim(session, job_id, f"w{attempt}", STALE) is not None
+        _age(job_id, heartbeat_at=utcnow() - timedelta(minutes=5))
+        reap()
+    job = status(job_id)
+    assert (job.status, job.attempts, job.error_code) == (JobStatus.failed, 3, "worker_lost")
+    assert "poison" in (job.error_message or "")
+
+
+def test_a_queued_job_whose_send_was_lost_is_sent_again_with_backoff(job_id: uuid.UUID) -> None:
+    # Created 10 s ago and never handed to the broker (the send after the commit failed).
+    _age(job_id, created_at=utcnow() - timedelta(seconds=10))
+    reap()
+    assert status(job_id).enqueues == 1
+    reap()  # sent just now: not again
+    assert status(job_id).enqueues == 1
+    _age(job_id, enqueued_at=utcnow() - timedelta(minutes=10))
+    reap()
+    assert status(job_id).enqueues == 2
 
 
 def test_cancel_requested_before_the_claim_ends_the_job(job_id: uuid.UUID) -> None:

@@ -75,8 +75,9 @@ class Backbone:
         return sum(t.numel() for _, t in self.maskable)
 
     def to(self, device: str | torch.device) -> Backbone:
-        if self.channels_last:
-            self.model.to(device, memory_format=torch.channels_last)
+        if self.input_kind == "image":
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            self.model.to(device, memory_format=fmt)
         else:
             self.model.to(device)
         # Parameters moved in place keep their identity only on the same device; re-read them.

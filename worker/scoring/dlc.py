@@ -135,14 +135,47 @@ def class_targets(labels: list[str] | None, classes: list[str]) -> np.ndarray:
     return np.fromiter((index[lab] for lab in labels), dtype=np.int64, count=len(labels))
 
 
+# Class sums are accumulated per group of this many consecutive samples, then the groups are
+# added in order. A shard covers whole groups, so sharded and unsharded runs do the same
+# floating-point additions in the same order and get bit-identical prototypes.
+PROTOTYPE_GROUP = int(os.environ.get("DLCPRUNE_PROTOTYPE_GROUP", "4096"))
+
+
+def group_class_sums(
+    features: np.ndarray, targets: np.ndarray, num_classes: int, first_index: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group class sums of features whose first row is sample ``first_index`` (a multiple of
+    ``PROTOTYPE_GROUP``). Returns group ids (G,) int64, sums (G, K, F) float64, counts (G, K)."""
+    group = PROTOTYPE_GROUP
+    if first_index % group:
+        raise ValueError("a shard must start on a prototype group boundary")
+    n = len(features)
+    ids, sums, counts = [], [], []
+    for lo in range(0, n, group):
+        hi = min(n, lo + group)
+        s = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
+        np.add.at(s, targets[lo:hi], features[lo:hi].astype(np.float64))
+        ids.append((first_index + lo) // group)
+        sums.append(s)
+        counts.append(np.bincount(targets[lo:hi], minlength=num_classes))
+    return np.asarray(ids, dtype=np.int64), np.stack(sums), np.stack(counts).astype(np.int64)
+
+
+def reduce_prototypes(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Group sums (G, K, F) and counts (G, K), in group order -> (K, F) float32 class means."""
+    total = np.zeros(sums.shape[1:], dtype=np.float64)
+    for g in range(len(sums)):
+        total += sums[g]
+    count = counts.sum(axis=0).astype(np.float64)
+    if np.any(count == 0):
+        raise ParameterError("every class needs at least one sample")
+    return (total / count[:, None]).astype(np.float32)
+
+
 def compute_prototypes(features: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
     """(N, F) features, (N,) targets -> (K, F) float32 class means (accumulated in float64)."""
-    sums = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
-    np.add.at(sums, targets, features.astype(np.float64))
-    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
-    if np.any(counts == 0):
-        raise ParameterError("every class needs at least one sample")
-    return (sums / counts[:, None]).astype(np.float32)
+    _, sums, counts = group_class_sums(features, targets, num_classes)
+    return reduce_prototypes(sums, counts)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -259,10 +292,14 @@ def _prepare(
     memory_limit: int,
     cache_dir: str | None,
     report: Callable[[str, int, int], None],
+    start: int = 0,
+    stop: int | None = None,
 ) -> Any:
-    """Decode or tokenize every sample once."""
+    """Decode or tokenize every sample once (samples ``start..stop-1`` only, for a shard)."""
     kind = backbone.input_kind
     if kind in ("text", "instruction"):
+        if (start, stop) not in ((0, None), (0, len(dataset))):
+            raise ParameterError("language data is scored whole, not in shards")
         from worker.scoring import text
 
         assert params.max_length is not None
@@ -291,6 +328,8 @@ def _prepare(
         memory_limit=memory_limit,
         cache_dir=cache_dir,
         progress=lambda done, _total: report("prepare", 0, done),
+        start=start,
+        stop=stop,
     )
     return _ArrayInputs(prepared, backbone)
 
@@ -422,9 +461,13 @@ def _score_prepared(
     backbone: Backbone,
     params: DLCParams,
     report: Callable[[str, int, int], None],
+    prototypes_np: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Losses (L+1, N) float32 (row 0 unmasked, row j level j), the masked share per level, and
-    the levels computed (all, or fewer with early stopping)."""
+    the levels computed (all, or fewer with early stopping).
+
+    ``prototypes_np`` (K, F): given by a shard's coordinator; otherwise computed here from the
+    unmasked features of all the inputs."""
     assert params.levels is not None
     n = len(inputs)
     losses = np.zeros((params.levels + 1, n), dtype=np.float32)
@@ -450,6 +493,20 @@ def _score_prepared(
     else:
         assert targets_np is not None
         targets = torch.from_numpy(targets_np).to(backbone.device)
+
+        def level_loss(idx: np.ndarray, out: torch.Tensor) -> np.ndarray:
+            index = torch.from_numpy(idx).to(backbone.device)
+            return prototype_loss(out, prototypes, targets[index]).cpu().numpy()
+
+    if backbone.objective != "lm" and prototypes_np is not None:
+        prototypes = torch.from_numpy(prototypes_np).to(backbone.device)
+
+        def unmasked_loss(idx: np.ndarray, out: torch.Tensor) -> None:
+            losses[0, idx] = level_loss(idx, out)
+
+        runner.run(unmasked_loss)
+    elif backbone.objective != "lm":
+        assert targets_np is not None
         # Unmasked pass: keep the features; the prototypes (so the losses) need all of them.
         features: np.ndarray | None = None
 
@@ -468,10 +525,6 @@ def _score_prepared(
             z = torch.from_numpy(features[lo:hi]).to(backbone.device)
             losses[0, lo:hi] = prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
         del features
-
-        def level_loss(idx: np.ndarray, out: torch.Tensor) -> np.ndarray:
-            index = torch.from_numpy(idx).to(backbone.device)
-            return prototype_loss(out, prototypes, targets[index]).cpu().numpy()
 
     stage["done"] = 1
     fractions = np.zeros(params.levels + 1, dtype=np.float64)
@@ -573,6 +626,117 @@ def _converged(history: list[np.ndarray], params: DLCParams) -> bool:
     return rank_correlation(history[-1], history[-1 - window]) >= params.early_stop_tol
 
 
+# Shards ----------------------------------------------------------------------------------------
+#
+# A large dataset is scored by several workers: each computes its shard's per-group class sums
+# (one unmasked pass), a coordinator reduces them to the prototypes, then each computes its
+# shard's losses along the same deterministic mask path. Shards start on prototype-group and batch
+# boundaries, so every batch, every class sum and every loss is the one the unsharded run
+# computes: the merged scores are bit-identical.
+
+
+def shard_bounds(n: int, shard_size: int, batch_size: int) -> list[tuple[int, int]]:
+    """Contiguous shards of about ``shard_size`` samples, each a multiple of the prototype group
+    and of the batch size (the last takes the rest)."""
+    unit = math.lcm(PROTOTYPE_GROUP, max(1, batch_size))
+    size = max(unit, (shard_size // unit) * unit)
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def _shard_setup(dataset: Any, backbone: Backbone, params: DLCParams) -> tuple[DLCParams, Any]:
+    params = params.validate().resolved(dataset.kind)
+    _check_kinds(backbone, dataset)
+    if backbone.input_kind in ("text", "instruction") or backbone.objective == "lm":
+        raise ParameterError("language data is scored whole, not in shards")
+    if params.early_stop:
+        raise ParameterError("early stopping needs every sample's score: it does not shard")
+    classes = list(dataset.classes)
+    if len(classes) < 2:
+        raise ParameterError("DLC needs at least two classes: prototype distances compare classes")
+    return params, class_targets(dataset.labels, classes)
+
+
+def shard_prototype_sums(
+    dataset: Any,
+    backbone: Backbone,
+    params: DLCParams,
+    start: int,
+    stop: int,
+    *,
+    progress: ProgressCallback | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    cache_dir: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase 1 of a shard: unmasked features of samples ``start..stop-1`` reduced to per-group
+    class sums: group ids (G,), sums (G, K, F) float64, counts (G, K)."""
+    params, targets_all = _shard_setup(dataset, backbone, params)
+    n = stop - start
+
+    def report(stage: str, levels_done: int, samples_done: int) -> None:
+        if progress is not None:
+            progress(Progress(stage, levels_done, 1, samples_done, n))
+
+    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
+    features = np.empty((0, 0), dtype=np.float32)
+    try:
+        runner = _Runner(
+            backbone,
+            inputs,
+            params.batch_size,
+            on_batch=lambda hi: report("prototypes", 0, hi),
+            precision=params.precision,
+        )
+        backbone.model.eval()
+        chunks: dict[int, np.ndarray] = {}
+        runner.run(lambda idx, z: chunks.__setitem__(int(idx[0]), z.cpu().numpy()))
+        features = np.concatenate([chunks[k] for k in sorted(chunks)])
+    finally:
+        inputs.close()
+    report("done", 1, n)
+    return group_class_sums(
+        features, targets_all[start:stop], len(dataset.classes), first_index=start
+    )
+
+
+def shard_losses(
+    dataset: Any,
+    backbone: Backbone,
+    params: DLCParams,
+    prototypes: np.ndarray,
+    start: int,
+    stop: int,
+    *,
+    progress: ProgressCallback | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    cache_dir: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 2 of a shard: losses (L+1, stop-start) float32 of its samples along the mask path
+    with the dataset's prototypes, and the masked share per level (L+1,)."""
+    params, targets_all = _shard_setup(dataset, backbone, params)
+    assert params.levels is not None
+    n = stop - start
+    total_passes = 1 + params.levels * params.draws
+
+    def report(stage: str, levels_done: int, samples_done: int) -> None:
+        if progress is not None:
+            progress(Progress(stage, levels_done, total_passes, samples_done, n))
+
+    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
+    try:
+        losses, fractions, _ = _score_prepared(
+            inputs,
+            targets_all[start:stop],
+            len(dataset.classes),
+            backbone,
+            params,
+            report,
+            prototypes_np=prototypes,
+        )
+    finally:
+        inputs.close()
+    return losses, fractions
+
+
 def score_path(
     data: str,
     model: str = "efficientnet_lite0",
@@ -593,6 +757,7 @@ def score_path(
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "PROTOTYPE_GROUP",
     "DLCParams",
     "Progress",
     "ScoreResult",
@@ -601,5 +766,8 @@ __all__ = [
     "prototype_loss",
     "score",
     "score_path",
+    "shard_bounds",
+    "shard_losses",
+    "shard_prototype_sums",
     "write_scores_csv",
 ]

@@ -33,18 +33,22 @@ DEFAULT_MEMORY_LIMIT = 2 * 2**30
 
 
 def resize_crop(image: Image.Image, size: int, crop_pct: float, interpolation: str) -> np.ndarray:
-    """RGB image -> (3, size, size) uint8: shorter side to floor(size / crop_pct), centre crop."""
+    """RGB image -> (3, size, size) uint8: shorter side to floor(size / crop_pct), centre crop.
+
+    The arithmetic is torchvision's ``Resize(int)`` + ``CenterCrop`` (timm's evaluation
+    transform): the longer side is truncated, the crop offset rounded half to even.
+    """
     resample = INTERPOLATIONS.get(interpolation, Image.Resampling.BICUBIC)
     scale = max(size, math.floor(size / crop_pct))
     w, h = image.size
     if w <= h:
-        new_w, new_h = scale, max(scale, round(h * scale / w))
+        new_w, new_h = scale, int(scale * h / w)
     else:
-        new_w, new_h = max(scale, round(w * scale / h)), scale
+        new_w, new_h = int(scale * w / h), scale
     if (new_w, new_h) != (w, h):
         image = image.resize((new_w, new_h), resample)
-    left = (new_w - size) // 2
-    top = (new_h - size) // 2
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
     image = image.crop((left, top, left + size, top + size))
     arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return arr.transpose(2, 0, 1)
@@ -104,12 +108,17 @@ def prepare_inputs(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     cache_dir: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> PreparedInputs:
     """Read ``dataset`` once (one streaming pass) into a prepared array.
 
-    ``progress(done, total)`` is called after every sample block so callers can report and cancel.
+    ``start``/``stop``: only samples ``start..stop-1`` (a shard); row ``r`` of the result is
+    sample ``start + r``. ``progress(done, total)`` is called after every sample block so callers
+    can report and cancel.
     """
-    n = len(dataset)
+    stop = len(dataset) if stop is None else min(stop, len(dataset))
+    n = stop - start
     if dataset.kind in ("text", "instruction"):
         raise ParameterError(f"{dataset.kind} data needs a language model, not an image backbone")
     if input_kind == "image" and dataset.kind != "image":
@@ -130,10 +139,16 @@ def prepare_inputs(
     dim: int | None = None
     try:
         done = 0
-        for i, payload in dataset.iter_payloads():
+        payloads = (
+            dataset.iter_payloads()
+            if (start, stop) == (0, len(dataset))
+            else (dataset.iter_range(start, stop))
+        )
+        for i, payload in payloads:
+            r = i - start
             if input_kind == "image":
                 assert out is not None
-                out.array[i] = resize_crop(payload, image_size, crop_pct, interpolation)
+                out.array[r] = resize_crop(payload, image_size, crop_pct, interpolation)
             else:
                 vec = np.asarray(payload, dtype=np.float32).reshape(-1)
                 if out is None:
@@ -144,7 +159,7 @@ def prepare_inputs(
                         f"sample {i} has {vec.shape[0]} features, expected {dim}",
                         path=str(dataset.path),
                     )
-                out.array[i] = vec
+                out.array[r] = vec
             done += 1
             if progress is not None and (done % 64 == 0 or done == n):
                 progress(done, n)

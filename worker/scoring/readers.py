@@ -414,6 +414,15 @@ class Dataset(ABC):
     def iter_payloads(self) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, payload)`` for every sample, in index order, in one sequential pass."""
 
+    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        """Payloads of samples ``start..stop-1`` (a shard), in index order. Formats with random
+        access read only those; the others stream past the rest without decoding it."""
+        for i, payload in self.iter_payloads():
+            if i >= stop:
+                break
+            if i >= start:
+                yield i, payload
+
     def verify(self) -> None:
         """Deep check of the data not already checked by the index; raises the first error."""
         return None
@@ -441,14 +450,20 @@ class _ImageDataset(Dataset):
     def iter_payloads(self) -> Iterator[tuple[int, Any]]:
         yield from self._iter_images(convert=True)
 
+    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        yield from self._iter_images(convert=True, rng=range(start, min(stop, len(self.ids))))
+
     def verify(self) -> None:
         """Decode every image fully (pixel limit included); raise for the first bad one."""
         for _ in self._iter_images(convert=False):
             pass
 
     @abstractmethod
-    def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
-        """Decode images in index order; yield ``None`` payloads when ``convert`` is False."""
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
+        """Decode images in index order (those in ``rng`` only, when given); yield ``None``
+        payloads when ``convert`` is False."""
 
     @abstractmethod
     def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
@@ -615,8 +630,11 @@ class FolderDataset(_ImageDataset):
             full = os.path.join(self.path, *rel.split("/"))
             yield i, _read_file_capped(full, limits=self.limits, path=self.path, member=rel)
 
-    def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
-        for i, rel in enumerate(self._rel):
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
+        for i in rng if rng is not None else range(len(self._rel)):
+            rel = self._rel[i]
             full = os.path.join(self.path, *rel.split("/"))
             try:
                 f = open(full, "rb")  # noqa: SIM115 - closed in the finally below
@@ -743,12 +761,15 @@ class ZipDataset(_ImageDataset):
             with _archive_errors(self.path, info.filename), self._zf.open(info) as f:
                 yield i, _read_capped(f, limits=self.limits, budget=budget, member=info.filename)
 
-    def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
         if self._zf is None:
             raise DatasetError("dataset is closed", path=self.path)
         zf = self._zf
         budget = _Budget(self.limits, self.path)
-        for i, info in enumerate(self._infos):
+        for i in rng if rng is not None else range(len(self._infos)):
+            info = self._infos[i]
             with _archive_errors(self.path, info.filename), zf.open(info) as f:
                 data = _read_capped(f, limits=self.limits, budget=budget, member=info.filename)
             im = _decode_image(
@@ -903,15 +924,19 @@ class TarDataset(_ImageDataset):
                 member=self._names[min(chosen)],
             )
 
-    def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
-        wanted = {name: i for i, name in enumerate(self._names)}
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
+        rng = rng if rng is not None else range(len(self._names))
+        # Members outside the range are skipped unread (tar streams past them).
+        wanted = {self._names[i]: i for i in rng}
         pending: dict[int, bytes] = {}
-        due = 0
+        due = rng.start
         budget = _Budget(self.limits, self.path)
         with _archive_errors(self.path):
             tf, _ = _open_tar(self.path)
         try:
-            while due < len(self._names):
+            while due < rng.stop:
                 with _archive_errors(self.path):
                     info = _next_member(tf)
                 if info is None:
@@ -939,7 +964,7 @@ class TarDataset(_ImageDataset):
                     due += 1
         finally:
             tf.close()
-        if due < len(self._names):
+        if due < rng.stop:
             raise CorruptArchiveError(
                 "member listed at open is missing (was the archive changed?)",
                 path=self.path,
@@ -1145,8 +1170,11 @@ class JsonlDataset(Dataset):
         return f"line {self._lines[i]}"
 
     def iter_payloads(self) -> Iterator[tuple[int, Any]]:
+        yield from self.iter_range(0, len(self.ids))
+
+    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
         with _open_binary(self.path) as f:
-            for i in range(len(self.ids)):
+            for i in range(start, min(stop, len(self.ids))):
                 line = self._lines[i]
                 start, end = int(self.spans[i, 0]), int(self.spans[i, 1])
                 body = _read_span(f, start, end, path=self.path, line=line)
@@ -1438,8 +1466,11 @@ class ManifestDataset(_ImageDataset):
             full = os.path.join(self._dir, *rel.split("/"))
             yield i, _read_file_capped(full, limits=self.limits, path=self.path, member=rel)
 
-    def _iter_images(self, convert: bool) -> Iterator[tuple[int, Image.Image | None]]:
-        for i, rel in enumerate(self._rel):
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
+        for i in rng if rng is not None else range(len(self._rel)):
+            rel = self._rel[i]
             line = self._lines[i]
             full = os.path.join(self._dir, *rel.split("/"))
             try:
@@ -1825,6 +1856,14 @@ class NpzDataset(Dataset):
         for start, block in self._iter_blocks():
             for j, row in enumerate(block):
                 yield start + j, self._convert(row)
+
+    def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        stop = min(stop, len(self.ids))
+        step = max(1, (4 * _CHUNK) // self._row_bytes)
+        for lo in range(start, stop, step):
+            block = self.read_rows(lo, min(stop, lo + step))
+            for j, row in enumerate(block):
+                yield lo + j, self._convert(row)
 
     def verify(self) -> None:
         """Read all of ``x`` once (catches a truncated or corrupt compressed member)."""

@@ -32,6 +32,15 @@ from worker.scoring.params import format_prompt
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+
+def _quiet_transformers() -> None:
+    """No progress bars or advisory warnings from transformers in service logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 _HEAD_NAMES = ("lm_head", "classifier", "head", "pooler", "score", "qa_outputs")
 
 
@@ -75,6 +84,7 @@ def is_causal_lm(config: dict[str, Any]) -> bool:
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:
@@ -84,6 +94,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
 def load_encoder(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
     from transformers import AutoModel
 
+    _quiet_transformers()
     try:
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:
@@ -96,6 +107,7 @@ def load_causal_lm(
 ) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=dtype or torch.float32
