@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format services clean
+.PHONY: install run test test-fast lint format services browser load clean
 
 # torch and torchvision are pinned to the builds that lie on these machines' disks (a CUDA build
 # that also runs on the CPU); pyproject.toml admits them with ranges.
@@ -38,12 +38,20 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: install services
+# Debian's Chromium, for the dashboard's browser tests (Playwright drives it; no browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install services browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-fast: install services
 	$(PY) -m pytest -m "not slow"
+
+# 50 concurrent clients on loopback for 2 minutes while a job scores (docs/reliability.md).
+load: install services
+	$(PY) bench/load.py --clients 50 --seconds 120
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis var

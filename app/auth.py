@@ -16,6 +16,7 @@ from datetime import datetime
 
 from fastapi import Request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -38,11 +39,18 @@ def new_key() -> tuple[str, str]:
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-    if tenant is None:
-        tenant = Tenant(name=name)
-        session.add(tenant)
-        session.flush()
-    return tenant
+    if tenant is not None:
+        return tenant
+    try:
+        # A savepoint: two first requests may race to create the same tenant.
+        with session.begin_nested():
+            tenant = Tenant(name=name)
+            session.add(tenant)
+        return tenant
+    except IntegrityError:
+        existing = session.scalar(select(Tenant).where(Tenant.name == name))
+        assert existing is not None
+        return existing
 
 
 def create_key(session: Session, tenant_name: str, name: str = "") -> tuple[str, ApiKey]:

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 2**30
     max_request_bytes: int = 1 * 2**20  # JSON bodies
     index_sync_max_bytes: int = 256 * 2**20  # smaller uploads are indexed before answering
+    # What a dataset may hold (see worker.scoring.readers.ReadLimits).
+    max_samples: int = 10_000_000
+    max_archive_members: int = 10_000_000
+    max_archive_bytes: int = 64 * 2**30
+    max_compression_ratio: float = 200.0
+    max_image_pixels: int = 50_000_000
+    max_line_bytes: int = 16 * 2**20
+    max_array_bytes: int = 64 * 2**30
     file_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
     reference_schemes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

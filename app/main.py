@@ -18,10 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import db
 from app.config import Settings, get_settings
+from app.dashboard import STATIC_PATH, static_files
+from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
 from app.errors import error_body, install_error_handlers
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.openapi import install_openapi
 from app.selections.router import router as selections_router
 from app.weights.router import router as weights_router
 
@@ -154,14 +157,17 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         ],
     )
     install_error_handlers(app)
+    install_openapi(app)
     for router in (
         health_router,
         datasets_router,
         jobs_router,
         selections_router,
         weights_router,
+        dashboard_router,
     ):
         app.include_router(router)
+    app.mount(STATIC_PATH, static_files(), name="dashboard-static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

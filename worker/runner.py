@@ -65,6 +65,9 @@ def _backbone(model: str, weights_path: str | None, input_kind: str, settings: S
     return bb
 
 
+_FAULT_EXIT_STAGE = os.environ.get("DLCPRUNE_FAULT_EXIT_AT_STAGE", "")
+
+
 class _Reporter:
     """The engine's progress callback: writes progress and the heartbeat at most every
     ``interval`` seconds, and raises ``Cancelled`` once a cancel was requested."""
@@ -82,6 +85,9 @@ class _Reporter:
     def __call__(self, p: Any) -> None:
         from worker.scoring.errors import Cancelled
 
+        if _FAULT_EXIT_STAGE and p.stage == _FAULT_EXIT_STAGE:
+            # Testing hook (DLCPRUNE_FAULT_EXIT_AT_STAGE): die like an out-of-memory kill would.
+            os._exit(137)
         now = time.monotonic()
         if self.limit and now - self.started > self.limit:
             raise TimeLimitExceeded(

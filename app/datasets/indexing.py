@@ -128,7 +128,16 @@ index_cache = _IndexCache()
 
 
 def read_limits(settings: Settings) -> ReadLimits:
-    return ReadLimits(max_member_bytes=min(2 * 2**30, settings.max_upload_bytes))
+    return ReadLimits(
+        max_samples=settings.max_samples,
+        max_members=settings.max_archive_members,
+        max_total_bytes=settings.max_archive_bytes,
+        max_member_bytes=min(2 * 2**30, settings.max_archive_bytes),
+        max_compression_ratio=settings.max_compression_ratio,
+        max_image_pixels=settings.max_image_pixels,
+        max_line_bytes=settings.max_line_bytes,
+        max_array_bytes=settings.max_array_bytes,
+    )
 
 
 def public_message(err: DatasetError, local_path: str | os.PathLike[str], name: str) -> str:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app.datasets import repository, service
 from app.datasets.schemas import DatasetList, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError
+from app.errors import APIError, error_body
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -64,7 +64,15 @@ def base_url(request: Request, settings: SettingsDep) -> str:
     "",
     status_code=201,
     response_model=DatasetRead,
-    responses={202: {"model": DatasetRead, "description": "accepted; indexing"}, **ERRORS},
+    responses={
+        202: {"model": DatasetRead, "description": "accepted; indexing"},
+        **ERRORS,
+        422: {
+            "description": "unsupported format or reference, or the data is invalid (the "
+            "error names the file and the line or member; details.dataset is the invalid "
+            "record)"
+        },
+    },
     openapi_extra={"requestBody": _UPLOAD_BODY},
     summary="Register a dataset: upload a file or reference existing data",
 )
@@ -107,11 +115,16 @@ async def create_dataset(
             blobs.delete_prefix(f"datasets/{dataset_id}")
             raise
     read = service.to_read(dataset, base_url(request, settings))
-    return JSONResponse(
-        read.model_dump(mode="json"),
-        status_code=202 if queued else 201,
-        headers={"Location": read.url},
-    )
+    body = read.model_dump(mode="json")
+    if read.error is not None:
+        # Validated while the client waited, and refused: a 4xx naming the file and the line or
+        # member. The record stays (GET shows it invalid, with the same error) until deleted.
+        return JSONResponse(
+            error_body(read.error.code, read.error.message, {"dataset": body}),
+            status_code=422,
+            headers={"Location": read.url},
+        )
+    return JSONResponse(body, status_code=202 if queued else 201, headers={"Location": read.url})
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS, summary="List datasets")
@@ -122,7 +135,7 @@ def list_datasets(
     tenant: TenantDep,
     status: Annotated[str | None, Query(pattern="^(indexing|ready|invalid)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> DatasetList:
     rows, total = repository.list_page(session, tenant, status=status, limit=limit, offset=offset)
     url = base_url(request, settings)

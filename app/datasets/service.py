@@ -86,6 +86,11 @@ def check_reference(uri: str, settings: Settings) -> str:
         raise unprocessable(
             "reference_not_allowed", f"scheme {scheme!r} is not enabled here (enabled: {enabled})"
         )
+    if scheme in ("http", "https"):
+        from app.references import check_http_url
+
+        check_http_url(uri)
+        return scheme
     try:
         import fsspec
 
@@ -105,6 +110,10 @@ def _remote_copy(uri: str, settings: Settings) -> Path:
     digest = hashlib.sha256(uri.encode()).hexdigest()[:32]
     name = os.path.basename(urlsplit(uri).path) or "data"
     local = Path(settings.cache_dir) / "refs" / digest / name
+    if not local.exists() and urlsplit(uri).scheme.lower() in ("http", "https"):
+        from app.references import download_http
+
+        return download_http(uri, local, settings.max_upload_bytes)
     if not local.exists():
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f"{name}.partial-{uuid.uuid4().hex}")
@@ -291,6 +300,7 @@ def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id:
     session.commit()
     # Blobs after the commit: a failed commit must not leave rows pointing at deleted bytes.
     blobs.delete_prefix(f"datasets/{dataset.id}")
+    blobs.delete_prefix(f"thumbs/{dataset.id}")
     for sid in selection_ids:
         blobs.delete_prefix(f"exports/{sid}")
     for key in losses_keys:

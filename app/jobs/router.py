@@ -66,7 +66,7 @@ def list_jobs(
     ] = None,
     dataset_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> JobList:
     rows, total = repository.list_page(
         session, tenant, status=status, dataset_id=dataset_id, limit=limit, offset=offset
@@ -126,7 +126,7 @@ def get_scores(
     tenant: TenantDep,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     job, dataset = _scored(session, tenant, job_id)
     assert job.score_set_id is not None and dataset.index_key is not None

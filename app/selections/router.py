@@ -80,7 +80,7 @@ def list_selections(
     settings: SettingsDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> SelectionList:
     rows, total = service.list_for_job(session, tenant, job_id, limit, offset)
     url = base_url(request, settings)
@@ -125,7 +125,7 @@ def get_items(
     tenant: TenantDep,
     format: Literal["json", "csv", "jsonl"] = "json",
     limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     row = service.get(session, tenant, selection_id)
     kept = service.indices(row)

@@ -699,13 +699,13 @@ def test_npz_gray_images_with_labels(tmp_path: Path, compressed: bool) -> None:
         ds.verify()
 
 
-def test_npz_memmap_and_stream_agree(tmp_path: Path) -> None:
+def test_npz_direct_reads_and_stream_agree(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(40, 6, 7, 3), dtype=np.uint8)
     stored = open_dataset(save_npz(tmp_path / "s.npz", False, x=x))
     packed = open_dataset(save_npz(tmp_path / "c.npz", True, x=x))
     assert isinstance(stored, readers.NpzDataset) and isinstance(packed, readers.NpzDataset)
-    assert stored._mm is not None and packed._mm is None  # the two code paths under test
+    assert stored._fd is not None and packed._fd is None  # the two code paths under test
     for start, stop in [(0, 5), (5, 17), (3, 4), (30, 99), (0, 40)]:
         a, b = stored.read_rows(start, stop), packed.read_rows(start, stop)
         np.testing.assert_array_equal(a, x[start:stop])

@@ -100,15 +100,18 @@ def test_other_formats_index(
 
 
 def test_corrupt_uploads_end_invalid_with_the_reason(api_a: Api, files: dict[str, Path]) -> None:
-    bad = api_a.upload(files["corrupt_image"]).json()
-    assert bad["status"] == "invalid"
-    assert bad["error"]["code"] == "corrupt_image"
+    resp = api_a.upload(files["corrupt_image"])
+    assert error_of(resp) == (422, "corrupt_image")
+    bad = resp.json()["error"]["details"]["dataset"]
+    assert bad["status"] == "invalid" and bad["error"]["code"] == "corrupt_image"
     assert "badimg.zip" in bad["error"]["message"]
-    assert "red/broken.png" in bad["error"]["message"]
-    garbage = api_a.upload(files["garbage"]).json()
-    assert garbage["status"] == "invalid" and garbage["error"]["code"] == "corrupt_archive"
+    assert "red/broken.png" in resp.json()["error"]["message"]
+    # The invalid record stays visible with the same reason.
+    assert api_a.get(f"/v1/datasets/{bad['id']}").json() == bad
+    garbage = api_a.upload(files["garbage"])
+    assert error_of(garbage) == (422, "corrupt_archive")
     # The service's own storage path never leaks into messages.
-    assert "blobs" not in garbage["error"]["message"]
+    assert "blobs" not in garbage.json()["error"]["message"]
     job = api_a.post("/v1/jobs", json={"dataset_id": bad["id"]})
     assert error_of(job) == (409, "dataset_invalid")
 

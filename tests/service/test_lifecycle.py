@@ -147,3 +147,22 @@ def test_scores_are_stored_once_even_when_delivered_twice(job_id: uuid.UUID) -> 
         # A finished job is not claimed again by a late delivery.
         assert jobs.claim(session, job_id, "late", STALE) is None
     assert status(job_id).status == JobStatus.succeeded
+
+
+def test_racing_first_requests_create_one_tenant(service_env: dict[str, str]) -> None:
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    ids: list[uuid.UUID] = []
+    barrier = threading.Barrier(6)
+
+    def first_request() -> None:
+        with session_factory()() as session:
+            barrier.wait()
+            ids.append(get_or_create_tenant(session, name).id)
+            session.commit()
+
+    threads = [threading.Thread(target=first_request) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 6 and len(set(ids)) == 1

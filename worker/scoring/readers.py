@@ -1592,6 +1592,10 @@ class NpzDataset(Dataset):
         with _archive_errors(path):
             self._zf: zipfile.ZipFile | None = zipfile.ZipFile(path)
         self._mm: np.ndarray | None = None
+        # Uncompressed, C-order x: read with pread at known offsets. (A memory map would keep
+        # every page it touched resident, counting the whole array against the process.)
+        self._fd: int | None = None
+        self._data_offset = 0
         self._full: np.ndarray | None = None
         self._stream: IO[bytes] | None = None
         self._stream_row = 0
@@ -1649,14 +1653,13 @@ class NpzDataset(Dataset):
             if os.path.getsize(p) < offset + hdr.nbytes:
                 raise CorruptArchiveError("array data is truncated", path=p, member=xinfo.filename)
             try:
-                self._mm = np.memmap(
-                    p,
-                    dtype=hdr.dtype,
-                    mode="r",
-                    offset=offset,
-                    shape=hdr.shape,
-                    order="F" if hdr.fortran else "C",
-                )
+                if hdr.fortran:
+                    self._mm = np.memmap(
+                        p, dtype=hdr.dtype, mode="r", offset=offset, shape=hdr.shape, order="F"
+                    )
+                else:
+                    self._fd = os.open(p, os.O_RDONLY)
+                    self._data_offset = offset
             except (OSError, ValueError) as exc:
                 raise CorruptArchiveError(
                     f"cannot map array 'x': {_reason(exc)}", path=p, member=xinfo.filename
@@ -1800,6 +1803,8 @@ class NpzDataset(Dataset):
         stop = min(stop, n)
         if not 0 <= start <= stop:
             raise IndexError(f"bad row range [{start}, {stop}) for {n} rows")
+        if self._fd is not None:
+            return self._pread_rows(start, stop)
         if self._mm is not None:
             return np.array(self._mm[start:stop])
         if self._x.fortran:
@@ -1816,10 +1821,28 @@ class NpzDataset(Dataset):
         self._stream_row = stop
         return rows
 
+    def _pread_rows(self, start: int, stop: int) -> np.ndarray:
+        assert self._fd is not None
+        want = (stop - start) * self._row_bytes
+        buf = bytearray(want)
+        view = memoryview(buf)
+        pos = self._data_offset + start * self._row_bytes
+        got = 0
+        while got < want:
+            n = os.preadv(self._fd, [view[got:]], pos + got)
+            if n == 0:
+                raise CorruptArchiveError("array data is truncated", path=self.path, member="x")
+            got += n
+        return np.frombuffer(buf, dtype=self._x.dtype).reshape((stop - start, *self._x.shape[1:]))
+
     def _iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_row, rows)`` blocks of about 4 MiB covering ``x`` in order."""
         n = len(self.ids)
         step = max(1, (4 * _CHUNK) // self._row_bytes)
+        if self._fd is not None:
+            for start in range(0, n, step):
+                yield start, self._pread_rows(start, min(n, start + step))
+            return
         if self._mm is not None or self._x.fortran:
             source = self._mm if self._mm is not None else self._load_full()
             for start in range(0, n, step):
@@ -1878,6 +1901,9 @@ class NpzDataset(Dataset):
             self._stream.close()
             self._stream = None
         self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._full = None
         if self._zf is not None:
             self._zf.close()

@@ -1,0 +1,24 @@
+"""The web dashboard: a one-page app served by the API itself.
+
+``router`` (in :mod:`app.dashboard.router`) answers the page at ``/`` and the JSON and plot routes
+the page needs under ``/v1``; :func:`static_files` serves its JavaScript and CSS, which the app
+mounts at :data:`STATIC_PATH`. The page and its files need no API key; every ``/v1`` route does,
+exactly like the rest of the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_PATH = "/dashboard/static"
+
+
+def static_files() -> StaticFiles:
+    """The dashboard's static files (``index.html``, ``app.js``, ``app.css``)."""
+    return StaticFiles(directory=STATIC_DIR)
+
+
+__all__ = ["STATIC_DIR", "STATIC_PATH", "static_files"]

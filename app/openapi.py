@@ -1,0 +1,90 @@
+"""The OpenAPI document, as clients see the API: every error is ``ErrorResponse``.
+
+FastAPI documents its own 422 body (``HTTPValidationError``); this service answers every error
+with ``{"error": {"code", "message"[, "details"]}}``, so the document says so, for every status a
+route can answer, and declares the two ways to send an API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable: not_found, validation_error, ...")
+    message: str = Field(description="for a person: what is wrong, naming the field or file")
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_DESCRIPTIONS = {
+    "400": "malformed request (body not JSON, bad multipart, bad header)",
+    "401": "missing, wrong or revoked API key",
+    "404": "no such resource for this tenant",
+    "405": "method not allowed",
+    "409": "the resource is not in a state that allows this",
+    "413": "request body over the size limit",
+    "415": "unsupported content type",
+    "422": "invalid parameters or data",
+    "503": "a dependency (database, broker, blob store) is down",
+}
+
+# Errors any /v1 route can answer (auth, body limits, unknown ids, bad parameters).
+_COMMON = ("400", "401", "404", "413", "422")
+
+
+def install_openapi(app: FastAPI) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        for name, sub in schemas["ErrorResponse"].pop("$defs", {}).items():
+            schemas[name] = sub
+        error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, item in schema.get("paths", {}).items():
+            for op in item.values():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                responses = op["responses"]
+                codes = set(responses)
+                if path.startswith("/v1/"):
+                    codes |= set(_COMMON)
+                    op["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+                for code in sorted(codes):
+                    if not code.startswith(("4", "5")):
+                        continue
+                    entry = responses.setdefault(code, {})
+                    entry["description"] = entry.get("description") or _DESCRIPTIONS.get(
+                        code, "error"
+                    )
+                    if entry["description"] == "Validation Error":
+                        entry["description"] = _DESCRIPTIONS["422"]
+                    entry["content"] = {"application/json": {"schema": error_ref}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = build  # type: ignore[method-assign]
