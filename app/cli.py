@@ -3,8 +3,18 @@
     dlcprune score DATA --model efficientnet_lite0 --image-size 64 --levels 50 --out scores.csv
     dlcprune select scores.csv --keep 0.3 --strategy flexrand --out subset.txt
 
-Errors print one line (``dlcprune: error: ...``) and exit with status 1 (2 for bad usage).
-Scoring imports torch lazily, so ``select`` stays light.
+and against a running service (``dlcprune remote ...``, with ``dlcprune.client``; ``--url`` and
+``--key`` default to ``DLCPRUNE_URL`` and ``DLCPRUNE_API_KEY``):
+
+    dlcprune remote upload data.zip
+    dlcprune remote score DATASET_ID --image-size 64 --levels 10 --wait
+    dlcprune remote select JOB_ID --keep 0.3 --out subset.txt
+    dlcprune remote download SELECTION_ID --out exports/
+    dlcprune remote status JOB_ID
+
+Errors print one line (``dlcprune: error: ...``; ``dlcprune: error: <code>: <message>`` for the
+service's errors) and exit with status 1 (2 for bad usage). Scoring imports torch lazily, so
+``select`` stays light.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from app.selection import STRATEGIES, SelectionError, select
+from worker.scoring.params import METHODS
 
 
 class CLIError(Exception):
@@ -60,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="registry name, timm/torchvision architecture (with --weights) or TorchScript file",
     )
     sc.add_argument("--weights", default=None, help="weights file (.pth, .pt, .safetensors)")
+    sc.add_argument(
+        "--method",
+        choices=METHODS,
+        default="dlc",
+        help="dlc, or a baseline (random, herding, kcenter_greedy, moderate; el2n, grand, "
+        "forgetting, entropy, margin, least_confidence fine-tune on the whole dataset first)",
+    )
+    sc.add_argument("--epochs", type=_positive_int, default=3, help="training-based baselines")
+    sc.add_argument("--seeds", type=_positive_int, default=2, help="training-based baselines")
+    sc.add_argument("--lr", type=float, default=1e-3, help="training-based baselines")
     sc.add_argument(
         "--image-size",
         type=_positive_int,
@@ -134,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     se.add_argument("--strategy", choices=STRATEGIES, default="flexrand")
     se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
+    se.add_argument(
+        "--hard-cutoff", type=float, default=0.1, help="ccs: share of the hardest samples dropped"
+    )
     se.add_argument("--seed", type=_positive_int, default=0)
     se.add_argument("--out", required=True, help="output: one kept sample id per line")
 
@@ -157,7 +181,86 @@ def build_parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke keys by their prefix")
     kr.add_argument("prefix")
     ksub.add_parser("list", help="list keys (prefixes only)")
+    _add_remote_parser(sub)
     return parser
+
+
+REMOTE_EXPORT_FORMATS = ("original", "manifest-csv", "manifest-jsonl", "parquet", "bundle")
+
+
+def _add_remote_parser(sub: Any) -> None:
+    """``dlcprune remote ...``: the service's API through ``dlcprune.client``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=os.environ.get("DLCPRUNE_URL"),
+        help="the service, e.g. http://127.0.0.1:8000 (default: $DLCPRUNE_URL)",
+    )
+    common.add_argument(
+        "--key", default=os.environ.get("DLCPRUNE_API_KEY"), help="API key ($DLCPRUNE_API_KEY)"
+    )
+    common.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds allowed per network operation"
+    )
+    remote = sub.add_parser("remote", help="use a running dlcprune service")
+    rsub = remote.add_subparsers(dest="remote_command", required=True)
+
+    up = rsub.add_parser(
+        "upload", parents=[common], help="upload a dataset (a folder is zipped first)"
+    )
+    up.add_argument("data", help=".zip/.tar(.gz)/.npz/.jsonl file, or a folder of class folders")
+    up.add_argument("--name", default=None, help="a name for the dataset")
+    up.add_argument("--json", action="store_true", help="print the dataset as JSON")
+
+    sc = rsub.add_parser("score", parents=[common], help="start a DLC job; prints its id")
+    sc.add_argument("dataset_id")
+    sc.add_argument("--model", default="efficientnet_lite0")
+    sc.add_argument("--weights-id", default=None, help="weights uploaded for the model")
+    sc.add_argument("--levels", type=_positive_int, default=None, help="masked levels")
+    sc.add_argument("--image-size", type=_positive_int, default=None, help="input size in px")
+    sc.add_argument("--schedule", choices=("linear", "geometric"), default=None)
+    sc.add_argument("--masking", choices=("l1", "random"), default=None)
+    sc.add_argument("--draws", type=_positive_int, default=None, help="random masks per level")
+    sc.add_argument("--seed", type=_positive_int, default=None)
+    sc.add_argument("--idempotency-key", default=None, help="the same key returns the same job")
+    sc.add_argument("--wait", action="store_true", help="wait until the job ends")
+    sc.add_argument("--poll", type=float, default=1.0, help="seconds between polls (--wait)")
+    sc.add_argument("--wait-timeout", type=float, default=None, help="give up after (s)")
+    sc.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
+    )
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sc.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    se = rsub.add_parser(
+        "select", parents=[common], help="select a subset of a job's samples; prints its id"
+    )
+    se.add_argument("job_id")
+    se.add_argument(
+        "--keep",
+        type=_keep_value,
+        required=True,
+        help="ratio in (0, 1] or a count (a whole number above 1)",
+    )
+    se.add_argument("--strategy", default="flexrand", help="flexrand, easy, hard, random, ...")
+    se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
+    se.add_argument("--seed", type=_positive_int, default=0)
+    se.add_argument("--out", default=None, help="also write the kept ids, one per line")
+    se.add_argument("--json", action="store_true", help="print the selection as JSON")
+
+    dl = rsub.add_parser(
+        "download", parents=[common], help="download a selection's export; prints its path"
+    )
+    dl.add_argument("selection_id")
+    dl.add_argument("--out", required=True, help="directory to write into")
+    dl.add_argument("--format", choices=REMOTE_EXPORT_FORMATS, default="original")
+    dl.add_argument(
+        "--provenance", action="store_true", help="add provenance.json to original-format zips"
+    )
+
+    st = rsub.add_parser("status", parents=[common], help="a job's state and progress")
+    st.add_argument("job_id")
+    st.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
 def read_scores_csv(path: str) -> tuple[list[str], list[str] | None, np.ndarray]:
@@ -240,6 +343,9 @@ def cmd_score(args: argparse.Namespace) -> None:
         hf_kind=args.hf_kind,
         device=resolve_device(args.device),
     )
+    if args.method != "dlc":
+        _score_baseline(args, backbone)
+        return
     with open_dataset(args.data) as ds:
         bar, update = _progress_bar(args.quiet or not (args.progress or sys.stderr.isatty()))
         try:
@@ -289,6 +395,43 @@ def cmd_score(args: argparse.Namespace) -> None:
         )
 
 
+def _score_baseline(args: argparse.Namespace, backbone: Any) -> None:
+    import time
+
+    from worker.scoring.baselines import score_baseline
+    from worker.scoring.dlc import write_scores_csv
+    from worker.scoring.params import STRATEGY, BaselineParams
+    from worker.scoring.readers import open_dataset
+
+    t0 = time.perf_counter()
+    params = BaselineParams(
+        seed=args.seed,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        lr=args.lr,
+        image_size=args.image_size,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+    )
+    with open_dataset(args.data) as ds:
+        bar, update = _progress_bar(args.quiet or not (args.progress or sys.stderr.isatty()))
+        try:
+            scores, _ = score_baseline(ds, backbone, args.method, params, progress=update)
+        finally:
+            if bar is not None:
+                bar.close()
+        ids, labels = list(ds.ids), ds.labels
+    tmp = f"{args.out}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        write_scores_csv(fh, ids, labels, scores)
+    os.replace(tmp, args.out)
+    print(
+        f"scored {len(ids)} samples with {args.method} in {time.perf_counter() - t0:.1f} s -> "
+        f"{args.out} (its usual selection: --strategy {STRATEGY[args.method]})",
+        file=sys.stderr,
+    )
+
+
 def cmd_select(args: argparse.Namespace) -> None:
     ids, labels, scores = read_scores_csv(args.scores)
     sel = select(
@@ -299,6 +442,7 @@ def cmd_select(args: argparse.Namespace) -> None:
         split=args.split,
         seed=args.seed,
         unscored="exclude",
+        hard_cutoff=args.hard_cutoff,
     )
     with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
         for i in sel.indices:
@@ -377,6 +521,149 @@ def cmd_keys(args: argparse.Namespace) -> None:
                 print(f"{prefix}\t{tenant}\t{name}\t{created:%Y-%m-%d}\t{state}")
 
 
+def _zip_folder(folder: str, workdir: str) -> str:
+    """A folder of class folders as a zip (stored, sorted) in ``workdir``, named after it."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(folder)
+    target = Path(workdir) / f"{root.resolve().name or 'dataset'}.zip"
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise CLIError(f"{folder}: no files")
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for path in files:
+            zf.write(path, path.relative_to(root).as_posix())
+    return str(target)
+
+
+def _remote_progress(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A tqdm bar on stderr for ``remote score --wait`` (a terminal, or ``--progress``)."""
+    if args.quiet or not (args.progress or sys.stderr.isatty()):
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=1000,
+        unit="‰",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+    )
+
+    def update(fraction: float, job: Any) -> None:
+        bar.set_description_str(f"{job.status} {job.progress.stage}", refresh=False)
+        bar.n = int(fraction * 1000)
+        bar.refresh()
+
+    return bar, update
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
+def cmd_remote(args: argparse.Namespace) -> None:
+    """``dlcprune remote ...``: service errors become ``<code>: <message>`` error lines."""
+    from dlcprune.client import Client, DlcpruneError
+
+    if not args.url:
+        raise CLIError("no service URL: pass --url or set DLCPRUNE_URL")
+    try:
+        with Client(args.url, api_key=args.key, timeout=args.timeout) as client:
+            _run_remote(client, args)
+    except DlcpruneError as exc:
+        raise CLIError(f"{exc.code}: {exc.message}") from exc
+
+
+def _run_remote(client: Any, args: argparse.Namespace) -> None:
+    command = args.remote_command
+    if command == "upload":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dlcprune-upload-") as workdir:
+            path = _zip_folder(args.data, workdir) if os.path.isdir(args.data) else args.data
+            if not os.path.isfile(path):
+                raise CLIError(f"{args.data}: no such file")
+            ds = client.upload(path, name=args.name)
+        if args.json:
+            _print_json(ds.raw)
+        else:
+            print(ds.id)
+        print(
+            f"dataset {ds.id}: {ds.status}, {ds.num_samples} samples, "
+            f"{len(ds.classes or {})} classes",
+            file=sys.stderr,
+        )
+    elif command == "score":
+        params = {
+            name: getattr(args, name)
+            for name in ("levels", "image_size", "schedule", "masking", "draws", "seed")
+            if getattr(args, name) is not None
+        }
+        job = client.start_job(
+            args.dataset_id,
+            model=args.model,
+            params=params,
+            weights_id=args.weights_id,
+            idempotency_key=args.idempotency_key,
+        )
+        if args.wait and not job.finished:
+            bar, update = _remote_progress(args)
+            try:
+                job = client.wait(
+                    job.id, poll=args.poll, timeout=args.wait_timeout, progress=update
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+        elif args.wait and job.status != "succeeded":
+            from dlcprune.client import JobFailed
+
+            raise JobFailed(job)
+        if args.json:
+            _print_json(job.raw)
+        else:
+            print(job.id)
+        note = " (from the cache)" if job.cached else ""
+        print(f"job {job.id}: {job.status}{note}", file=sys.stderr)
+    elif command == "select":
+        sel = client.select(
+            args.job_id, args.keep, strategy=args.strategy, split=args.split, seed=args.seed
+        )
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
+                for item in client.iter_items(sel.id):
+                    fh.write(item.sample_id + "\n")
+        if args.json:
+            _print_json(sel.raw)
+        else:
+            print(sel.id)
+        share = sel.size / sel.num_samples if sel.num_samples else 0.0
+        where = f" -> {args.out}" if args.out else ""
+        print(
+            f"selection {sel.id}: kept {sel.size} of {sel.num_samples} samples ({share:.1%})"
+            f"{where}",
+            file=sys.stderr,
+        )
+    elif command == "download":
+        print(client.download(args.selection_id, args.out, args.format, args.provenance))
+    else:
+        job = client.job(args.job_id)
+        if args.json:
+            _print_json(job.raw)
+            return
+        p = job.progress
+        line = f"{job.id}\t{job.status}\t{p.stage}\t{p.done}/{p.total}\t{p.fraction:.1%}"
+        if p.eta_seconds is not None and not job.finished:
+            line += f"\teta {p.eta_seconds:.0f} s"
+        if job.error is not None:
+            line += f"\t{job.error.code}: {job.error.message}"
+        print(line)
+
+
 def _fail(message: str) -> NoReturn:
     print(f"dlcprune: error: {message}", file=sys.stderr)
     raise SystemExit(1)
@@ -400,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             migrate()
             print("database migrated", file=sys.stderr)
+        elif args.command == "remote":
+            cmd_remote(args)
         else:
             cmd_keys(args)
     except KeyboardInterrupt:

@@ -1,22 +1,27 @@
-"""The FastAPI application: routers, error handlers, request ids and body limits.
+"""The FastAPI application: routers, error handlers, request ids, body limits, access logs and
+metrics.
 
-``create_app()`` builds it; ``app`` is the instance uvicorn serves (``app.main:app``). On start the
-database is migrated to the latest schema.
+``create_app()`` builds it; ``app`` is the instance uvicorn serves (``app.main:app``; building it
+that way also sets up the JSON logs of ``app.logs``). On start the database is migrated to the
+latest schema. ``GET /metrics`` serves Prometheus metrics (``app.metrics``; no key, not in the
+OpenAPI document).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import db
+from app import db, logs, metrics
 from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
@@ -29,6 +34,11 @@ from app.selections.router import router as selections_router
 from app.weights.router import router as weights_router
 
 log = logging.getLogger("dlcprune.api")
+access_log = logging.getLogger("dlcprune.access")
+
+# Probes and scrapes are logged at DEBUG: they would drown the rest.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+UNMATCHED_ROUTE = "<unmatched>"
 
 DESCRIPTION = """
 Training-free dataset pruning. Register a dataset, start a **DLC** scoring job (a pre-trained
@@ -106,8 +116,30 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/jobs/{job_id}``), never the raw path, so metric
+    labels stay few; ``<unmatched>`` for paths no route serves."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path or "/"
+    # Answered before routing (a body over the limit): match the routes here.
+    router = getattr(scope.get("app"), "router", None)
+    for candidate in getattr(router, "routes", ()):
+        try:
+            match, _ = candidate.matches(scope)
+        except Exception:
+            continue
+        if match is Match.FULL:
+            return str(getattr(candidate, "path", UNMATCHED_ROUTE)) or "/"
+    return UNMATCHED_ROUTE
+
+
 class RequestIdMiddleware:
-    """Every response carries ``X-Request-ID`` (the client's, or a new UUID)."""
+    """Every response carries ``X-Request-ID`` (the client's, or a new UUID); every log record
+    written while the request runs carries it (and the tenant once the key is checked). When the
+    response is sent, one ``dlcprune.access`` line (method, path, status, duration) is logged and
+    the request is counted in the HTTP metrics under its route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -119,10 +151,15 @@ class RequestIdMiddleware:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if 0 < len(given) <= 100 and given.isprintable() else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = int(message["status"])
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -130,7 +167,39 @@ class RequestIdMiddleware:
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with logs.request_context(request_id, state):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started)
+
+    @staticmethod
+    def _record(scope: Scope, status: int, seconds: float) -> None:
+        method = scope.get("method", "")
+        path = scope.get("path", "")
+        route = route_template(scope)
+        try:
+            metrics.observe_request(method, route, status, seconds)
+        except Exception:  # metrics must never break a response
+            log.debug("could not record request metrics", exc_info=True)
+        duration_ms = round(seconds * 1000, 1)
+        client = scope.get("client")
+        access_log.log(
+            logging.DEBUG if path in _QUIET_PATHS else logging.INFO,
+            "%s %s %d %.1f ms",
+            method,
+            path,
+            status,
+            duration_ms,
+            extra={
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+                "client": client[0] if client else None,
+            },
+        )
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -167,6 +236,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         dashboard_router,
     ):
         app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics in the text format (no key: scrapers are not tenants)."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     app.mount(STATIC_PATH, static_files(), name="dashboard-static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
@@ -174,8 +250,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
 
 def __getattr__(name: str) -> Any:
-    # ``app.main:app`` for uvicorn, built on first use so importing this module has no effects.
+    # ``app.main:app`` for uvicorn, built on first use so importing this module has no effects;
+    # the process serving it logs JSON lines (``app.logs``).
     if name == "app":
+        logs.configure()
         instance = create_app()
         globals()["app"] = instance
         return instance

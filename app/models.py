@@ -242,6 +242,7 @@ class Selection(Base):
     keep: Mapped[float] = mapped_column(Float)
     strategy: Mapped[str] = mapped_column(String(32))
     split: Mapped[float] = mapped_column(Float)
+    hard_cutoff: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     seed: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(Integer)
     class_counts: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -4,6 +4,10 @@ Settings fit long GPU jobs: late acks and reject-on-worker-lost (a job whose wor
 redelivered), prefetch 1 (a worker holds no job it is not running), a visibility timeout above the
 longest job (``DLCPRUNE_VISIBILITY_TIMEOUT_S``), json only. Run with the solo pool, one job per
 process (and per GPU): ``dlcprune worker``.
+
+Logs are JSON lines (``app.logs``; ``DLCPRUNE_LOG_FORMAT=text`` for text) instead of Celery's own
+format, and every record written while a task runs carries its ``job_id`` (``shard_id`` for a
+shard, ``dataset_id`` for indexing).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import uuid
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
 from app.config import get_settings
+from app.logs import configure as configure_logging
+from app.logs import log_context
 from app.queue import INDEX_DATASET, RUN_JOB, RUN_SHARD, celery_config
 
 log = logging.getLogger("dlcprune.worker")
@@ -54,11 +60,18 @@ def _fail_quietly(ident: str, name: str, exc: BaseException) -> None:
         log.warning("could not mark job %s failed", ident)
 
 
+@setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Celery leaves logging to us when this signal has a receiver: JSON lines (or text)."""
+    configure_logging(get_settings().log_level)
+
+
 @celery.task(name=RUN_JOB, bind=True, max_retries=None)
 def run_job_task(self: Any, job_id: str) -> str:
     from worker.runner import run_job
 
-    return str(_retrying(self, run_job, job_id))
+    with log_context(job_id=job_id):
+        return str(_retrying(self, run_job, job_id))
 
 
 @celery.task(name=RUN_SHARD, bind=True, max_retries=None)
@@ -66,14 +79,16 @@ def run_shard_task(self: Any, shard_id: str) -> str:
     from worker.runner import worker_name
     from worker.shards import run_shard
 
-    return str(_retrying(self, lambda i: run_shard(i, get_settings(), worker_name()), shard_id))
+    with log_context(shard_id=shard_id):
+        return str(_retrying(self, lambda i: run_shard(i, get_settings(), worker_name()), shard_id))
 
 
 @celery.task(name=INDEX_DATASET, bind=True, max_retries=None)
 def index_dataset_task(self: Any, dataset_id: str) -> str | None:
     from worker.runner import index_dataset
 
-    status = _retrying(self, index_dataset, dataset_id)
+    with log_context(dataset_id=dataset_id):
+        status = _retrying(self, index_dataset, dataset_id)
     return str(status) if status is not None else None
 
 

@@ -7,7 +7,8 @@ when the service stopped resumes when it starts. The loop: reap, index datasets 
 run the oldest queued job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
 
 Started by ``dlcprune serve`` with ``--parent PID``: it stops when that process is gone, so a
-killed service never leaves a worker behind.
+killed service never leaves a worker behind. Its logs are JSON lines (``app.logs``), each record
+of a job carrying the job's ``job_id``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 
 from app.config import Settings, get_settings
 from app.db import migrate
+from app.logs import configure as configure_logging
+from app.logs import log_context
 from worker import reaper, runner
 
 log = logging.getLogger("dlcprune.worker")
@@ -39,11 +42,13 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
                 last_reap = time.monotonic()
             did_work = False
             for dataset_id in runner.pending_datasets(settings):
-                runner.index_dataset(dataset_id, settings)
+                with log_context(dataset_id=dataset_id):
+                    runner.index_dataset(dataset_id, settings)
                 did_work = True
             job_id = runner.next_job(settings)
             if job_id is not None:
-                runner.run_job(job_id, settings)
+                with log_context(job_id=job_id):
+                    runner.run_job(job_id, settings)
                 did_work = True
         except (runner.TransientError, *runner.TRANSIENT) as exc:
             log.warning("embedded worker: %s; retrying", exc)
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker.embedded")
     parser.add_argument("--parent", type=int, default=None, help="stop when this pid is gone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(get_settings().log_level)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

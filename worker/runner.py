@@ -255,11 +255,12 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             jobs.mark_failed(session, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
         return JobStatus.failed
     scores, tokens, fractions, losses, timings = result
-    losses_key = f"losses/{job_id}.npy"
-    buf = io.BytesIO()
-    np.save(buf, losses, allow_pickle=False)
+    losses_key = f"losses/{job_id}.npy" if losses is not None else None
     try:
-        blobs.put_bytes(losses_key, buf.getvalue())
+        if losses is not None and losses_key is not None:
+            buf = io.BytesIO()
+            np.save(buf, losses, allow_pickle=False)
+            blobs.put_bytes(losses_key, buf.getvalue())
         with factory() as session:
             done = jobs.store_scores(
                 session,
@@ -271,7 +272,8 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
                 timings_=timings,
             )
     except jobs.JobGone:
-        blobs.delete(losses_key)
+        if losses_key is not None:
+            blobs.delete(losses_key)
         return "skipped"
     except TRANSIENT as exc:
         # Scored, but the result could not be stored: the retry scores again (results are
@@ -285,7 +287,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
 
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
-) -> tuple[np.ndarray, np.ndarray | None, list[float], np.ndarray, dict[str, float]]:
+) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
     from worker.scoring.dlc import score
     from worker.scoring.readers import open_dataset
 
@@ -304,6 +306,14 @@ def _score(
     params = dict(job.params)
     params["batch_size"] = settings.batch_size
     reporter = _Reporter(job.id, settings, dataset.num_samples or 0)
+    if job.method != "dlc":
+        from worker.scoring.baselines import BaselineParams, score_baseline
+
+        with open_dataset(path, limits=read_limits(settings)) as ds:
+            scores, info = score_baseline(
+                ds, backbone, job.method, BaselineParams(**params), progress=reporter
+            )
+        return scores, None, None, None, {"load_model_s": load_s, **info}
     with open_dataset(path, limits=read_limits(settings)) as ds:
         result = score(ds, backbone, return_losses=True, progress=reporter, **params)
     timings = {"load_model_s": load_s, **result.timings}

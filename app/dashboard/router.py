@@ -68,7 +68,7 @@ _IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 PlotFormat = Literal["png", "svg"]
-Strategy = Literal["flexrand", "easy", "hard", "random", "stratified"]
+Strategy = Literal["flexrand", "easy", "hard", "random", "stratified", "ccs"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,6 +519,7 @@ def _select(scored: _Scored, body: SelectionCreate) -> np.ndarray:
             split=body.split,
             seed=body.seed,
             unscored="exclude",
+            hard_cutoff=body.hard_cutoff,
         )
     except SelectionError as exc:
         raise unprocessable(exc.code, str(exc)) from exc

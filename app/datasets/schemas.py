@@ -18,7 +18,12 @@ class DatasetReference(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"uri": "file:///datasets/digits", "name": "digits"}]},
+        json_schema_extra={
+            "examples": [
+                {"uri": "file:///datasets/digits", "name": "digits"},
+                {"uri": "s3://my-bucket/datasets/cifar10-train.tar.gz"},
+            ]
+        },
     )
 
     uri: str = Field(

@@ -64,6 +64,22 @@ class DLCParamsIn(BaseModel):
     )
 
 
+class BaselineParamsIn(BaseModel):
+    """Parameters of the baselines; epochs, seeds, lr, head_lr and train_batch_size apply to the
+    training-based ones (which fine-tune the backbone and a linear head on the whole dataset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    seeds: int = Field(default=2, ge=1, le=20, description="training runs averaged")
+    epochs: int = Field(default=3, ge=1, le=200, description="passes over the dataset per run")
+    lr: float = Field(default=1e-3, gt=0, lt=10, description="AdamW learning rate, backbone")
+    head_lr: float = Field(default=1e-2, gt=0, lt=10, description="AdamW learning rate, head")
+    train_batch_size: int = Field(default=32, ge=1, le=4096)
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    max_length: int | None = Field(default=None, ge=8, le=1_000_000)
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -74,7 +90,24 @@ class JobCreate(BaseModel):
                     "model": "efficientnet_lite0",
                     "method": "dlc",
                     "params": {"image_size": 64, "levels": 20, "schedule": "geometric"},
-                }
+                },
+                {
+                    "dataset_id": "4f8e2a10-6c1d-4b7e-9f3a-2d5c8b1e0a97",
+                    "model": "all-minilm-l6-v2",
+                    "params": {"levels": 10, "max_length": 128},
+                },
+                {
+                    "dataset_id": "9b0c3b8e-3d0c-4c55-9a53-5f4c3d2a1b10",
+                    "model": "timm:resnet18",
+                    "weights_id": "7d3c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a09",
+                    "params": {"image_size": 224, "levels": 50, "masking": "random", "draws": 3},
+                },
+                {
+                    "dataset_id": "9b0c3b8e-3d0c-4c55-9a53-5f4c3d2a1b10",
+                    "model": "efficientnet_lite0",
+                    "method": "el2n",
+                    "params": {"image_size": 64, "epochs": 3, "seeds": 2},
+                },
             ]
         },
     )
@@ -92,8 +125,28 @@ class JobCreate(BaseModel):
     weights_id: uuid.UUID | None = Field(
         default=None, description="weights uploaded with POST /v1/weights"
     )
-    method: Literal["dlc"] = "dlc"
-    params: DLCParamsIn = Field(default_factory=DLCParamsIn)
+    method: Literal[
+        "dlc",
+        "random",
+        "herding",
+        "kcenter_greedy",
+        "moderate",
+        "el2n",
+        "grand",
+        "forgetting",
+        "entropy",
+        "margin",
+        "least_confidence",
+    ] = Field(
+        default="dlc",
+        description="dlc, or a baseline to compare it with: training-free (random, herding, "
+        "kcenter_greedy, moderate) or training-based, which fine-tune on the whole dataset "
+        "first (el2n, grand, forgetting, entropy, margin, least_confidence)",
+    )
+    params: DLCParamsIn | BaselineParamsIn = Field(
+        default_factory=DLCParamsIn,
+        description="the method's parameters: DLCParamsIn for dlc, BaselineParamsIn otherwise",
+    )
 
 
 class ProgressRead(BaseModel):
@@ -136,6 +189,11 @@ class JobRead(BaseModel):
     params: dict[str, Any]
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     cached: bool = Field(description="answered from scores computed before, without recomputing")
+    recommended_strategy: str = Field(
+        default="flexrand",
+        description="the selection this method's paper uses (flexrand for dlc; hard for el2n, "
+        "grand, forgetting and the uncertainty scores; easy for herding, k-center and moderate)",
+    )
     unscored: int = Field(
         default=0,
         description="samples that could not be scored (instructions whose response was "

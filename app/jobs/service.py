@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from app.datasets import service as datasets
 from app.datasets.schemas import ErrorInfo
 from app.errors import APIError, conflict, not_found, unprocessable
 from app.jobs import repository
-from app.jobs.schemas import JobCreate, JobRead, ProgressRead
+from app.jobs.schemas import BaselineParamsIn, DLCParamsIn, JobCreate, JobRead, ProgressRead
 from app.models import (
     Dataset,
     DatasetStatus,
@@ -35,7 +36,16 @@ from app.models import (
     utcnow,
 )
 from worker.scoring.errors import ParameterError
-from worker.scoring.params import IMAGE_MODELS, REGISTRY_MODELS, TEXT_MODELS, DLCParams
+from worker.scoring.params import (
+    IMAGE_MODELS,
+    KIND_DEFAULTS,
+    REGISTRY_MODELS,
+    STRATEGY,
+    TEXT_MODELS,
+    TRAINING_BASED,
+    BaselineParams,
+    DLCParams,
+)
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -76,11 +86,31 @@ def _check_model(model: str, weights: Weights | None) -> None:
         )
 
 
-def _params(body: JobCreate, kind: str) -> DLCParams:
+def _params(body: JobCreate, kind: str) -> DLCParams | BaselineParams:
+    """The method's parameters, validated, with the data kind's defaults filled in."""
+    given = body.params.model_dump(exclude_unset=True)
+    # The body's params parsed as whichever model fits; check them against the method's own.
+    schema = DLCParamsIn if body.method == "dlc" else BaselineParamsIn
     try:
-        return DLCParams(**body.params.model_dump()).validate().resolved(kind)
+        checked = schema(**given)
+    except ValidationError as exc:
+        wrong = ", ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise unprocessable("invalid_parameter", f"params for {body.method}: {wrong}") from exc
+    try:
+        if body.method == "dlc":
+            return DLCParams(**checked.model_dump()).validate().resolved(kind)
+        values = checked.model_dump()
+        if kind in ("text",) and values["max_length"] is None:
+            values["max_length"] = KIND_DEFAULTS["text"]["max_length"]
+        return BaselineParams(**values).validate()
     except ParameterError as exc:
         raise unprocessable("invalid_parameter", str(exc)) from exc
+
+
+def _identity(params: DLCParams | BaselineParams, method: str, kind: str) -> dict:
+    if isinstance(params, DLCParams):
+        return params.identity(kind)
+    return params.identity(method)
 
 
 def create(
@@ -120,13 +150,27 @@ def create(
     _check_model(body.model, weights)
     kind = dataset.kind or "image"
     _check_fits(dataset, body.model)
+    if body.method != "dlc" and kind == "instruction":
+        raise unprocessable(
+            "unsupported_dataset", "the baselines need labelled data; instructions have none"
+        )
+    if (
+        body.method in TRAINING_BASED
+        and body.model not in (*REGISTRY_MODELS, "hf")
+        and not (body.model.startswith("timm:"))
+    ):
+        raise unprocessable(
+            "invalid_model",
+            f"{body.method} fine-tunes the backbone: it needs efficientnet_lite0, a timm "
+            "architecture (timm:NAME) or a text encoder",
+        )
     params = _params(body, kind)
     key = cache_key(
         dataset.sha256 or "",
         body.model,
         weights.sha256 if weights else None,
         body.method,
-        params.identity(kind),
+        _identity(params, body.method, kind),
     )
     job = Job(
         tenant_id=tenant_id,
@@ -273,6 +317,7 @@ def to_read(job: Job, base_url: str) -> JobRead:
         params=job.params,
         status=job.status,
         cached=job.cached,
+        recommended_strategy=STRATEGY.get(job.method, "flexrand"),
         unscored=job.unscored or 0,
         cancel_requested=job.cancel_requested,
         progress=ProgressRead(

@@ -78,7 +78,8 @@ __all__ = [
     "select",
 ]
 
-STRATEGIES: tuple[str, ...] = ("flexrand", "easy", "hard", "random", "stratified")
+STRATEGIES: tuple[str, ...] = ("flexrand", "easy", "hard", "random", "stratified", "ccs")
+CCS_BINS = 50
 _SCORE_ORDERED = frozenset({"flexrand", "easy", "hard"})
 
 
@@ -421,6 +422,7 @@ def select(
     seed: int = 0,
     unscored: str = "error",
     keep_total: int | None = None,
+    hard_cutoff: float = 0.1,
 ) -> Selection:
     """Choose a subset of samples from their hardness scores.
 
@@ -455,7 +457,7 @@ def select(
     if unscored == "exclude":
         arr = np.asarray(scores)
         if arr.dtype.kind == "f" and np.isnan(arr).any():
-            return _select_scored(arr, labels, keep, strategy, split, seed)
+            return _select_scored(arr, labels, keep, strategy, split, seed, hard_cutoff)
     values = _check_scores(scores)
     n = values.shape[0]
     total = resolve_keep(keep, n) if keep_total is None else keep_total
@@ -470,6 +472,8 @@ def select(
     if strategy == "random":
         rng = np.random.default_rng(np.random.SeedSequence([seed]))
         chosen = np.sort(_draw(rng, n, total))
+    elif strategy == "ccs":
+        chosen = ccs_select(values, total, hard_cutoff=hard_cutoff, seed=seed)
     else:
         targets = allocate(sizes, total)
         chosen = _select_per_class(values, classes, sizes, targets, strategy, split, seed)
@@ -495,8 +499,57 @@ def select(
     )
 
 
+def ccs_select(
+    scores: np.ndarray, total: int, *, hard_cutoff: float = 0.1, bins: int = CCS_BINS, seed: int = 0
+) -> np.ndarray:
+    """Coverage-centric selection (Zheng et al., 2023), over the whole dataset.
+
+    The hardest ``beta = min(hard_cutoff, 1 - total / N)`` share (highest scores) is dropped;
+    the rest is split into ``bins`` equal-width score strata; the budget goes to the strata from
+    the smallest up, each taking at most an equal share of what is left (a stratum smaller than
+    its share is taken whole); within a stratum samples are drawn uniformly from the seed.
+    Returns ``total`` sorted positions, intp.
+    """
+    if not 0.0 <= hard_cutoff < 1.0:
+        raise SelectionError(f"hard_cutoff must be in [0, 1), got {hard_cutoff!r}")
+    n = scores.shape[0]
+    beta = min(hard_cutoff, 1.0 - total / n)
+    drop = int(np.floor(beta * n))
+    order = np.lexsort((np.arange(n), scores))  # ascending score, ties by index
+    pool = order[: n - drop]
+    values = scores[pool].astype(np.float64)
+    finite = np.isfinite(values)
+    lo = float(values[finite].min()) if finite.any() else 0.0
+    hi = float(values[finite].max()) if finite.any() else 0.0
+    values = np.clip(values, lo, hi)  # infinite scores join the end strata
+    if hi > lo:
+        stratum = np.minimum(((values - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+    else:
+        stratum = np.zeros(len(pool), dtype=np.int64)
+    members = [pool[stratum == b] for b in range(bins)]
+    members = [m for m in members if len(m)]
+    # Smallest strata first; equal sizes keep their score order (deterministic).
+    members.sort(key=len)
+    rng = np.random.default_rng(np.random.SeedSequence([seed]))
+    budget = total
+    picks = []
+    for i, m in enumerate(members):
+        take = min(len(m), budget // (len(members) - i))
+        picks.append(m[_draw(rng, len(m), take)])
+        budget -= take
+    chosen = np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.intp)
+    assert len(chosen) == total
+    return chosen.astype(np.intp)
+
+
 def _select_scored(
-    scores: np.ndarray, labels: Any, keep: float, strategy: str, split: float, seed: int
+    scores: np.ndarray,
+    labels: Any,
+    keep: float,
+    strategy: str,
+    split: float,
+    seed: int,
+    hard_cutoff: float = 0.1,
 ) -> Selection:
     """:func:`select` over the samples with a finite score; indices refer to the full input."""
     n = scores.shape[0]
@@ -518,6 +571,7 @@ def _select_scored(
         split=split,
         seed=seed,
         keep_total=total,
+        hard_cutoff=hard_cutoff,
     )
     indices = scored[inner.indices].astype(np.int64)
     indices.flags.writeable = False

@@ -1,10 +1,12 @@
-"""HTTP routes for selections: create from a job's scores, read, items, export."""
+"""HTTP routes for selections: create from a job's scores (timed for the metrics; the provenance
+record written), read, items, and exports in five formats."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
@@ -13,13 +15,17 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
+from app import metrics
+from app.blobstore import BlobStore
+from app.config import Settings
 from app.datasets.indexing import DatasetIndex
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError
-from app.models import Dataset
-from app.selections import export, service
+from app.models import Dataset, Selection
+from app.selections import export, provenance, service
 from app.selections.schemas import (
     ItemPage,
     SelectionCreate,
@@ -60,10 +66,19 @@ def create_selection(
     blobs: BlobDep,
     tenant: TenantDep,
 ) -> Response:
+    started = time.perf_counter()
     row = service.create(session, blobs, tenant, job_id, body)
-    read = service.to_read(row, _num_samples(session, row.dataset_id), base_url(request, settings))
+    metrics.SELECTION_LATENCY.observe(time.perf_counter() - started)
+    read = service.to_read(
+        row,
+        _num_samples(session, row.dataset_id),
+        base_url(request, settings),
+        provenance.get(session, blobs, row),
+    )
     return JSONResponse(
-        read.model_dump(mode="json"), status_code=201, headers={"Location": read.url}
+        read.model_dump(mode="json", by_alias=True),
+        status_code=201,
+        headers={"Location": read.url},
     )
 
 
@@ -78,6 +93,7 @@ def list_selections(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    blobs: BlobDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -85,7 +101,12 @@ def list_selections(
     rows, total = service.list_for_job(session, tenant, job_id, limit, offset)
     url = base_url(request, settings)
     return SelectionList(
-        items=[service.to_read(r, _num_samples(session, r.dataset_id), url) for r in rows],
+        items=[
+            service.to_read(
+                r, _num_samples(session, r.dataset_id), url, provenance.get(session, blobs, r)
+            )
+            for r in rows
+        ],
         total=total,
         limit=limit,
         offset=offset,
@@ -103,10 +124,16 @@ def get_selection(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    blobs: BlobDep,
     tenant: TenantDep,
 ) -> SelectionRead:
     row = service.get(session, tenant, selection_id)
-    return service.to_read(row, _num_samples(session, row.dataset_id), base_url(request, settings))
+    return service.to_read(
+        row,
+        _num_samples(session, row.dataset_id),
+        base_url(request, settings),
+        provenance.get(session, blobs, row),
+    )
 
 
 @router.get(
@@ -171,16 +198,55 @@ def _stream_items(index: DatasetIndex, kept: np.ndarray, fmt: str) -> Iterator[b
         yield b"sample_id,label\n"
 
 
+ExportFormat = Literal["original", "manifest-csv", "manifest-jsonl", "parquet", "bundle"]
+
+
+def _build_export(
+    fmt: str,
+    with_provenance: bool,
+    session: Session,
+    dataset: Dataset,
+    row: Selection,
+    settings: Settings,
+    blobs: BlobStore,
+) -> export.ExportFile:
+    kept = service.indices(row)
+    if fmt == "original":
+        record = provenance.get_bytes(session, blobs, row) if with_provenance else None
+        return export.build_export(dataset, row, kept, settings, blobs, provenance=record)
+    scores, tokens, index = service.scored_inputs(session, blobs, row)
+    if len(scores) != len(index):
+        raise APIError(409, "scores_mismatch", "the scores do not match the dataset's index")
+    if fmt in ("manifest-csv", "manifest-jsonl"):
+        return export.build_manifest(
+            dataset, row, kept, scores, index, fmt.removeprefix("manifest-"), blobs
+        )
+    record = provenance.get_bytes(session, blobs, row)
+    if fmt == "parquet":
+        return export.build_parquet(dataset, row, kept, scores, tokens, index, blobs, record)
+    return export.build_bundle(dataset, row, kept, scores, index, settings, blobs, record)
+
+
 @router.get(
     "/v1/selections/{selection_id}/export",
     responses={
         **ERRORS,
         200: {
-            "description": "the pruned dataset in its original format",
-            "content": {"application/zip": {}, "application/jsonl": {}},
+            "description": "original: the pruned dataset in its original format (a zip of the "
+            "kept images or manifest rows, the kept JSON lines, or an .npz of the kept rows); "
+            "manifest-csv / manifest-jsonl: every sample with its label, score and kept flag; "
+            "parquet: the same as a Parquet file (plus tokens for instruction data); bundle: a "
+            "zip of the original export, manifest.csv and provenance.json",
+            "content": {
+                "application/zip": {},
+                "application/jsonl": {},
+                "application/octet-stream": {},
+                "text/csv": {},
+                export.PARQUET_TYPE: {},
+            },
         },
     },
-    summary="Download the pruned dataset in its original format",
+    summary="Download the pruned dataset (original format), a manifest, Parquet scores or a bundle",
 )
 async def get_export(
     selection_id: uuid.UUID,
@@ -188,6 +254,18 @@ async def get_export(
     settings: SettingsDep,
     blobs: BlobDep,
     tenant: TenantDep,
+    format: Annotated[
+        ExportFormat,
+        Query(description="original (default), manifest-csv, manifest-jsonl, parquet or bundle"),
+    ] = "original",
+    provenance_member: Annotated[
+        bool,
+        Query(
+            alias="provenance",
+            description="original format: add provenance.json to zip exports (image folders "
+            "and archives, CSV/JSONL manifests); the default leaves the export as it was",
+        ),
+    ] = False,
 ) -> Response:
     row = service.get(session, tenant, selection_id)
     dataset = session.get(Dataset, row.dataset_id)
@@ -195,7 +273,7 @@ async def get_export(
         raise APIError(404, "not_found", f"dataset {row.dataset_id} not found")
     try:
         out = await run_in_threadpool(
-            export.build_export, dataset, row, service.indices(row), settings, blobs
+            _build_export, format, provenance_member, session, dataset, row, settings, blobs
         )
     except DatasetError as exc:
         raise APIError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ class SelectionCreate(BaseModel):
             "examples": [
                 {"keep": 0.3, "strategy": "flexrand", "split": 0.5, "seed": 0},
                 {"keep": 500, "strategy": "stratified", "seed": 7},
+                {"keep": 0.1, "strategy": "easy"},
             ]
         },
     )
@@ -24,9 +25,77 @@ class SelectionCreate(BaseModel):
         gt=0,
         description="a ratio in (0, 1], or a count of samples (a whole number above 1)",
     )
-    strategy: Literal["flexrand", "easy", "hard", "random", "stratified"] = "flexrand"
+    strategy: Literal["flexrand", "easy", "hard", "random", "stratified", "ccs"] = Field(
+        default="flexrand",
+        description="flexrand (the default), easy / hard (top-K lowest / highest scores per "
+        "class), random, stratified (random per class), or ccs (coverage-centric: the hardest "
+        "hard_cutoff share dropped, the rest drawn evenly across score strata)",
+    )
     split: float = Field(default=0.5, ge=0, le=1, description="FlexRand's easy share g")
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    hard_cutoff: float = Field(
+        default=0.1, ge=0, lt=1, description="ccs: the share of hardest samples dropped"
+    )
+
+
+class ProvenanceSelection(BaseModel):
+    id: str
+    strategy: str
+    keep: float
+    split: float
+    hard_cutoff: float = 0.1
+    seed: int
+    size: int
+    excluded: int = 0
+
+
+class ProvenanceDataset(BaseModel):
+    id: str
+    name: str | None = None
+    filename: str | None = None
+    format: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    num_samples: int | None = None
+    sha256: str | None = Field(default=None, description="SHA-256 of the dataset's bytes")
+
+
+class ProvenanceJob(BaseModel):
+    id: str
+    cached: bool | None = None
+    finished_at: str | None = None
+
+
+class ProvenanceModel(BaseModel):
+    name: str | None = None
+    weights_id: str | None = None
+    weights_sha256: str | None = Field(default=None, description="null for registry models")
+
+
+class ProvenanceMethod(BaseModel):
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProvenanceCode(BaseModel):
+    package: str = "dlcprune"
+    version: str | None = None
+    commit: str | None = Field(default=None, description="git HEAD, or null outside a checkout")
+
+
+class Provenance(BaseModel):
+    """Where a selection came from; the same record is ``provenance.json`` in zip exports."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_: str = Field(alias="schema", default="dlcprune.provenance/1")
+    created_at: str | None = Field(default=None, description="the selection's creation time")
+    selection: ProvenanceSelection
+    dataset: ProvenanceDataset
+    job: ProvenanceJob
+    model: ProvenanceModel
+    method: ProvenanceMethod
+    code: ProvenanceCode
 
 
 class SelectionRead(BaseModel):
@@ -55,6 +124,7 @@ class SelectionRead(BaseModel):
     keep: float
     strategy: str
     split: float
+    hard_cutoff: float = 0.1
     seed: int
     size: int
     num_samples: int
@@ -66,6 +136,11 @@ class SelectionRead(BaseModel):
     url: str
     items_url: str
     export_url: str
+    provenance: Provenance | None = Field(
+        default=None,
+        description="dataset (id, sha256), model and weights, method and parameters, the "
+        "selection's settings and the code version; provenance.json in zip exports",
+    )
 
 
 class SelectionList(BaseModel):

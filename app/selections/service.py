@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -16,7 +17,8 @@ from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Selection, as_utc
 from app.selection import SelectionError
 from app.selection import select as select_subset
-from app.selections.schemas import SelectionCreate, SelectionRead
+from app.selections import provenance
+from app.selections.schemas import Provenance, SelectionCreate, SelectionRead
 
 
 def _job_inputs(
@@ -51,6 +53,7 @@ def create(
             split=body.split,
             seed=body.seed,
             unscored="exclude",
+            hard_cutoff=body.hard_cutoff,
         )
     except SelectionError as exc:
         raise unprocessable(exc.code, str(exc)) from exc
@@ -67,6 +70,7 @@ def create(
         keep=float(body.keep),
         strategy=body.strategy,
         split=float(body.split),
+        hard_cutoff=float(body.hard_cutoff),
         seed=int(body.seed),
         size=result.size,
         class_counts=counts,
@@ -75,6 +79,8 @@ def create(
     )
     session.add(row)
     session.commit()
+    # Recorded now, so it names the code that made the selection.
+    provenance.record(session, blobs, row)
     return row
 
 
@@ -111,7 +117,24 @@ def dataset_index(session: Session, blobs: BlobStore, row: Selection) -> Dataset
     return index_cache.get(blobs, dataset.index_key)
 
 
-def to_read(row: Selection, num_samples: int, base_url: str) -> SelectionRead:
+def scored_inputs(
+    session: Session, blobs: BlobStore, row: Selection
+) -> tuple[np.ndarray, np.ndarray | None, DatasetIndex]:
+    """The scores (and response tokens) the selection was cut from, and the dataset's index."""
+    job = session.get(Job, row.job_id)
+    if job is None or job.score_set_id is None:
+        raise conflict("job_not_ready", f"the scores of selection {row.id} are gone")
+    scores = jobs_repo.load_scores(session, job.score_set_id)
+    tokens = jobs_repo.load_tokens(session, job.score_set_id)
+    return scores, tokens, dataset_index(session, blobs, row)
+
+
+def to_read(
+    row: Selection,
+    num_samples: int,
+    base_url: str,
+    provenance_record: dict[str, Any] | None = None,
+) -> SelectionRead:
     url = f"{base_url}/v1/selections/{row.id}"
     return SelectionRead(
         id=row.id,
@@ -120,6 +143,7 @@ def to_read(row: Selection, num_samples: int, base_url: str) -> SelectionRead:
         keep=row.keep,
         strategy=row.strategy,
         split=row.split,
+        hard_cutoff=row.hard_cutoff if row.hard_cutoff is not None else 0.1,
         seed=row.seed,
         size=row.size,
         num_samples=num_samples,
@@ -129,4 +153,5 @@ def to_read(row: Selection, num_samples: int, base_url: str) -> SelectionRead:
         url=url,
         items_url=f"{url}/items",
         export_url=f"{url}/export",
+        provenance=Provenance.model_validate(provenance_record) if provenance_record else None,
     )

@@ -63,7 +63,21 @@ def weights_key(weights_id: uuid.UUID, filename: str) -> str:
                         "type": "object",
                         "properties": {"file": {"type": "string", "format": "binary"}},
                         "required": ["file"],
-                    }
+                    },
+                    "examples": {
+                        "timm": {
+                            "summary": "a state dict for model timm:resnet18",
+                            "value": {"file": "resnet18.safetensors"},
+                        },
+                        "torchscript": {
+                            "summary": "a TorchScript module for model torchscript",
+                            "value": {"file": "classifier.pt"},
+                        },
+                        "hf": {
+                            "summary": "a Hugging Face model directory for model hf",
+                            "value": {"file": "tinyllama.tar.gz"},
+                        },
+                    },
                 }
             },
         }

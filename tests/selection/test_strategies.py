@@ -571,7 +571,7 @@ def test_select_properties(problem: dict[str, Any], strategy: str) -> None:
         assert list(sel.class_counts) == [str(u) for u in uniq]
         assert list(sel.class_counts.values()) == per_class
 
-    if strategy == "random":
+    if strategy in ("random", "ccs"):  # global strategies: no per-class allocation
         return
     sizes = np.array([len(order) for order in orders])
     targets = allocate(sizes, total).tolist()
@@ -603,7 +603,7 @@ def test_select_on_a_million_scores(n_classes: int) -> None:
     for strategy in STRATEGIES:
         sel = select(scores, labels, keep=0.3, strategy=strategy, split=0.4, seed=1)
         assert sel.size == 300_000 and np.all(np.diff(sel.indices) > 0)
-        if labels is not None and strategy != "random":
+        if labels is not None and strategy not in ("random", "ccs"):
             sizes = np.bincount(labels, minlength=n_classes)
             assert list(sel.class_counts.values()) == allocate(sizes, 300_000).tolist()
     # Not a benchmark, only a guard against an accidental per-sample Python loop.
@@ -631,3 +631,40 @@ def test_unscored_samples_are_excluded_when_asked() -> None:
         select(clean, labels, keep=0.5, unscored="exclude").indices,
         select(clean, labels, keep=0.5).indices,
     )
+
+
+def test_ccs_drops_the_hardest_and_covers_the_score_range() -> None:
+    from app.selection.strategies import ccs_select
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 1, 900), rng.normal(8, 0.5, 100)])
+    sel = select(scores, None, keep=0.3, strategy="ccs", seed=1, hard_cutoff=0.1)
+    assert sel.size == 300 == len(set(sel.indices.tolist()))
+    hardest = np.argsort(scores)[-100:]
+    assert not set(sel.indices.tolist()) & set(hardest.tolist())
+    # Coverage: the kept scores span the kept range far more evenly than their density would.
+    kept = scores[sel.indices]
+    assert kept.min() < -2 and kept.max() > 2
+    assert np.array_equal(ccs_select(scores, 300, seed=1), sel.indices)
+    assert not np.array_equal(ccs_select(scores, 300, seed=2), sel.indices)
+    # A keep ratio above 1 - cutoff drops less.
+    big = select(scores, None, keep=0.95, strategy="ccs")
+    assert big.size == 950
+
+
+@given(
+    n=st.integers(1, 300),
+    keep=st.floats(0.01, 1.0),
+    cutoff=st.floats(0.0, 0.9),
+    seed=st.integers(0, 10),
+)
+@settings(max_examples=100, deadline=None)
+def test_ccs_exact_sizes(n: int, keep: float, cutoff: float, seed: int) -> None:
+    scores = np.random.default_rng(seed).gamma(2.0, 1.0, n)
+    try:
+        total = resolve_keep(keep, n)
+    except SelectionError:
+        return
+    sel = select(scores, None, keep=keep, strategy="ccs", hard_cutoff=cutoff, seed=seed)
+    assert sel.size == total == len(np.unique(sel.indices))
+    assert np.all(np.diff(sel.indices) > 0)

@@ -287,7 +287,7 @@ def test_job_refusals(api_a: Api, scored: dict, files: dict[str, Path]) -> None:
         422,
         "invalid_model",
     )
-    assert error_of(api_a.post("/v1/jobs", json={"dataset_id": ds, "method": "el2n"})) == (
+    assert error_of(api_a.post("/v1/jobs", json={"dataset_id": ds, "method": "cleverness"})) == (
         422,
         "validation_error",
     )

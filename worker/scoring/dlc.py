@@ -206,6 +206,14 @@ class _ArrayInputs:
     def __len__(self) -> int:
         return len(self.array)
 
+    def gather(self, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The samples ``idx`` (any order), ready for the model: for training."""
+        x = torch.from_numpy(np.ascontiguousarray(self.array[np.asarray(idx)])).to(device)
+        if self.is_image:
+            x = x.float().mul_(self.scale.to(device)).add_(self.shift.to(device))
+            return x.contiguous(memory_format=self.memory_format)
+        return x.float()
+
     def batch(self, lo: int, hi: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(self.array[lo:hi])).to(self.device)
         if self.is_image:
@@ -230,6 +238,9 @@ class _TokenInputs:
 
     def batch(self, lo: int, hi: int) -> dict[str, torch.Tensor]:
         return self.tokenized.batch(self.order[lo:hi], self.device)
+
+    def gather(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        return self.tokenized.batch(np.asarray(idx), device)
 
     def close(self) -> None:
         self.tokenized.close()

@@ -14,7 +14,7 @@ MASKINGS = ("l1", "random")
 SCOPES = ("global", "layer")
 TRUNCATIONS = ("right", "prompt")
 PRECISIONS = ("auto", "fp32", "bf16")
-METHODS = ("dlc",)
+
 # Names the backbone registry serves without a weights file (see backbones.REGISTRY).
 REGISTRY_MODELS = ("efficientnet_lite0", "all-minilm-l6-v2")
 IMAGE_MODELS = ("efficientnet_lite0",)
@@ -184,3 +184,85 @@ class DLCParams:
         if p.precision != "auto":
             out["precision"] = p.precision
         return out
+
+
+# Baselines ---------------------------------------------------------------------------------------
+
+TRAINING_FREE = ("random", "herding", "kcenter_greedy", "moderate")
+TRAINING_BASED = ("el2n", "grand", "forgetting", "entropy", "margin", "least_confidence")
+BASELINES = TRAINING_FREE + TRAINING_BASED
+
+# The selection each score is used with in its own paper: easy keeps the lowest scores.
+STRATEGY = {
+    "dlc": "flexrand",
+    "random": "random",
+    "herding": "easy",
+    "kcenter_greedy": "easy",
+    "moderate": "easy",
+    "el2n": "hard",
+    "grand": "hard",
+    "forgetting": "hard",
+    "entropy": "hard",
+    "margin": "hard",
+    "least_confidence": "hard",
+}
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """Parameters of the baselines (``epochs``, ``seeds``, ``lr``, ``head_lr``,
+    ``train_batch_size`` apply to the training-based ones)."""
+
+    seed: int = 0
+    seeds: int = 2
+    epochs: int = 3
+    lr: float = 1e-3
+    head_lr: float = 1e-2
+    train_batch_size: int = 32
+    image_size: int | None = None
+    max_length: int | None = None
+    batch_size: int = 64
+
+    def validate(self) -> BaselineParams:
+        def whole(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
+
+        whole("seed", 0, 2**63 - 1)
+        whole("seeds", 1, 20)
+        whole("epochs", 1, 200)
+        whole("train_batch_size", 1, 4096)
+        whole("batch_size", 1, 65536)
+        if self.image_size is not None:
+            whole("image_size", 8, 1024)
+        if self.max_length is not None:
+            whole("max_length", 8, 1_000_000)
+        for name in ("lr", "head_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 10:
+                raise ParameterError(f"{name} must be a number in (0, 10), got {v!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self, method: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"image_size": self.image_size, "max_length": self.max_length}
+        if method == "random":
+            return {"seed": self.seed}
+        if method in TRAINING_BASED:
+            out |= {
+                "seed": self.seed,
+                "seeds": self.seeds,
+                "epochs": self.epochs,
+                "lr": self.lr,
+                "head_lr": self.head_lr,
+                "train_batch_size": self.train_batch_size,
+            }
+        elif method == "kcenter_greedy":
+            out["seed"] = self.seed
+        return out
+
+
+METHODS = ("dlc", *BASELINES)

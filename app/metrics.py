@@ -1,0 +1,309 @@
+"""Prometheus metrics, served at ``GET /metrics`` (text format, no auth, not in the OpenAPI spec).
+
+Two kinds:
+
+- Read from the database at scrape time by ``DatabaseCollector``, so they are right whichever
+  process (API, Celery worker, embedded worker) changed the rows, and the same from every API
+  replica: jobs and datasets by state, the duration of finished jobs as a histogram by final state,
+  the samples scored (a counter), the queue depth (queued jobs in the database, and the broker's
+  task list length via Redis ``LLEN`` when a Redis broker is configured). Each is one aggregate SQL
+  query; a database or broker that is down only sets ``dlcprune_database_up`` /
+  ``dlcprune_broker_up`` to 0, the scrape still answers.
+- Observed in the API process: HTTP requests by method, route template and status, their
+  latency, and the time to create a selection.
+
+``dlcprune_samples_scored_total`` counts forward passes over samples: for every succeeded job that
+was not answered from the cache, its samples times its passes (the unmasked pass plus one per mask
+level and draw), so ``rate()`` of it is the scoring throughput in samples per second. It is a sum
+over the stored jobs: deleting a dataset (with its jobs) lowers it, which Prometheus reads as a
+counter reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.db import session_factory
+from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
+
+log = logging.getLogger("dlcprune.metrics")
+
+# Upper bounds of the job duration buckets, in seconds: from a cached-model few seconds to a day.
+JOB_DURATION_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SELECTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+FINISHED_STATES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+BROKER_TIMEOUT_S = 0.5
+
+
+def _duration_seconds(dialect: str) -> Any:
+    """SQL for ``finished_at - started_at`` in seconds on this database."""
+    if dialect == "sqlite":
+        return (func.julianday(Job.finished_at) - func.julianday(Job.started_at)) * 86400.0
+    return func.extract("epoch", Job.finished_at - Job.started_at)
+
+
+def _passes() -> Any:
+    """SQL for a job's forward passes over its samples (as ``worker.shards`` counts them)."""
+    levels = func.coalesce(Job.params["levels"].as_integer(), 0)
+    draws = func.coalesce(Job.params["draws"].as_integer(), 1)
+    return 1 + levels * draws
+
+
+class DatabaseCollector:
+    """Metrics computed from the database (and the broker) each time Prometheus scrapes."""
+
+    def __init__(self, settings_fn: Any = None) -> None:
+        self.settings_fn = settings_fn or get_settings
+        self._redis: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> Iterable[Metric]:
+        """The families this collector answers (without touching the database)."""
+        return [
+            GaugeMetricFamily("dlcprune_database_up", ""),
+            GaugeMetricFamily("dlcprune_jobs", ""),
+            GaugeMetricFamily("dlcprune_datasets", ""),
+            HistogramMetricFamily("dlcprune_job_duration_seconds", ""),
+            CounterMetricFamily("dlcprune_samples_scored", ""),
+            GaugeMetricFamily("dlcprune_queue_depth", ""),
+            GaugeMetricFamily("dlcprune_broker_up", ""),
+            GaugeMetricFamily("dlcprune_scrape_duration_seconds", ""),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        settings = self.settings_fn()
+        up = GaugeMetricFamily(
+            "dlcprune_database_up", "1 when the last scrape could read the database, else 0"
+        )
+        queue = GaugeMetricFamily(
+            "dlcprune_queue_depth",
+            "work waiting: queued jobs in the database, and task messages in the broker's queue",
+            labels=["source"],
+        )
+        try:
+            with session_factory(settings)() as session:
+                families = list(self._from_database(session, queue))
+            up.add_metric([], 1)
+        except Exception as exc:
+            log.warning("metrics: database unavailable: %s", exc)
+            families = []
+            up.add_metric([], 0)
+        yield up
+        yield from families
+        if not settings.embedded_worker:
+            broker_up = GaugeMetricFamily(
+                "dlcprune_broker_up",
+                "1 when the broker's queue length could be read, else 0 (Redis brokers only)",
+            )
+            length = self._broker_queue_length(settings)
+            broker_up.add_metric([], 0 if length is None else 1)
+            if length is not None:
+                queue.add_metric(["broker"], length)
+            yield broker_up
+        yield queue
+        took = GaugeMetricFamily(
+            "dlcprune_scrape_duration_seconds", "time this process took to compute the metrics"
+        )
+        took.add_metric([], time.perf_counter() - started)
+        yield took
+
+    def _from_database(self, session: Session, queue: GaugeMetricFamily) -> Iterator[Metric]:
+        dialect = session.get_bind().dialect.name
+
+        # Jobs and datasets by state (all tenants): one GROUP BY each.
+        by_state = dict.fromkeys((s.value for s in JobStatus), 0)
+        for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status)):
+            by_state[str(status)] = int(count)
+        jobs = GaugeMetricFamily("dlcprune_jobs", "jobs by state, all tenants", labels=["state"])
+        for state, count in by_state.items():
+            jobs.add_metric([state], count)
+        yield jobs
+        queue.add_metric(["database"], by_state.get(JobStatus.queued.value, 0))
+
+        datasets_by_state = dict.fromkeys((s.value for s in DatasetStatus), 0)
+        for status, count in session.execute(
+            select(Dataset.status, func.count()).group_by(Dataset.status)
+        ):
+            datasets_by_state[str(status)] = int(count)
+        datasets = GaugeMetricFamily(
+            "dlcprune_datasets", "datasets by state, all tenants", labels=["state"]
+        )
+        for state, count in datasets_by_state.items():
+            datasets.add_metric([state], count)
+        yield datasets
+
+        # Durations of the jobs that ran (not answered from the cache), bucketed in SQL.
+        seconds = _duration_seconds(dialect)
+        columns = [
+            Job.status,
+            func.count(),
+            func.coalesce(func.sum(seconds), 0.0),
+            *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in JOB_DURATION_BUCKETS),
+        ]
+        rows = session.execute(
+            select(*columns)
+            .where(
+                Job.status.in_([s.value for s in FINISHED_STATES]),
+                Job.cached.is_(False),
+                Job.started_at.is_not(None),
+                Job.finished_at.is_not(None),
+            )
+            .group_by(Job.status)
+        ).all()
+        found = {str(row[0]): row for row in rows}
+        histogram = HistogramMetricFamily(
+            "dlcprune_job_duration_seconds",
+            "seconds from started_at to finished_at of finished jobs that ran, by final state",
+            labels=["state"],
+        )
+        for state in FINISHED_STATES:
+            row = found.get(state.value)
+            count = int(row[1]) if row else 0
+            total = float(row[2] or 0.0) if row else 0.0
+            cumulative = [int(v or 0) for v in row[3:]] if row else [0] * len(JOB_DURATION_BUCKETS)
+            buckets = [
+                (_le(bound), value)
+                for bound, value in zip(JOB_DURATION_BUCKETS, cumulative, strict=True)
+            ]
+            buckets.append(("+Inf", count))
+            histogram.add_metric([state.value], buckets, sum_value=total)
+        yield histogram
+
+        scored = session.scalar(
+            select(func.coalesce(func.sum(ScoreSet.num_samples * _passes()), 0))
+            .select_from(Job)
+            .join(ScoreSet, Job.score_set_id == ScoreSet.id)
+            .where(Job.status == JobStatus.succeeded, Job.cached.is_(False))
+        )
+        samples = CounterMetricFamily(
+            "dlcprune_samples_scored",
+            "samples times forward passes of every succeeded job that was not answered from the "
+            "cache (rate() gives samples per second)",
+        )
+        samples.add_metric([], int(scored or 0))
+        yield samples
+
+    def _broker_queue_length(self, settings: Settings) -> int | None:
+        """``LLEN`` of the task queue on a Redis broker; None when it cannot be read."""
+        url = settings.broker_url
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        try:
+            import redis
+
+            with self._lock:
+                client = self._redis.get(url)
+                if client is None:
+                    client = redis.Redis.from_url(
+                        url,
+                        socket_connect_timeout=BROKER_TIMEOUT_S,
+                        socket_timeout=BROKER_TIMEOUT_S,
+                        retry_on_timeout=False,
+                    )
+                    self._redis[url] = client
+            return int(client.llen(settings.task_queue))
+        except Exception as exc:
+            log.debug("metrics: broker unavailable: %s", exc)
+            return None
+
+
+def _le(bound: float) -> str:
+    return str(float(bound))
+
+
+def _make_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+REGISTRY = _make_registry()
+DATABASE = DatabaseCollector()
+REGISTRY.register(DATABASE)
+
+HTTP_REQUESTS = Counter(
+    "dlcprune_http_requests",
+    "HTTP requests answered by this API process, by method, route template and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "dlcprune_http_request_duration_seconds",
+    "time to answer an HTTP request (the whole body sent), by method and route template",
+    ["method", "route"],
+    buckets=HTTP_BUCKETS,
+    registry=REGISTRY,
+)
+SELECTION_LATENCY = Histogram(
+    "dlcprune_selection_create_seconds",
+    "time to compute and store a selection in this API process",
+    buckets=SELECTION_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and its latency."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition (Prometheus text format) and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+__all__ = [
+    "DATABASE",
+    "HTTP_LATENCY",
+    "HTTP_REQUESTS",
+    "REGISTRY",
+    "SELECTION_LATENCY",
+    "DatabaseCollector",
+    "observe_request",
+    "render",
+]

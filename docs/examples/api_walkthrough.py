@@ -1,0 +1,702 @@
+"""Write ``docs/api.md``: the REST API, call by call, from real requests and their real answers.
+
+    .venv/bin/python docs/examples/api_walkthrough.py [--out docs/api.md]
+
+It starts the embedded service (``dlcprune serve --port <free>`` with ``DLCPRUNE_DATA_DIR`` in a
+temporary directory: SQLite, a blob directory and the embedded worker; no key needed on loopback),
+makes a small image dataset (three classes of tinted noise), then performs each call with httpx
+and writes it as a ``curl`` command followed by the status line, the headers that matter and the
+body the service answered: JSON pretty-printed, long lists cut with an explicit "…" element,
+ids and times as returned. Only two things are rewritten: the free port becomes 8000 and the
+temporary directory becomes ``/srv/data``, so the page reads as a session against ``make run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOWN_BASE = "http://127.0.0.1:8000"
+SHOWN_DATA = "/srv/data"
+MAX_LIST = 6  # longer lists keep their first KEEP_LIST items and a "… N more" element
+KEEP_LIST = 3
+SHOWN_HEADERS = (
+    "content-type",
+    "location",
+    "content-disposition",
+    "idempotent-replayed",
+)
+PARAMS = {"image_size": 32, "levels": 4}
+
+EXPORT_TABLE = "\n        ".join(
+    [
+        "| `format` | What it is |",
+        "| --- | --- |",
+        "| `original` (default) | the pruned dataset in its own format: a zip of the kept images "
+        "in their class folders (bytes unchanged), the kept JSON lines byte for byte, a zip of the "
+        "kept manifest rows and images, or an `.npz` of the kept rows; `&provenance=true` adds "
+        "`provenance.json` to the zips |",
+        "| `manifest-csv` | every sample of the dataset: `sample_id,label,score,kept` |",
+        "| `manifest-jsonl` | the same as JSON lines |",
+        "| `parquet` | the scores as Parquet: `sample_id`, `label`, `score` (float32), `kept`, "
+        "and `tokens` for instruction data; the provenance record in the file's metadata "
+        "(`dlcprune.provenance`) |",
+        "| `bundle` | a zip of the original-format export, `manifest.csv` and `provenance.json` |",
+    ]
+)
+
+CLIENT_EXAMPLE = """\
+from dlcprune.client import Client, DlcpruneError
+
+with Client("{base}") as dlc:  # Client(url, api_key="dlc_...") when auth is on
+    ds = dlc.upload("{archive}")
+    job = dlc.start_job(ds.id, params={{"image_size": 32, "levels": 3}})
+    job = dlc.wait(job.id, poll=0.5, progress=lambda f, j: print(f"{{j.status:9}} {{f:4.0%}}"))
+    sel = dlc.select(job.id, keep=0.5, strategy="flexrand", seed=1)
+    print(sel.size, "kept of", sel.num_samples, "| provenance:", sel.provenance["code"])
+    print([item.sample_id for item in dlc.items(sel.id)][:4])
+    print(dlc.download(sel.id, "{exports}", format="bundle").name)
+    try:
+        dlc.select(job.id, keep=1000)
+    except DlcpruneError as err:
+        print(err.status, err.code, "-", err.message)
+"""
+
+
+# A dataset -------------------------------------------------------------------------------------
+
+
+def make_archive(path: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """Three classes (red, green, blue) of 16x16 PNGs of tinted noise, as class folders."""
+    rng = np.random.default_rng(seed)
+    tints = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, tint in tints.items():
+            for i in range(per_class):
+                noise = rng.integers(-50, 50, size=(16, 16, 3))
+                pixels = np.clip(np.array(tint) + noise, 0, 255).astype(np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(pixels).save(buf, format="PNG")
+                zf.writestr(f"{name}/{i:03d}.png", buf.getvalue())
+    return path
+
+
+# The service -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def embedded_service(data_dir: Path, refs: Path, log: Path) -> Iterator[str]:
+    """``dlcprune serve`` on the embedded default; yields its base URL."""
+    dlcprune = shutil.which("dlcprune", path=str(Path(sys.executable).parent)) or "dlcprune"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
+    env.update(
+        {
+            "DLCPRUNE_DATA_DIR": str(data_dir),
+            "DLCPRUNE_FILE_ROOTS": str(refs),
+            "DLCPRUNE_HEARTBEAT_SECONDS": "0.5",
+            "DLCPRUNE_POLL_SECONDS": "0.2",
+        }
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [dlcprune, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dlcprune serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the service did not become ready")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# Writing the page ------------------------------------------------------------------------------
+
+
+def trim(value: Any) -> Any:
+    """Long lists keep their first items and an explicit "… N more" element."""
+    if isinstance(value, dict):
+        return {k: trim(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) > MAX_LIST:
+            return [*(trim(v) for v in value[:KEEP_LIST]), f"… {len(value) - KEEP_LIST} more"]
+        return [trim(v) for v in value]
+    return value
+
+
+def head(text: str, lines: int = 5) -> str:
+    rows = text.splitlines()
+    shown = "\n".join(rows[:lines])
+    return shown + (f"\n… {len(rows) - lines} more lines" if len(rows) > lines else "")
+
+
+class Page:
+    """The markdown being written, and the substitutions that make it read as port 8000."""
+
+    def __init__(self, base: str, data_dir: str) -> None:
+        self.base = base
+        self.data_dir = data_dir
+        self.parts: list[str] = []
+
+    def shown(self, text: str) -> str:
+        return text.replace(self.base, SHOWN_BASE).replace(self.data_dir, SHOWN_DATA)
+
+    def text(self, markdown: str) -> None:
+        self.parts.append(textwrap.dedent(markdown).strip() + "\n")
+
+    def block(self, lang: str, body: str) -> None:
+        self.parts.append(f"```{lang}\n{self.shown(body).rstrip()}\n```\n")
+
+    def render(self) -> str:
+        return "\n".join(self.parts)
+
+
+def curl(
+    method: str,
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+    files: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    output: str | None = None,
+) -> str:
+    if params:
+        url = f"{url}?{urlencode(params)}"
+    args = ["curl", "-s"]
+    if output == "-OJ":
+        args.append("-OJ")
+    if method not in ("GET", "POST") or (method == "POST" and body is None and not files):
+        args += ["-X", method]
+    for key, value in (headers or {}).items():
+        args += ["-H", f"{key}: {value}"]
+    if body is not None:
+        args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    for field, path in (files or {}).items():
+        args += ["-F", f"{field}=@{path}"]
+    args.append(url)
+    return " ".join(shlex.quote(a) for a in args)
+
+
+class Walkthrough:
+    def __init__(self, base: str, page: Page, workdir: Path) -> None:
+        self.base = base
+        self.page = page
+        self.workdir = workdir
+        self.http = httpx.Client(base_url=base, timeout=120)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        upload: Path | None = None,
+        headers: dict[str, str] | None = None,
+        show: str = "json",
+        expect: int | None = None,
+    ) -> httpx.Response:
+        """Perform one call and write it: curl, status line, headers, body."""
+        files = None
+        if upload is not None:
+            files = {"file": (upload.name, upload.read_bytes(), "application/octet-stream")}
+        resp = self.http.request(
+            method, path, params=params, json=body, files=files, headers=headers
+        )
+        if expect is not None and resp.status_code != expect:
+            raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
+        command = curl(
+            method,
+            f"{self.base}{path}",
+            params=params,
+            body=body,
+            files={"file": upload.name} if upload is not None else None,
+            headers=headers,
+            output="-OJ" if show == "file" else None,
+        )
+        self.page.block("bash", f"$ {command}")
+        lines = [f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}"]
+        lines += [f"{h}: {resp.headers[h]}" for h in SHOWN_HEADERS if h in resp.headers]
+        if show == "json":
+            body_text = json.dumps(trim(resp.json()), indent=2, ensure_ascii=False)
+            self.page.block("http", "\n".join(lines))
+            self.page.block("json", body_text)
+        elif show == "text":
+            self.page.block("http", "\n".join(lines) + "\n\n" + head(resp.text))
+        elif show == "none":
+            self.page.block("http", "\n".join(lines))
+        else:  # a file: the headers, then what the file holds
+            self.page.block("http", "\n".join(lines))
+        return resp
+
+    def wait(self, job_id: str) -> dict:
+        """Poll a job until it ends; write the states seen."""
+        seen: list[str] = []
+        while True:
+            job = self.http.get(f"/v1/jobs/{job_id}").json()
+            p = job["progress"]
+            line = f"{job['status']:<10}{p['stage']:<14}{p['done']:>5}/{p['total']:<5}"
+            line += f" eta {p['eta_seconds']}"
+            if not seen or seen[-1] != line:
+                seen.append(line)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        path = f"/v1/jobs/{job_id}"
+        self.page.block("bash", f"$ curl -s {self.base}{path}   # polled every 0.2 s")
+        self.page.block("text", "\n".join(seen))
+        return job
+
+
+def zip_listing(data: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        rows = [f"{i.file_size:>9}  {i.filename}" for i in infos]
+    if len(rows) > MAX_LIST:  # the first few and the last
+        rows = [*rows[:KEEP_LIST], f"… {len(rows) - KEEP_LIST - 1} more members", rows[-1]]
+    return "\n".join(["   length  name", *rows, f"{len(infos)} members"])
+
+
+# The walkthrough ---------------------------------------------------------------------------------
+
+
+def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
+    w = Walkthrough(base, page, workdir)
+    archive = make_archive(workdir / "colours.zip")
+    folder = refs / "colours"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(folder)
+
+    page.text(
+        """
+        # The REST API, call by call
+
+        Every request below was made against the embedded service (`dlcprune serve`, as
+        `make run` starts it) by [examples/api_walkthrough.py](examples/api_walkthrough.py), which
+        wrote this page: each call as `curl`, then the status line, the headers that matter and
+        the body the service answered. Ids and times are the ones it returned; long lists are cut
+        with an explicit `"… N more"` element, long files after a few lines. The service ran on a
+        free port and in a temporary directory, shown here as port 8000 and `/srv/data`.
+
+        The interactive reference (every route, schema and example) is the OpenAPI page at
+        `/docs`; the machine-readable spec is `/openapi.json`.
+
+        **Auth.** On the embedded default on a loopback address no key is needed. Everywhere else
+        send `Authorization: Bearer <key>` (or `X-API-Key: <key>`); keys come from
+        `dlcprune keys create --tenant NAME`. Without a valid key every `/v1` route answers
+        `401 unauthorized`, and another tenant's ids answer `404 not_found`.
+
+        **Errors** are JSON, `{"error": {"code": "...", "message": "..."}}`, with a stable `code`
+        (examples at the end of this page). Every response carries `X-Request-ID` (yours, or a new
+        one), which the service's JSON logs carry too.
+
+        The dataset here is a zip of 24 PNGs (16x16 px, tinted noise) in three class folders,
+        `red/`, `green/`, `blue/`.
+        """
+    )
+
+    page.text("## Health\n\nNo key needed: liveness, and readiness of each dependency.")
+    w.call("GET", "/readyz", expect=200)
+
+    # Datasets ----------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Datasets
+
+        ### Upload a file
+
+        Multipart, field `file` (and an optional `name`): zip, tar, tar.gz, npz or JSON lines. The
+        upload is streamed to the blob store while it is hashed, then validated and indexed
+        before the answer (`201`, `ready`); a large upload answers `202` (`indexing`) at once.
+        """
+    )
+    ds = w.call("POST", "/v1/datasets", upload=archive, expect=201).json()
+
+    page.text(
+        """
+        ### Register data the service can already read
+
+        `file://` below a directory the operator listed in `DLCPRUNE_FILE_ROOTS` (here
+        `/srv/data/refs`), or an fsspec URL whose scheme is enabled in
+        `DLCPRUNE_REFERENCE_SCHEMES` (`s3://`, `gs://`). A folder of class folders works too.
+        """
+    )
+    ref = w.call(
+        "POST",
+        "/v1/datasets",
+        body={"uri": folder.as_uri(), "name": "colours (folder)"},
+        expect=201,
+    ).json()
+
+    page.text("### List, read, delete")
+    w.call("GET", "/v1/datasets", params={"limit": 1}, expect=200)
+    w.call("GET", f"/v1/datasets/{ds['id']}", expect=200)
+    page.text(
+        "Deleting a dataset removes its jobs, scores, selections and exports (`204`, no body):"
+    )
+    w.call("DELETE", f"/v1/datasets/{ref['id']}", show="none", expect=204)
+
+    # Jobs --------------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Jobs
+
+        ### Start a scoring job
+
+        `202` at once; the job is `queued` until a worker takes it. `params` are DLC's (names as
+        the CLI's options in snake case; unset ones get the defaults for the data's kind, shown
+        in the answer).
+        """
+    )
+    body = {"dataset_id": ds["id"], "model": "efficientnet_lite0", "params": PARAMS}
+    job = w.call("POST", "/v1/jobs", body=body, expect=202).json()
+
+    page.text(
+        """
+        ### Poll it
+
+        `progress.done`/`total` count samples times passes over the data (one to decode, one
+        unmasked, one per mask level); `stage` says where it is, `eta_seconds` how long is left.
+        """
+    )
+    w.wait(job["id"])
+    w.call("GET", f"/v1/jobs/{job['id']}", expect=200)
+
+    page.text(
+        """
+        ### The same request again: answered from the cache
+
+        Scores are kept per content, model and parameters: the same job is born `succeeded`
+        with `cached: true` and computes nothing. With an `Idempotency-Key` header, a retried
+        request returns the job the first one made (`Idempotent-Replayed: true`); the same key
+        with another body answers `409 idempotency_key_reused`.
+        """
+    )
+    w.call("POST", "/v1/jobs", body=body, expect=202)
+    keyed = {"Idempotency-Key": "nightly-2026-11-28"}
+    w.call("POST", "/v1/jobs", body=body, headers=keyed, expect=202)
+    w.call("POST", "/v1/jobs", body=body, headers=keyed, expect=202)
+
+    page.text("### List jobs\n\nFilter by `status` and `dataset_id`; paged with `limit`/`offset`.")
+    w.call(
+        "GET",
+        "/v1/jobs",
+        params={"dataset_id": ds["id"], "status": "succeeded", "limit": 1},
+        expect=200,
+    )
+
+    page.text(
+        """
+        ### Cancel
+
+        A queued job is cancelled at once; a running one stops at its next progress report
+        (within seconds). A job that has ended answers `409 job_finished`.
+        """
+    )
+    long_body = {"dataset_id": ds["id"], "params": {"image_size": 32, "levels": 400}}
+    long_job = w.http.post("/v1/jobs", json=long_body).json()
+    page.text("A long job (400 levels) was started the same way; while it has no scores:")
+    w.call(
+        "POST",
+        f"/v1/jobs/{long_job['id']}/selections",
+        body={"keep": 0.5},
+        expect=409,
+    )
+    w.call("POST", f"/v1/jobs/{long_job['id']}/cancel", expect=202)
+    deadline = time.monotonic() + 60
+    while w.http.get(f"/v1/jobs/{long_job['id']}").json()["status"] not in (
+        "cancelled",
+        "succeeded",
+        "failed",
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the long job did not stop")
+        time.sleep(0.2)
+    w.call("POST", f"/v1/jobs/{long_job['id']}/cancel", expect=409)
+
+    # Scores ------------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Scores
+
+        Per sample, in dataset order: JSON paged (`limit` up to 10,000), or the whole set as CSV
+        streamed (`?format=csv`). Low scores are easy samples, high ones hard.
+        """
+    )
+    w.call("GET", f"/v1/jobs/{job['id']}/scores", params={"limit": 3}, expect=200)
+    w.call("GET", f"/v1/jobs/{job['id']}/scores", params={"format": "csv"}, show="text", expect=200)
+
+    # Selections --------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Selections
+
+        ### Preview a subset
+
+        Exactly the selection that creating it would make, stored nowhere: its size and class
+        counts, how far it moves the score distribution (two-sample Kolmogorov-Smirnov D) and the
+        class proportions (total variation distance), and both histograms.
+        """
+    )
+    sel_body = {"keep": 0.5, "strategy": "flexrand", "split": 0.5, "seed": 0}
+    w.call(
+        "POST",
+        f"/v1/jobs/{job['id']}/selections/preview",
+        body=sel_body,
+        params={"bins": 8},
+        expect=200,
+    )
+
+    page.text(
+        """
+        ### Create it
+
+        `keep` is a ratio in (0, 1] or a count; strategies `flexrand` (randomised easy/hard, with
+        its easy share `split`), `easy`, `hard`, `random`, `stratified`; `seed` fixes the draw.
+        The answer carries the selection's **provenance**: the dataset's id and SHA-256, the
+        model and its weights' hash, the method and its parameters, the selection's settings and
+        the code version (package version and git commit) that made it.
+        """
+    )
+    sel = w.call("POST", f"/v1/jobs/{job['id']}/selections", body=sel_body, expect=201).json()
+
+    page.text("### Read it, list a job's selections")
+    w.call("GET", f"/v1/selections/{sel['id']}", expect=200)
+    w.call("GET", f"/v1/jobs/{job['id']}/selections", params={"limit": 1}, expect=200)
+
+    page.text(
+        """
+        ### The kept samples
+
+        JSON paged, or CSV / JSON lines streamed, in dataset order.
+        """
+    )
+    w.call("GET", f"/v1/selections/{sel['id']}/items", params={"limit": 3}, expect=200)
+    w.call(
+        "GET",
+        f"/v1/selections/{sel['id']}/items",
+        params={"format": "csv"},
+        show="text",
+        expect=200,
+    )
+
+    # Exports -------------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Exports
+
+        `GET /v1/selections/{id}/export?format=...`, built once into the blob store and streamed
+        from there; the file name is in `Content-Disposition` (`curl -OJ` keeps it).
+
+        {table}
+
+        ### The original format
+        """.replace("{table}", EXPORT_TABLE)
+    )
+    export = f"/v1/selections/{sel['id']}/export"
+    original = w.call("GET", export, show="file", expect=200)
+    page.block("text", zip_listing(original.content))
+    page.text("With `provenance=true`, the same zip plus `provenance.json` (its last member):")
+    stamped = w.call("GET", export, params={"provenance": "true"}, show="file", expect=200)
+    page.block("text", zip_listing(stamped.content))
+    with zipfile.ZipFile(io.BytesIO(stamped.content)) as zf:
+        provenance = zf.read("provenance.json").decode()
+    page.block("json", provenance)
+
+    page.text("### Manifests")
+    w.call("GET", export, params={"format": "manifest-csv"}, show="text", expect=200)
+    w.call("GET", export, params={"format": "manifest-jsonl"}, show="text", expect=200)
+
+    page.text("### Parquet")
+    parquet = w.call("GET", export, params={"format": "parquet"}, show="file", expect=200)
+    page.block("text", parquet_summary(parquet.content))
+
+    page.text("### A bundle")
+    bundle = w.call("GET", export, params={"format": "bundle"}, show="file", expect=200)
+    page.block("text", zip_listing(bundle.content))
+
+    # The Python client ------------------------------------------------------------------------
+    page.text(
+        """
+        ## The same from Python
+
+        `dlcprune.client.Client` wraps these calls with typed results and raises
+        `DlcpruneError(status, code, message)` for error answers. Run against the same service
+        (its output below the code):
+        """
+    )
+    exports_dir = workdir / "exports"
+    code = CLIENT_EXAMPLE.format(base=base, archive=archive, exports=exports_dir)
+    page.block("python", code.replace(str(workdir), "."))
+    page.block("text", run_client_example(code).replace(str(workdir), "."))
+    page.text(
+        """
+        The command line does the same through the client (`--url`/`--key` default to
+        `DLCPRUNE_URL` and `DLCPRUNE_API_KEY`):
+
+        ```bash
+        dlcprune remote upload colours.zip                    # prints the dataset id
+        dlcprune remote score DATASET_ID --image-size 32 --levels 4 --wait
+        dlcprune remote select JOB_ID --keep 0.5 --out subset.txt
+        dlcprune remote download SELECTION_ID --out exports/ --format bundle
+        dlcprune remote status JOB_ID
+        ```
+        """
+    )
+
+    # Errors ----------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Errors
+
+        A few of the codes (the 409 `job_not_ready` and `job_finished` answers are above).
+
+        ### 404: no such resource (or another tenant's)
+        """
+    )
+    w.call("GET", "/v1/datasets/00000000-0000-4000-8000-000000000000", expect=404)
+    page.text("### 422: a body that does not validate")
+    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep": 0}, expect=422)
+    page.text("### 422: a selection the data cannot satisfy")
+    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep": 1000}, expect=422)
+    page.text("### 422: invalid job parameters")
+    bad = {"dataset_id": ds["id"], "params": {"masking": "l1", "draws": 3}}
+    w.call("POST", "/v1/jobs", body=bad, expect=422)
+    page.text("### 400: a body that is not JSON")
+    raw_error(w)
+
+    # Metrics ---------------------------------------------------------------------------------
+    page.text(
+        """
+        ## Metrics
+
+        `GET /metrics` (no key; not in the OpenAPI document) serves Prometheus metrics: jobs and
+        datasets by state, a histogram of job durations by final state, the samples scored
+        (`rate()` of it is samples per second), the queue depth, the time to create a selection,
+        and HTTP requests by route template and status. The `dlcprune_` lines, histograms cut:
+        """
+    )
+    metrics = w.http.get("/metrics").text
+    page.block("bash", f"$ curl -s {base}/metrics | grep '^dlcprune_'")
+    page.block("text", metrics_excerpt(metrics))
+
+
+def raw_error(w: Walkthrough) -> None:
+    """``400 malformed_json``: sent by hand, as curl would send a broken body."""
+    path = "/v1/jobs"
+    resp = w.http.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    w.page.block(
+        "bash",
+        f"$ curl -s -H 'Content-Type: application/json' -d '{{not json' {w.base}{path}",
+    )
+    status = f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}"
+    w.page.block("http", f"{status}\ncontent-type: {resp.headers['content-type']}")
+    w.page.block("json", json.dumps(resp.json(), indent=2))
+
+
+def parquet_summary(data: bytes) -> str:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    out = ["schema:"]
+    out += [f"  {f.name}: {f.type}" for f in table.schema]
+    out.append(f"metadata: {sorted(k.decode() for k in (table.schema.metadata or {}))}")
+    out.append(f"{table.num_rows} rows; the first three:")
+    for row in table.slice(0, 3).to_pylist():
+        out.append(f"  {row}")
+    return "\n".join(out)
+
+
+def metrics_excerpt(text: str) -> str:
+    keep: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("dlcprune_") or "_created" in line:
+            continue
+        if "_bucket{" in line and 'le="+Inf"' not in line:
+            continue
+        keep.append(line)
+    rows = []
+    for line in keep:
+        if line.startswith("dlcprune_http_request_duration") and '/v1/jobs/{job_id}"' not in line:
+            continue
+        rows.append(line)
+    return "\n".join(rows) + "\n… (bucket lines and most request-latency series cut)"
+
+
+def run_client_example(code: str) -> str:
+    """Run the client example in a fresh interpreter and return what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the client example failed:\n{done.stderr}")
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "api.md"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dlcprune-api-") as tmp:
+        workdir = Path(tmp)
+        refs = workdir / "refs"
+        refs.mkdir()
+        with embedded_service(workdir / "var", refs, workdir / "serve.log") as base:
+            page = Page(base, str(workdir))
+            run(base, page, workdir, refs)
+        markdown = page.render()
+    Path(args.out).write_text(markdown, encoding="utf-8")
+    print(f"wrote {args.out} ({markdown.count(chr(10))} lines)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
