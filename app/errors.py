@@ -125,7 +125,9 @@ def install_error_handlers(app: FastAPI) -> None:
             "unhandled error",
             extra={"request_id": getattr(request.state, "request_id", None)},
         )
+        request_id = getattr(request.state, "request_id", None)
         return JSONResponse(
             error_body("internal_error", "internal server error; the request id is in the logs"),
             status_code=500,
+            headers={"X-Request-ID": request_id} if request_id else None,
         )

@@ -5,6 +5,7 @@ the job claimed, finished or gone and does nothing.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import os
@@ -162,7 +163,13 @@ class _Heartbeat:
         self.job_id = job_id
         self.settings = settings
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        # A copy of this context: the job id that logs carry travels into the thread.
+        self.thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"heartbeat-{job_id}",
+            daemon=True,
+        )
         self.started = time.monotonic()
 
     def _run(self) -> None:
