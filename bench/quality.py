@@ -460,8 +460,18 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, default=2, help="training-based scores")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "docs" / "quality.md"))
-    parser.add_argument("--json", default=None, help="also write raw results here")
+    parser.add_argument(
+        "--json", default=None, help="also write raw results here (after every dataset)"
+    )
+    parser.add_argument(
+        "--merge",
+        default=None,
+        help="comma-separated --json files of earlier runs: write one report of them, run nothing",
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge.split(","), Path(args.out))
+        return
     if args.quick:
         args.datasets, args.seeds, args.ratios = "digits", 1, "0.1,0.5,0.9"
         args.steps, args.levels, args.epochs, args.train_seeds = 100, 5, 1, 1
@@ -504,11 +514,76 @@ def main() -> None:
                 "minutes": (time.time() - t_set) / 60,
             }
             plot_gaps(results, ratios, data.name, img_dir / f"quality-{name}.png")
+            report["minutes"] = (time.time() - started) / 60
+            if args.json:  # a checkpoint: a run cut short keeps the datasets it finished
+                Path(args.json).write_text(json.dumps(report, indent=1, default=float))
     report["minutes"] = (time.time() - started) / 60
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
     write_report(report, ratios, out, args)
     print(f"wrote {out} ({report['minutes']:.1f} min)")
+
+
+def merge(paths: list[str], out: Path) -> None:
+    """One report from the --json files of several runs (one per dataset, say)."""
+    merged: dict[str, Any] = {"datasets": {}, "minutes": 0.0}
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        merged.setdefault("args", run["args"])
+        merged["minutes"] += run["minutes"]
+        for name, d in run["datasets"].items():
+            for key in ("results", "defaults"):  # JSON made the ratio keys strings
+                d[key] = {m: {float(r): v for r, v in rs.items()} for m, rs in d[key].items()}
+            merged["datasets"][name] = d
+    args = argparse.Namespace(**merged["args"])
+    ratios = [float(r) for r in args.ratios.split(",")]
+    write_report(merged, ratios, out, args)
+    print(f"wrote {out} from {len(paths)} run(s)")
+
+
+def average(per_ratio: dict[float, list[float]], ratios: list[float]) -> float:
+    return float(np.mean([np.mean(per_ratio[r]) for r in ratios]))
+
+
+def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
+    """The defaults the service takes from this benchmark: each DLC variant's and split share's
+    accuracy averaged over ratios, seeds and every dataset that studied it."""
+    studied = [d for d in report["datasets"].values() if d["defaults"]]
+    if not studied:
+        return []
+    names = list(studied[0]["defaults"])
+    avg = {m: float(np.mean([average(d["defaults"][m], ratios) for d in studied])) for m in names}
+    variants = [m for m in names if not m.startswith("FlexRand split")]
+    splits = [m for m in names if m.startswith("FlexRand split")]
+    best_v, best_s = max(variants, key=avg.get), max(splits, key=avg.get)  # type: ignore[arg-type]
+    spread = max(avg[m] for m in variants) - min(avg[m] for m in variants)
+    titles = ", ".join(d["title"] for d in studied)
+    lines = [
+        "## What the results decide",
+        "",
+        f"Average accuracy over every ratio and seed of {titles} (DLC with FlexRand):",
+        "",
+        "| variant | average |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {m} | {100 * avg[m]:.2f} |" for m in names]
+    lines += [
+        "",
+        f"Best variant: **{best_v}**; the variants lie within {100 * spread:.2f} points of each "
+        f"other. Best split share: **{best_s.removeprefix('FlexRand split ')}**.",
+    ]
+    dlc, rand = [], []
+    for d in report["datasets"].values():
+        dlc.append(average(d["results"]["DLC + FlexRand"], ratios))
+        rand.append(average(d["results"]["Random"], ratios))
+    gap = float(np.mean(dlc) - np.mean(rand))
+    lines += [
+        "",
+        f"Over all datasets DLC + FlexRand averages {100 * float(np.mean(dlc)):.2f} against "
+        f"random's {100 * float(np.mean(rand)):.2f} ({100 * gap:+.2f} points).",
+        "",
+    ]
+    return lines
 
 
 def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: Any) -> None:
@@ -573,6 +648,7 @@ def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: A
                 s = secs.get(f"dlc:{m}", secs["dlc"])
                 lines.append(f"| {m} | {s:.0f} | {100 * avg:.2f} |")
         lines.append("")
+    lines += decisions(report, ratios)
     out.write_text("\n".join(lines) + "\n")
 
 

@@ -50,3 +50,91 @@ def test_quick_quality_report(tmp_path: Path) -> None:
     results = data["datasets"]["digits"]["results"]
     assert set(results) >= {"DLC + FlexRand", "Random", "EL2N", "Forgetting", "Moderate-DS"}
     assert all(len(v["0.1"]) == 1 for v in results.values())  # one seed
+
+
+def _run(seconds: float, acc: dict[str, float], defaults: dict[str, float]) -> dict:
+    ratios = ["0.1", "0.5"]
+    return {
+        "title": "t",
+        "notes": "n",
+        "minutes": 1.0,
+        "seconds": {"dlc": seconds, "el2n": 2 * seconds},
+        "results": {m: {r: [a, a] for r in ratios} for m, a in acc.items()},
+        "defaults": {m: {r: [a] for r in ratios} for m, a in defaults.items()},
+    }
+
+
+def test_merge_writes_one_report_and_its_decisions(tmp_path: Path) -> None:
+    """--merge joins per-dataset runs, and the defaults section averages each variant over the
+    datasets that studied it (here the linear variant wins on average, not on the first set)."""
+    args = {
+        "ratios": "0.1,0.5",
+        "seeds": 2,
+        "steps": 10,
+        "batch": 8,
+        "image_size": 32,
+        "levels": 5,
+        "epochs": 1,
+        "train_seeds": 1,
+        "quick": False,
+    }
+    accs = {"DLC + FlexRand": 0.8, "Random": 0.7, "EL2N": 0.6}
+    runs = [
+        {
+            "args": args,
+            "minutes": 1.0,
+            "datasets": {
+                "a": _run(
+                    1.0,
+                    accs,
+                    {
+                        "geometric": 0.80,
+                        "linear": 0.79,
+                        "FlexRand split 0.3": 0.5,
+                        "FlexRand split 0.5": 0.6,
+                    },
+                )
+            },
+        },
+        {
+            "args": args,
+            "minutes": 2.0,
+            "datasets": {
+                "b": _run(
+                    1.0,
+                    accs,
+                    {
+                        "geometric": 0.60,
+                        "linear": 0.70,
+                        "FlexRand split 0.3": 0.5,
+                        "FlexRand split 0.5": 0.3,
+                    },
+                )
+            },
+        },
+    ]
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    out = tmp_path / "quality.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "quality.py"),
+            "--merge",
+            ",".join(map(str, paths)),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert text.count("\n## t\n") == 2 and "(3 minutes)" in text
+    assert "| linear | 74.50 |" in text and "| geometric | 70.00 |" in text
+    assert "Best variant: **linear**" in text and "Best split share: **0.3**" in text
+    assert "| el2n | 2.0 | 2.00x |" in text
+    assert "80.00 against random's 70.00 (+10.00 points)" in text
