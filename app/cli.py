@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from app.selection import STRATEGIES, SelectionError, select
+from app.selection import DEFAULT_SPLIT, STRATEGIES, SelectionError, select
 from worker.scoring.params import METHODS
 
 
@@ -93,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="masked levels (default 50; 3 for instructions)",
     )
-    sc.add_argument("--schedule", choices=("linear", "geometric"), default="geometric")
+    sc.add_argument(
+        "--schedule",
+        choices=("linear", "geometric"),
+        default=None,
+        help="mask path (default: see docs/quality.md; geometric for instructions)",
+    )
     sc.add_argument("--masking", choices=("l1", "random"), default="l1")
     sc.add_argument(
         "--scope",
@@ -154,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ratio in (0, 1] or a count (a whole number above 1)",
     )
     se.add_argument("--strategy", choices=STRATEGIES, default="flexrand")
-    se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
+    se.add_argument("--split", type=float, default=DEFAULT_SPLIT, help="FlexRand's easy share g")
     se.add_argument(
         "--hard-cutoff", type=float, default=0.1, help="ccs: share of the hardest samples dropped"
     )
@@ -243,7 +248,9 @@ def _add_remote_parser(sub: Any) -> None:
         help="ratio in (0, 1] or a count (a whole number above 1)",
     )
     se.add_argument("--strategy", default="flexrand", help="flexrand, easy, hard, random, ...")
-    se.add_argument("--split", type=float, default=0.5, help="FlexRand's easy share g")
+    se.add_argument(
+        "--split", type=float, default=None, help="FlexRand's easy share g (default: the service's)"
+    )
     se.add_argument("--seed", type=_positive_int, default=0)
     se.add_argument("--out", default=None, help="also write the kept ids, one per line")
     se.add_argument("--json", action="store_true", help="print the selection as JSON")

@@ -346,7 +346,8 @@ def compute_scores(data: Data, bb: Backbone, args: argparse.Namespace) -> Scored
                 continue  # the defaults study runs on the image datasets
 
             t0 = time.perf_counter()
-            r = score(ds, bb, batch_size=64, **kw, **({"levels": args.levels} | variant))
+            main = {"levels": args.levels, "schedule": "geometric"}  # the reference row
+            r = score(ds, bb, batch_size=64, **kw, **(main | variant))
             out.scores[name] = r.scores
             out.seconds[name] = time.perf_counter() - t0
             print(f"  scored {name:48} {out.seconds[name]:7.1f} s", flush=True)

@@ -765,15 +765,20 @@ class Client:
 
     # Selections --------------------------------------------------------------------------------
 
-    def _selection_body(self, keep: float, strategy: str, split: float, seed: int) -> dict:
-        return {"keep": keep, "strategy": strategy, "split": split, "seed": seed}
+    def _selection_body(
+        self, keep: float, strategy: str, split: float | None, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"keep": keep, "strategy": strategy, "seed": seed}
+        if split is not None:  # else the service's default (docs/quality.md)
+            body["split"] = split
+        return body
 
     def select(
         self,
         job_id: Id,
         keep: float,
         strategy: str = "flexrand",
-        split: float = 0.5,
+        split: float | None = None,
         seed: int = 0,
     ) -> Selection:
         """Store a subset of a succeeded job's samples: ``keep`` is a ratio in (0, 1] or a
@@ -786,7 +791,7 @@ class Client:
         job_id: Id,
         keep: float,
         strategy: str = "flexrand",
-        split: float = 0.5,
+        split: float | None = None,
         seed: int = 0,
         bins: int = 30,
     ) -> Preview:

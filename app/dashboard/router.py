@@ -42,7 +42,7 @@ from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, conflict, not_found, unprocessable
 from app.jobs import service as jobs_service
 from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
-from app.selection import SelectionError
+from app.selection import DEFAULT_SPLIT, SelectionError
 from app.selection import select as select_subset
 from app.selections import service as selections_service
 from app.selections.schemas import SelectionCreate
@@ -672,7 +672,7 @@ def preview_distribution_plot(
     tenant: TenantDep,
     keep: Annotated[float, Query(gt=0)],
     strategy: Strategy = "flexrand",
-    split: Annotated[float, Query(ge=0, le=1)] = 0.5,
+    split: Annotated[float, Query(ge=0, le=1)] = DEFAULT_SPLIT,
     seed: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     bins: Annotated[int, Query(ge=2, le=200)] = 30,
 ) -> Response:

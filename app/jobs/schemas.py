@@ -25,10 +25,11 @@ class DLCParamsIn(BaseModel):
         le=1000,
         description="masked levels on the path (default 50; 3 for instruction data)",
     )
-    schedule: Literal["linear", "geometric"] = Field(
-        default="geometric",
+    schedule: Literal["linear", "geometric"] | None = Field(
+        default=None,
         description="linear: shares evenly from start to end; geometric: step of the remaining "
-        "weights per level (the authors' code)",
+        "weights per level (the authors' code). Default: the path bench/quality.py chose for "
+        "labelled data (docs/quality.md); geometric for instructions",
     )
     masking: Literal["l1", "random"] = "l1"
     scope: Literal["global", "layer"] = Field(

@@ -1,6 +1,7 @@
 """Subset selection over cached scores (FlexRand and friends): pure numpy, no torch."""
 
 from app.selection.strategies import (
+    DEFAULT_SPLIT,
     STRATEGIES,
     Selection,
     SelectionError,
@@ -11,6 +12,7 @@ from app.selection.strategies import (
 )
 
 __all__ = [
+    "DEFAULT_SPLIT",
     "STRATEGIES",
     "Selection",
     "SelectionError",

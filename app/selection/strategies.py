@@ -243,6 +243,10 @@ def allocate(class_sizes: Any, total: int) -> np.ndarray:
     return targets
 
 
+# FlexRand's easy share g when a request names none: what bench/quality.py chose (docs/quality.md).
+DEFAULT_SPLIT = 0.5
+
+
 def flexrand_counts(n: int, t: int, split: float) -> tuple[int, int]:
     """How many samples FlexRand draws from the easy and hard pools of one class.
 
@@ -418,7 +422,7 @@ def select(
     *,
     keep: float,
     strategy: str = "flexrand",
-    split: float = 0.5,
+    split: float = DEFAULT_SPLIT,
     seed: int = 0,
     unscored: str = "error",
     keep_total: int | None = None,

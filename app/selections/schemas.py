@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.selection import DEFAULT_SPLIT
+
 
 class SelectionCreate(BaseModel):
     model_config = ConfigDict(
@@ -31,7 +33,13 @@ class SelectionCreate(BaseModel):
         "class), random, stratified (random per class), or ccs (coverage-centric: the hardest "
         "hard_cutoff share dropped, the rest drawn evenly across score strata)",
     )
-    split: float = Field(default=0.5, ge=0, le=1, description="FlexRand's easy share g")
+    split: float = Field(
+        default=DEFAULT_SPLIT,
+        ge=0,
+        le=1,
+        description="FlexRand's easy share g: the easy pool is that share of each class's lowest "
+        "scores, and half the kept samples come from each pool",
+    )
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     hard_cutoff: float = Field(
         default=0.1, ge=0, lt=1, description="ccs: the share of hardest samples dropped"

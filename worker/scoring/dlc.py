@@ -350,7 +350,7 @@ def score(
     backbone: Backbone,
     *,
     levels: int | None = None,
-    schedule: str = "geometric",
+    schedule: str | None = None,
     masking: str = "l1",
     scope: str = "global",
     draws: int = 1,
@@ -376,7 +376,8 @@ def score(
     """DLC scores of every sample of ``dataset`` (a ``readers.Dataset``).
 
     Labelled images, vectors and texts use the prototype loss; instructions use the response NLL
-    of a causal LM. ``levels`` and ``step`` default by data kind (``params.KIND_DEFAULTS``).
+    of a causal LM. ``levels``, ``schedule`` and ``step`` default by data kind
+    (``params.KIND_DEFAULTS``).
     Returns scores (N,) float32 in dataset order (NaN for an instruction whose response was cut
     away entirely: see ``ScoreResult.unscored``), and with ``return_losses`` the per-level losses
     (L+1, N) float32 (row 0 unmasked). ``progress`` is called after every batch; raising from it
