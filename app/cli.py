@@ -91,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--levels",
         type=_positive_int,
         default=None,
-        help="masked levels (default 50; 3 for instructions)",
+        help="masked levels (default 10 linear, 50 geometric; 3 for instructions)",
     )
     sc.add_argument(
         "--schedule",
         choices=("linear", "geometric"),
         default=None,
-        help="mask path (default: see docs/quality.md; geometric for instructions)",
+        help="mask path (default linear, see docs/quality.md; geometric for instructions)",
     )
     sc.add_argument("--masking", choices=("l1", "random"), default="l1")
     sc.add_argument(

@@ -23,13 +23,14 @@ class DLCParamsIn(BaseModel):
         default=None,
         ge=0,
         le=1000,
-        description="masked levels on the path (default 50; 3 for instruction data)",
+        description="masked levels on the path (default 10 linear, 50 geometric; 3 for "
+        "instruction data)",
     )
     schedule: Literal["linear", "geometric"] | None = Field(
         default=None,
         description="linear: shares evenly from start to end; geometric: step of the remaining "
-        "weights per level (the authors' code). Default: the path bench/quality.py chose for "
-        "labelled data (docs/quality.md); geometric for instructions",
+        "weights per level (the authors' code). Default: linear for labelled data (what "
+        "bench/quality.py chose, docs/quality.md); geometric for instructions",
     )
     masking: Literal["l1", "random"] = "l1"
     scope: Literal["global", "layer"] = Field(

@@ -244,7 +244,10 @@ def allocate(class_sizes: Any, total: int) -> np.ndarray:
 
 
 # FlexRand's easy share g when a request names none: what bench/quality.py chose (docs/quality.md).
-DEFAULT_SPLIT = 0.5
+# Averaged over clean digits and digits with 20% of the labels flipped, 0.3 trained best: its
+# hard half is drawn from a wider pool, so it keeps fewer mislabelled samples; on the clean set
+# alone 0.5 and 0.7 did better.
+DEFAULT_SPLIT = 0.3
 
 
 def flexrand_counts(n: int, t: int, split: float) -> tuple[int, int]:

@@ -308,3 +308,25 @@ def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarr
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds, pytest.raises(ParameterError, match="early stopping"):
         dlc.shard_prototype_sums(ds, bb, DLCParams(early_stop=True), 0, 10)
+
+
+def test_default_paths_by_kind_and_schedule() -> None:
+    """The defaults bench/quality.py chose: linear, 10 levels for labelled data; a geometric
+    request without levels gets the authors' 50; instructions keep 20% per step for 3 steps."""
+    from worker.scoring.params import DLCParams
+
+    image = DLCParams().resolved("image")
+    assert (image.schedule, image.levels, image.masking) == ("linear", 10, "l1")
+    assert (image.start, image.end) == (0.02, 0.98)
+    for kind in ("vector", "text"):
+        assert DLCParams().resolved(kind).identity(kind)["schedule"] == "linear"
+    geo = DLCParams(schedule="geometric").resolved("image")
+    assert (geo.levels, geo.step) == (50, 0.02)
+    assert DLCParams(schedule="geometric", levels=7).resolved("image").levels == 7
+    assert DLCParams(levels=49).resolved("image").schedule == "linear"
+    inst = DLCParams().resolved("instruction")
+    assert (inst.schedule, inst.levels, inst.step) == ("geometric", 3, 0.2)
+    # Equivalent requests share cached scores: the implicit default equals the explicit one.
+    assert DLCParams().identity("image") == DLCParams(schedule="linear", levels=10).identity(
+        "image"
+    )

@@ -33,10 +33,14 @@ ALPACA_PROMPT_NO_INPUT = (
     "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
 
-# Defaults that depend on the data. The authors' code masks 2% of the remaining weights 50 times
-# for images (geometric), and 20% per step for 3 steps for instruction data; which path the
-# service uses for labelled data is what bench/quality.py decided (docs/quality.md).
-LABELLED_PATH: dict[str, Any] = {"schedule": "geometric", "levels": 50, "step": 0.02}
+# Defaults that depend on the data. For labelled data (the prototype loss) bench/quality.py
+# compared the paper's linear path (2%, 4%, ..., 98% of the weights), the authors' code's geometric
+# one (2% of the remaining weights per level, 50 levels), 10 or 50 levels, L1 or random masks, on
+# digits clean and with 20% of the labels flipped: linear with 10 levels and L1 masks trained best
+# on average, and costs a fifth of 50 levels (docs/quality.md). The geometric schedule asked for
+# without levels gets the authors' 50. Instruction data: the authors' 20% per step for 3 steps.
+LABELLED_PATH: dict[str, Any] = {"schedule": "linear", "levels": 10, "step": 0.02}
+GEOMETRIC_LEVELS = 50
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": dict(LABELLED_PATH),
     "vector": dict(LABELLED_PATH),
@@ -96,7 +100,9 @@ class DLCParams:
     precision: str = "auto"
 
     def resolved(self, kind: str) -> DLCParams:
-        defaults = KIND_DEFAULTS.get(kind, KIND_DEFAULTS["image"])
+        defaults = dict(KIND_DEFAULTS.get(kind, KIND_DEFAULTS["image"]))
+        if self.schedule == "geometric" and defaults["schedule"] != "geometric":
+            defaults["levels"] = GEOMETRIC_LEVELS
         fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return replace(self, **fill)
 

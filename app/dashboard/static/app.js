@@ -782,7 +782,8 @@
     const keepOut = h("output", { id: "keep-out" });
     const strategy = h("select", { id: "strategy" },
       Object.entries(STRATEGIES).map(([v, label]) => h("option", { value: v }, label)));
-    const split = h("input", { type: "range", id: "split", min: 0, max: 1, step: 0.05, value: 0.5 });
+    // The service's default easy share (app/selection/strategies.py DEFAULT_SPLIT).
+    const split = h("input", { type: "range", id: "split", min: 0, max: 1, step: 0.05, value: 0.3 });
     const splitOut = h("output", { id: "split-out" });
     const seed = h("input", { type: "number", id: "seed", min: 0, step: 1, value: 0 });
     const create = h("button", { type: "button", id: "create-selection", disabled: true },
