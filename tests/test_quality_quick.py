@@ -134,7 +134,12 @@ def test_merge_writes_one_report_and_its_decisions(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert text.count("\n## t\n") == 2 and "(3 minutes)" in text
-    assert "| linear | 74.50 |" in text and "| geometric | 70.00 |" in text
-    assert "Best variant: **linear**" in text and "Best split share: **0.3**" in text
+    assert "| linear | 79.00 | 70.00 | **74.50** |" in text
+    assert "| geometric | 80.00 | 60.00 | **70.00** |" in text
+    assert "Best variant on average: **linear**" in text
+    assert "Best split share on average: **0.3**" in text
     assert "| el2n | 2.0 | 2.00x |" in text
     assert "80.00 against random's 70.00 (+10.00 points)" in text
+    # Per dataset: the chosen path against random, and the training-based scores' cost.
+    assert "the chosen path averages 79.00 against random's 70.00 (+9.00 points)" in text
+    assert "training-based scores in 2.0 s (2.0x DLC's time" in text
