@@ -497,6 +497,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             port=settings.port,
             log_level=settings.log_level.lower(),
             proxy_headers=True,
+            timeout_keep_alive=settings.keep_alive_s,
         )
     finally:
         if child is not None and child.poll() is None:

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     port: int = 8000
     auth_enabled: bool | None = None  # default: on, except embedded on a loopback host
     public_url: str = ""  # base of absolute URLs in responses; default: from the request
+    # Idle seconds before the server closes a kept-alive connection. Above a load balancer's idle
+    # timeout (60 s is common), so the server is never the side that closes: a client that sends
+    # on a connection at the moment the server closes it gets a connection error instead of an
+    # answer (`make load` with uvicorn's 5 s default: 2 read errors in 11,000 requests; none
+    # with 75 s).
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
 
     # Input limits.
     max_upload_bytes: int = 10 * 2**30

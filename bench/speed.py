@@ -14,8 +14,8 @@ backbone on the same prepared tensors), peak memory (RSS) of each, and checks th
 same scores (relative difference at most 1e-4, Spearman at least 0.9999). A last section runs the
 engine with ``early_stop`` on the 50-level geometric path against the reference's full path.
 
-Data are generated, seeded: small JPEG files in class folders, the same images as .npz arrays,
-and 224 px JPEG files.
+Data are generated, seeded: small JPEG and PNG files in class folders, the same images as .npz
+arrays, and 224 px JPEG files.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64, help="input size for them")
     parser.add_argument("--large", type=int, default=300, help="224 px JPEG images")
     parser.add_argument("--early", type=int, default=1000, help="images, early-stop section")
-    parser.add_argument("--sections", default="small,npz,large,early")
+    parser.add_argument("--sections", default="small,png,npz,large,early")
     args = parser.parse_args()
     if args.quick:
         args.small, args.large, args.early, args.levels = 400, 60, 300, 5
@@ -336,6 +336,9 @@ def main() -> None:
         if "small" in sections:
             folder = write_folder(root / "small-jpeg", images, labels, "jpg")
             compare(f"{args.small_size}px JPEG folder", folder, args.small, args, args.image_size)
+        if "png" in sections:
+            folder = write_folder(root / "small-png", images, labels, "png")
+            compare(f"{args.small_size}px PNG folder", folder, args.small, args, args.image_size)
         if "npz" in sections:
             np.savez(root / "arrays.npz", x=images, y=labels)
             compare(
