@@ -42,9 +42,12 @@ format: install
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# The slowest tests are listed at the end of every run, to keep the suite's time in view.
+PYTEST_ARGS ?= --durations=20
+
 test: install services browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install services
 	$(PY) -m pytest -m "not slow"
