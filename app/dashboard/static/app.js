@@ -412,9 +412,11 @@
     const sizeInput = h("input", { type: "number", id: "job-image-size", min: 8, max: 1024,
       placeholder: "default" });
     const levelsInput = h("input", { type: "number", id: "job-levels", min: 0, max: 1000,
-      placeholder: "50" });
+      placeholder: "default" });
+    // Empty: the service's defaults for the data (linear, 10 levels for labelled data).
     const scheduleSelect = h("select", { id: "job-schedule" },
-      h("option", { value: "geometric" }, "geometric"), h("option", { value: "linear" }, "linear"));
+      h("option", { value: "" }, "default"), h("option", { value: "linear" }, "linear"),
+      h("option", { value: "geometric" }, "geometric"));
     const maskingSelect = h("select", { id: "job-masking" },
       h("option", { value: "l1" }, "l1 (smallest first)"), h("option", { value: "random" }, "random"));
     const jobStatus = h("div", { class: "form-status", id: "job-status" });
@@ -437,7 +439,8 @@
         jobStatus.textContent = "Upload a dataset first.";
         return;
       }
-      const params = { schedule: scheduleSelect.value, masking: maskingSelect.value };
+      const params = { masking: maskingSelect.value };
+      if (scheduleSelect.value) params.schedule = scheduleSelect.value;
       if (sizeInput.value && !sizeInput.disabled) params.image_size = Number(sizeInput.value);
       if (levelsInput.value) params.levels = Number(levelsInput.value);
       startButton.disabled = true;
