@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from app.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
 from tests.service.conftest import Api
 from tests.service.data import image_members, write_npz
@@ -120,7 +121,7 @@ def test_provenance_records_where_a_selection_came_from(
         "id": sel["id"],
         "strategy": "flexrand",
         "keep": 0.3,
-        "split": 0.5,
+        "split": DEFAULT_SPLIT,  # the selection named none
         "hard_cutoff": 0.1,
         "seed": 5,
         "size": 7,

@@ -225,8 +225,9 @@ def test_dashboard_in_a_browser(service: str, tmp_path: Path) -> None:
             expect(page.locator("#preview-plot")).to_have_attribute("data-loaded", "true")
             expected = httpx.post(
                 f"{service}/v1/jobs/{job_id}/selections/preview",
-                json={"keep": 0.2, "strategy": "flexrand", "split": 0.5, "seed": 0},
+                json={"keep": 0.2, "strategy": "flexrand", "seed": 0},  # the default split
             ).json()
+            # The slider starts at the service's default split share.
             expect(ks).to_have_text(f"{expected['ks_statistic']:.3f}")
             expect(page.locator("#create-selection")).to_be_enabled()
 
