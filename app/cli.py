@@ -317,18 +317,23 @@ def read_scores_csv(path: str) -> tuple[list[str], list[str] | None, np.ndarray]
     return ids, (labels if has_labels else None), np.asarray(scores, dtype=np.float64)
 
 
-def _progress_bar(quiet: bool) -> tuple[Any, Any]:
-    if quiet:
-        return None, None
+def _permille_bar() -> Any:
+    """A tqdm bar on stderr counting thousandths of a job, shown as a percentage."""
     from tqdm import tqdm
 
-    bar = tqdm(
+    return tqdm(
         total=1000,
         unit="‰",
         file=sys.stderr,
         dynamic_ncols=True,
         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
     )
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    bar = _permille_bar()
 
     def update(p: Any) -> None:
         bar.set_description_str(p.stage, refresh=False)
@@ -549,15 +554,7 @@ def _remote_progress(args: argparse.Namespace) -> tuple[Any, Any]:
     """A tqdm bar on stderr for ``remote score --wait`` (a terminal, or ``--progress``)."""
     if args.quiet or not (args.progress or sys.stderr.isatty()):
         return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=1000,
-        unit="‰",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
-    )
+    bar = _permille_bar()
 
     def update(fraction: float, job: Any) -> None:
         bar.set_description_str(f"{job.status} {job.progress.stage}", refresh=False)

@@ -42,8 +42,7 @@ from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, conflict, not_found, unprocessable
 from app.jobs import service as jobs_service
 from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
-from app.selection import DEFAULT_SPLIT, SelectionError
-from app.selection import select as select_subset
+from app.selection import DEFAULT_SPLIT
 from app.selections import service as selections_service
 from app.selections.schemas import SelectionCreate
 from worker.scoring.errors import DatasetError
@@ -510,19 +509,7 @@ def job_summary(
 
 def _select(scored: _Scored, body: SelectionCreate) -> np.ndarray:
     """The indices ``POST /v1/jobs/{id}/selections`` would keep for ``body`` (same call)."""
-    try:
-        result = select_subset(
-            scored.scores,
-            scored.codes,
-            keep=body.keep,
-            strategy=body.strategy,
-            split=body.split,
-            seed=body.seed,
-            unscored="exclude",
-            hard_cutoff=body.hard_cutoff,
-        )
-    except SelectionError as exc:
-        raise unprocessable(exc.code, str(exc)) from exc
+    result = selections_service.run_strategy(scored.scores, scored.codes, body)
     return np.asarray(result.indices, dtype=np.int64)
 
 

@@ -15,6 +15,7 @@ from app.errors import conflict, not_found, unprocessable
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Selection, as_utc
+from app.selection import Selection as Subset
 from app.selection import SelectionError
 from app.selection import select as select_subset
 from app.selections import provenance
@@ -33,6 +34,25 @@ def _job_inputs(
     return scores, index_cache.get(blobs, dataset.index_key), dataset
 
 
+def run_strategy(scores: np.ndarray, labels: Any, body: SelectionCreate) -> Subset:
+    """The subset ``body`` asks for over a job's scores: the one call stored selections and
+    previews both make, so a preview keeps exactly what the selection will. Unscored samples are
+    never kept; a request the strategy refuses answers 422 with its code."""
+    try:
+        return select_subset(
+            scores,
+            labels,
+            keep=body.keep,
+            strategy=body.strategy,
+            split=body.split,
+            seed=body.seed,
+            unscored="exclude",
+            hard_cutoff=body.hard_cutoff,
+        )
+    except SelectionError as exc:
+        raise unprocessable(exc.code, str(exc)) from exc
+
+
 def create(
     session: Session,
     blobs: BlobStore,
@@ -44,19 +64,7 @@ def create(
     scores, index, dataset = _job_inputs(session, blobs, job)
     if len(scores) != len(index):
         raise conflict("scores_mismatch", "the scores do not match the dataset's index")
-    try:
-        result = select_subset(
-            scores,
-            index.label_array(),
-            keep=body.keep,
-            strategy=body.strategy,
-            split=body.split,
-            seed=body.seed,
-            unscored="exclude",
-            hard_cutoff=body.hard_cutoff,
-        )
-    except SelectionError as exc:
-        raise unprocessable(exc.code, str(exc)) from exc
+    result = run_strategy(scores, index.label_array(), body)
     # The selection labels classes by code; report them by name, in the dataset's class order.
     if index.labelled:
         by_code = {int(k): v for k, v in result.class_counts.items()}
