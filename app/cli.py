@@ -29,8 +29,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from app.selection import DEFAULT_SPLIT, STRATEGIES, SelectionError, select
-from worker.scoring.params import METHODS
+from dlcprune.core.params import METHODS
+from dlcprune.core.selection import DEFAULT_SPLIT, STRATEGIES, SelectionError, select
 
 
 class CLIError(Exception):
@@ -344,9 +344,9 @@ def _progress_bar(quiet: bool) -> tuple[Any, Any]:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
+    from dlcprune.core.formats import open_dataset
     from worker.scoring.backbones import load_backbone
     from worker.scoring.dlc import resolve_device, score
-    from worker.scoring.readers import open_dataset
 
     backbone = load_backbone(
         args.model,
@@ -410,10 +410,10 @@ def cmd_score(args: argparse.Namespace) -> None:
 def _score_baseline(args: argparse.Namespace, backbone: Any) -> None:
     import time
 
+    from dlcprune.core.formats import open_dataset
+    from dlcprune.core.params import STRATEGY, BaselineParams
     from worker.scoring.baselines import score_baseline
     from worker.scoring.dlc import write_scores_csv
-    from worker.scoring.params import STRATEGY, BaselineParams
-    from worker.scoring.readers import open_dataset
 
     t0 = time.perf_counter()
     params = BaselineParams(
@@ -704,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     except Exception as exc:
         # Engine errors carry a code and a location; anything else is still one line.
-        from worker.scoring.errors import ScoringError
+        from dlcprune.core.errors import ScoringError
 
         if isinstance(exc, ScoringError):
             _fail(str(exc))

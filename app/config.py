@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 2**30
     max_request_bytes: int = 1 * 2**20  # JSON bodies
     index_sync_max_bytes: int = 256 * 2**20  # smaller uploads are indexed before answering
-    # What a dataset may hold (see worker.scoring.readers.ReadLimits).
+    # What a dataset may hold (see dlcprune.core.formats.ReadLimits).
     max_samples: int = 10_000_000
     max_archive_members: int = 10_000_000
     max_archive_bytes: int = 64 * 2**30

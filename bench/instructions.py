@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from dlcprune.core.formats import open_dataset  # noqa: E402
 from tests.scoring.lm_helpers import (  # noqa: E402
     WORDS,
     build_word_tokenizer,
@@ -36,7 +37,6 @@ from tests.scoring.lm_helpers import (  # noqa: E402
 )
 from worker.scoring.backbones import Backbone, load_backbone  # noqa: E402
 from worker.scoring.dlc import score  # noqa: E402
-from worker.scoring.readers import open_dataset  # noqa: E402
 from worker.scoring.text import tokenize_instructions  # noqa: E402
 
 MAX_LENGTH = 512

@@ -54,7 +54,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from app.selection import select  # noqa: E402
+from dlcprune.core.formats import open_dataset  # noqa: E402
+from dlcprune.core.params import DLCParams  # noqa: E402
+from dlcprune.core.selection import select  # noqa: E402
 from worker.scoring.backbones import Backbone, load_backbone  # noqa: E402
 from worker.scoring.baselines import (  # noqa: E402
     TRAINING_BASED,
@@ -63,8 +65,6 @@ from worker.scoring.baselines import (  # noqa: E402
     training_signals,
 )
 from worker.scoring.dlc import _prepare, class_targets, score  # noqa: E402
-from worker.scoring.params import DLCParams  # noqa: E402
-from worker.scoring.readers import open_dataset  # noqa: E402
 
 RATIOS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
@@ -579,8 +579,8 @@ def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
         f"Best variant on average: **{best_v}**; the variants lie within {100 * spread:.2f} "
         f"points of each other. Best split share on average: "
         f"**{best_s.removeprefix('FlexRand split ')}**. These are the service's defaults for "
-        "labelled data (`worker/scoring/params.py` LABELLED_PATH, `app/selection/strategies.py` "
-        "DEFAULT_SPLIT).",
+        "labelled data (`dlcprune/core/params.py` LABELLED_PATH, "
+        "`dlcprune/core/selection/strategies.py` DEFAULT_SPLIT).",
         "",
     ]
     for d in studied.values():

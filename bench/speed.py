@@ -40,10 +40,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
+from dlcprune.core.formats import open_dataset  # noqa: E402
 from worker.scoring.backbones import Backbone, load_backbone  # noqa: E402
 from worker.scoring.dlc import rank_correlation, score  # noqa: E402
 from worker.scoring.preprocess import prepare_inputs  # noqa: E402
-from worker.scoring.readers import open_dataset  # noqa: E402
 
 # Data ------------------------------------------------------------------------------------------
 

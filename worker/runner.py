@@ -84,7 +84,7 @@ class _Reporter:
         self.limit = settings.job_time_limit_seconds
 
     def __call__(self, p: Any) -> None:
-        from worker.scoring.errors import Cancelled
+        from dlcprune.core.errors import Cancelled
 
         if _FAULT_EXIT_STAGE and p.stage == _FAULT_EXIT_STAGE:
             # Testing hook (DLCPRUNE_FAULT_EXIT_AT_STAGE): die like an out-of-memory kill would.
@@ -197,7 +197,7 @@ class _Heartbeat:
 
 def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     """Run one scoring job to its end; returns the job's final status (or 'skipped')."""
-    from worker.scoring.errors import Cancelled, ModelError, ScoringError
+    from dlcprune.core.errors import Cancelled, ModelError, ScoringError
 
     settings = settings or get_settings()
     job_id = uuid.UUID(str(job_id))
@@ -295,14 +295,14 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
 ) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
+    from dlcprune.core.formats import open_dataset
     from worker.scoring.dlc import score
-    from worker.scoring.readers import open_dataset
 
     t0 = time.perf_counter()
     path = datasets.local_data_path(dataset, settings, blobs)
     weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
     if weights is not None and job.model == "hf":
-        from worker.archives import unpack_model
+        from dlcprune.core.archives import unpack_model
 
         assert settings.cache_dir is not None and weights_path is not None
         weights_path = str(

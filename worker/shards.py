@@ -137,7 +137,7 @@ class _ShardProgress:
         self.last = 0.0
 
     def __call__(self, p: Any) -> None:
-        from worker.scoring.errors import Cancelled
+        from dlcprune.core.errors import Cancelled
 
         now = time.monotonic()
         if now - self.last < self.settings.heartbeat_seconds and p.stage != "done":
@@ -173,10 +173,10 @@ def _fault_injected(shard: JobShard) -> bool:
 
 def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str:
     """Run one shard task; returns what happened (for logs and tests)."""
+    from dlcprune.core.errors import Cancelled, ScoringError
+    from dlcprune.core.formats import open_dataset
+    from dlcprune.core.params import DLCParams
     from worker.runner import _backbone
-    from worker.scoring.errors import Cancelled, ScoringError
-    from worker.scoring.params import DLCParams
-    from worker.scoring.readers import open_dataset
 
     shard_id = uuid.UUID(str(shard_id))
     factory = session_factory(settings)

@@ -42,12 +42,12 @@ from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, conflict, not_found, unprocessable
 from app.jobs import service as jobs_service
 from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
-from app.selection import DEFAULT_SPLIT
 from app.selections import service as selections_service
 from app.selections.schemas import SelectionCreate
-from worker.scoring.errors import DatasetError
-from worker.scoring.readers import Dataset as ReaderDataset
-from worker.scoring.readers import open_dataset
+from dlcprune.core.errors import DatasetError
+from dlcprune.core.formats import Dataset as ReaderDataset
+from dlcprune.core.formats import open_dataset
+from dlcprune.core.selection import DEFAULT_SPLIT
 
 router = APIRouter()
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from app.blobstore import BlobStore
 from app.config import Settings
-from worker.scoring.errors import DatasetError
-from worker.scoring.readers import Dataset as ReaderDataset
-from worker.scoring.readers import ReadLimits, open_dataset
+from dlcprune.core.errors import DatasetError
+from dlcprune.core.formats import Dataset as ReaderDataset
+from dlcprune.core.formats import ReadLimits, open_dataset
 
 
 @dataclass

@@ -23,7 +23,7 @@ from app.datasets.schemas import DatasetRead, DatasetReference, ErrorInfo
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
 from app.uploads import ReceivedFile, sha256_path
-from worker.scoring.errors import DatasetError
+from dlcprune.core.errors import DatasetError
 
 log = logging.getLogger("dlcprune.datasets")
 

@@ -35,8 +35,8 @@ from app.models import (
     as_utc,
     utcnow,
 )
-from worker.scoring.errors import ParameterError
-from worker.scoring.params import (
+from dlcprune.core.errors import ParameterError
+from dlcprune.core.params import (
     IMAGE_MODELS,
     KIND_DEFAULTS,
     REGISTRY_MODELS,

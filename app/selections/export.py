@@ -53,7 +53,7 @@ from app.config import Settings
 from app.datasets.indexing import DatasetIndex, read_limits
 from app.datasets.service import local_data_path
 from app.models import Dataset, Selection
-from worker.scoring.readers import open_dataset
+from dlcprune.core.formats import open_dataset
 
 ROW_BLOCK = 4096
 MANIFEST_BLOCK = 20_000

@@ -33,7 +33,7 @@ from app.selections.schemas import (
     SelectionList,
     SelectionRead,
 )
-from worker.scoring.errors import DatasetError
+from dlcprune.core.errors import DatasetError
 
 router = APIRouter(tags=["selections"])
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.selection import DEFAULT_SPLIT
+from dlcprune.core.selection import DEFAULT_SPLIT
 
 
 class SelectionCreate(BaseModel):

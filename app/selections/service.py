@@ -15,11 +15,11 @@ from app.errors import conflict, not_found, unprocessable
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Selection, as_utc
-from app.selection import Selection as Subset
-from app.selection import SelectionError
-from app.selection import select as select_subset
 from app.selections import provenance
 from app.selections.schemas import Provenance, SelectionCreate, SelectionRead
+from dlcprune.core.selection import Selection as Subset
+from dlcprune.core.selection import SelectionError
+from dlcprune.core.selection import select as select_subset
 
 
 def _job_inputs(

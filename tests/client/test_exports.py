@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from app.selection import DEFAULT_SPLIT
+from dlcprune.core.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
 from tests.service.conftest import Api
 from tests.service.data import image_members, write_npz

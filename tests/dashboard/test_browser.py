@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.selection import resolve_keep
+from dlcprune.core.selection import resolve_keep
 from tests.service.conftest import DLCPRUNE, free_port, stop, wait_ready
 from tests.service.data import write_image_zip
 

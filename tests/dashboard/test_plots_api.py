@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from app import plots
-from app.selection import allocate, resolve_keep
+from dlcprune.core.selection import allocate, resolve_keep
 from tests.service.conftest import Api
 from tests.service.data import (
     TINTS,

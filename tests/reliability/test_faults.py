@@ -49,9 +49,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def undisturbed(archive: Path) -> np.ndarray:
     """The scores of an undisturbed run, computed here with the worker's batch size."""
+    from dlcprune.core.formats import open_dataset
     from worker.scoring.backbones import load_backbone
     from worker.scoring.dlc import score
-    from worker.scoring.readers import open_dataset
 
     with open_dataset(archive) as ds:
         return score(ds, load_backbone("efficientnet_lite0"), batch_size=64, **PARAMS).scores

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from worker.scoring.errors import DatasetError, UnsafePathError
-from worker.scoring.readers import _split_relative, open_dataset
+from dlcprune.core.errors import DatasetError, UnsafePathError
+from dlcprune.core.formats import _split_relative, open_dataset
 
 SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "C:", "c:x", "\\", "x\\..", "é", " ", "..."])
 NAMES = st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join) | st.text(max_size=30)

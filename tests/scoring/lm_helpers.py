@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from worker.scoring.params import format_prompt
+from dlcprune.core.params import format_prompt
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 # 40 short words; every one is a single token under the Whitespace pre-tokenizer.

@@ -11,8 +11,8 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
+from dlcprune.core.errors import ModelError
 from worker.scoring.backbones import load_backbone, load_state_dict_file, select_maskable
-from worker.scoring.errors import ModelError
 
 
 def test_efficientnet_lite0_loads_the_packaged_imagenet_weights() -> None:

@@ -11,6 +11,9 @@ import pytest
 import timm
 import torch
 
+from dlcprune.core.errors import ParameterError
+from dlcprune.core.formats import open_dataset
+from dlcprune.core.params import BASELINES, STRATEGY, TRAINING_BASED, BaselineParams
 from tests.scoring.conftest import write_image_folder
 from worker.scoring.backbones import load_backbone
 from worker.scoring.baselines import (
@@ -19,9 +22,6 @@ from worker.scoring.baselines import (
     moderate_scores,
     score_baseline,
 )
-from worker.scoring.errors import ParameterError
-from worker.scoring.params import BASELINES, STRATEGY, TRAINING_BASED, BaselineParams
-from worker.scoring.readers import open_dataset
 
 
 def test_herding_picks_the_sample_closest_to_the_mean_first() -> None:

@@ -10,11 +10,11 @@ import pytest
 import timm
 import torch
 
+from dlcprune.core.errors import Cancelled, MissingFieldError, ParameterError
+from dlcprune.core.formats import open_dataset
 from tests.scoring.conftest import write_image_folder
 from worker.scoring.backbones import load_backbone
 from worker.scoring.dlc import Progress, prototype_loss, score
-from worker.scoring.errors import Cancelled, MissingFieldError, ParameterError
-from worker.scoring.readers import open_dataset
 
 
 def auroc(positive: np.ndarray, scores: np.ndarray) -> float:
@@ -273,8 +273,8 @@ def test_preprocessing_matches_torchvision_eval_transform(size: tuple[int, int])
 def test_sharded_scores_equal_the_unsharded_ones_exactly(
     vector_data: tuple[Path, Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dlcprune.core.params import DLCParams
     from worker.scoring import dlc
-    from worker.scoring.params import DLCParams
 
     monkeypatch.setattr(dlc, "PROTOTYPE_GROUP", 8)
     data, model, _ = vector_data
@@ -301,8 +301,8 @@ def test_sharded_scores_equal_the_unsharded_ones_exactly(
 
 
 def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarray]) -> None:
+    from dlcprune.core.params import DLCParams
     from worker.scoring import dlc
-    from worker.scoring.params import DLCParams
 
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
@@ -313,7 +313,7 @@ def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarr
 def test_default_paths_by_kind_and_schedule() -> None:
     """The defaults bench/quality.py chose: linear, 10 levels for labelled data; a geometric
     request without levels gets the authors' 50; instructions keep 20% per step for 3 steps."""
-    from worker.scoring.params import DLCParams
+    from dlcprune.core.params import DLCParams
 
     image = DLCParams().resolved("image")
     assert (image.schedule, image.levels, image.masking) == ("linear", 10, "l1")

@@ -10,9 +10,9 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
+from dlcprune.core.formats import open_dataset
 from worker.scoring.backbones import load_backbone
 from worker.scoring.dlc import score
-from worker.scoring.readers import open_dataset
 
 
 def write_digits_folder(root: Path, flip_share: float, seed: int) -> dict[str, bool]:

@@ -17,6 +17,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn.utils import prune
 
+from dlcprune.core.errors import ParameterError
+from dlcprune.core.formats import open_dataset
 from tests.scoring.lm_helpers import (
     WORDS,
     build_reverse_task_lm,
@@ -26,9 +28,7 @@ from tests.scoring.lm_helpers import (
 )
 from worker.scoring.backbones import Backbone, load_backbone
 from worker.scoring.dlc import ScoreResult, score
-from worker.scoring.errors import ParameterError
 from worker.scoring.masking import MaskPlan, WeightMasker, mask_counts
-from worker.scoring.readers import open_dataset
 from worker.scoring.text import tokenize_texts
 
 TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from worker.scoring.errors import ParameterError
+from dlcprune.core.errors import ParameterError
 from worker.scoring.masking import WeightMasker, mask_counts
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``worker.scoring.readers``: tiny synthetic datasets built in ``tmp_path``."""
+"""Tests for ``dlcprune.core.formats``: tiny synthetic datasets built in ``tmp_path``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from worker.scoring import readers
-from worker.scoring.errors import (
+from dlcprune.core import formats as readers
+from dlcprune.core.errors import (
     CorruptArchiveError,
     CorruptImageError,
     DatasetError,
@@ -30,7 +30,7 @@ from worker.scoring.errors import (
     UnknownFormatError,
     UnsafePathError,
 )
-from worker.scoring.readers import Instruction, ReadLimits, detect_format, open_dataset
+from dlcprune.core.formats import Instruction, ReadLimits, detect_format, open_dataset
 
 # --------------------------------------------------------------------------------------------
 # Builders

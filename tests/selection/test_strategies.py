@@ -1,4 +1,4 @@
-"""Tests for app.selection.strategies: integer rules, known answers and hypothesis properties."""
+"""Tests for dlcprune.core.selection: integer rules, known answers and hypothesis properties."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.selection import (
+from dlcprune.core.selection import (
     STRATEGIES,
     Selection,
     SelectionError,
@@ -21,7 +21,7 @@ from app.selection import (
     resolve_keep,
     select,
 )
-from app.selection.strategies import _encode_labels, _score_order
+from dlcprune.core.selection.strategies import _encode_labels, _score_order
 
 # --------------------------------------------------------------------------------------------
 # Reference helpers (deliberately simple, loop-based)
@@ -634,7 +634,7 @@ def test_unscored_samples_are_excluded_when_asked() -> None:
 
 
 def test_ccs_drops_the_hardest_and_covers_the_score_range() -> None:
-    from app.selection.strategies import ccs_select
+    from dlcprune.core.selection.strategies import ccs_select
 
     rng = np.random.default_rng(0)
     scores = np.concatenate([rng.normal(0, 1, 900), rng.normal(8, 0.5, 100)])

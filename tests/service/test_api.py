@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.selection import allocate, resolve_keep
+from dlcprune.core.selection import allocate, resolve_keep
 from tests.service.conftest import Api
 from tests.service.data import (
     image_members,

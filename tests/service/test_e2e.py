@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.selection import allocate, resolve_keep
+from dlcprune.core.selection import allocate, resolve_keep
 from tests.service.conftest import DLCPRUNE, free_port, make_key, stop, wait_ready
 from tests.service.data import image_members, write_image_zip
 

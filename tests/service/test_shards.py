@@ -94,9 +94,9 @@ def test_two_workers_score_shards_that_merge_exactly(
         _purge_queue(queue_name)
 
     # The same scores, unsharded, in this process.
+    from dlcprune.core.formats import open_dataset
     from worker.scoring import dlc
     from worker.scoring.backbones import load_backbone
-    from worker.scoring.readers import open_dataset
 
     monkeypatch.setattr(dlc, "PROTOTYPE_GROUP", 32)
     with open_dataset(tmp_path / "arrays.npz") as ds:

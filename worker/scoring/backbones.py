@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from worker.scoring.errors import ModelError
-from worker.scoring.params import DEFAULT_MODEL, REGISTRY_MODELS
+from dlcprune.core.errors import ModelError
+from dlcprune.core.params import DEFAULT_MODEL, REGISTRY_MODELS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -32,6 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcprune.core.errors import ParameterError
+from dlcprune.core.params import (
+    BASELINES,
+    TRAINING_BASED,
+    BaselineParams,
+    DLCParams,
+)
 from worker.scoring.backbones import Backbone
 from worker.scoring.dlc import (
     DEFAULT_MEMORY_LIMIT,
@@ -39,13 +46,6 @@ from worker.scoring.dlc import (
     _prepare,
     _Runner,
     class_targets,
-)
-from worker.scoring.errors import ParameterError
-from worker.scoring.params import (
-    BASELINES,
-    TRAINING_BASED,
-    BaselineParams,
-    DLCParams,
 )
 
 ProgressCallback = Callable[[Progress], None]

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcprune.core.errors import MissingFieldError, ParameterError
+from dlcprune.core.params import DLCParams
 from worker.scoring.backbones import Backbone
-from worker.scoring.errors import MissingFieldError, ParameterError
 from worker.scoring.masking import MaskPlan, WeightMasker
-from worker.scoring.params import DLCParams
 from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, PreparedInputs, prepare_inputs
 
 
@@ -759,8 +759,8 @@ def score_path(
     **kwargs: Any,
 ) -> ScoreResult:
     """Open ``data`` with the readers, build ``model`` and score: the CLI's and worker's entry."""
+    from dlcprune.core.formats import open_dataset
     from worker.scoring.backbones import load_backbone
-    from worker.scoring.readers import open_dataset
 
     backbone = load_backbone(model, weights, mask_layers=mask_layers, device=resolve_device(device))
     with open_dataset(data) as ds:

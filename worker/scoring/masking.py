@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from worker.scoring.errors import ParameterError
-from worker.scoring.params import MASKINGS, SCHEDULES, SCOPES
+from dlcprune.core.errors import ParameterError
+from dlcprune.core.params import MASKINGS, SCHEDULES, SCOPES
 
 
 def mask_counts(

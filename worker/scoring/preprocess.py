@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from worker.scoring.errors import DatasetError, ParameterError
+from dlcprune.core.errors import DatasetError, ParameterError
 
 INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,

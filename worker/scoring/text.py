@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from worker.scoring.errors import DatasetError, ModelError, ParameterError
-from worker.scoring.params import format_prompt
+from dlcprune.core.errors import DatasetError, ModelError, ParameterError
+from dlcprune.core.params import format_prompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

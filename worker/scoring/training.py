@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlcprune.core.errors import ParameterError
 from worker.scoring.backbones import Backbone
-from worker.scoring.errors import ParameterError
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Subset selection over cached scores (FlexRand and friends): pure numpy, no torch."""
 
-from app.selection.strategies import (
+from dlcprune.core.selection.strategies import (
     DEFAULT_SPLIT,
     STRATEGIES,
     Selection,

@@ -7,7 +7,7 @@ import string
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from worker.scoring.errors import ParameterError
+from dlcprune.core.errors import ParameterError
 
 SCHEDULES = ("linear", "geometric")
 MASKINGS = ("l1", "random")

@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from worker.scoring.errors import ModelError
+from dlcprune.core.errors import ModelError
 
 MAX_MEMBERS = 10_000
 MAX_BYTES = 64 * 2**30

@@ -52,7 +52,7 @@ from typing import IO, Any, BinaryIO, TypeVar
 import numpy as np
 from PIL import Image
 
-from .errors import (
+from dlcprune.core.errors import (
     CorruptArchiveError,
     CorruptImageError,
     DatasetError,
