@@ -118,7 +118,15 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
         env["DLCPRUNE_DATA_DIR"] = str(data_dir)
         server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-embedded-worker"],
+            [
+                sys.executable,
+                "-m",
+                "dlcprune.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--no-embedded-worker",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

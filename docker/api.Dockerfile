@@ -5,8 +5,9 @@
 #
 #     docker build -f docker/api.Dockerfile -t dlcprune-api .
 #
-# Only the base dependencies are installed (never the "worker" extra): scoring runs in the worker
-# image, docker/worker.Dockerfile.
+# Only the "server" extra is installed (never "worker"), and worker/ is not copied: scoring runs
+# in the worker image, docker/worker.Dockerfile. The service needs app/ and the torch-free core
+# (dlcprune/core); docs/architecture.md has the layers.
 
 # ---------------------------------------------------------------------------------------------
 # Build stage: a virtual environment with the project and its base dependencies.
@@ -25,10 +26,10 @@ ENV PATH="/opt/venv/bin:$PATH"
 WORKDIR /opt/dlcprune
 COPY pyproject.toml README.md alembic.ini ./
 COPY app/ ./app/
-COPY worker/ ./worker/
+COPY dlcprune/ ./dlcprune/
 COPY migrations/ ./migrations/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --editable .
+    pip install --editable ".[server]"
 
 # ---------------------------------------------------------------------------------------------
 # Runtime stage.

@@ -35,6 +35,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /opt/dlcprune
 COPY pyproject.toml README.md alembic.ini ./
 COPY app/ ./app/
+COPY dlcprune/ ./dlcprune/
 COPY worker/ ./worker/
 COPY migrations/ ./migrations/
 RUN --mount=type=cache,target=/root/.cache/pip \

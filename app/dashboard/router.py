@@ -45,8 +45,7 @@ from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
 from app.selections import service as selections_service
 from app.selections.schemas import SelectionCreate
 from dlcprune.core.errors import DatasetError
-from dlcprune.core.formats import Dataset as ReaderDataset
-from dlcprune.core.formats import open_dataset
+from dlcprune.core.formats import Reader, open_dataset
 from dlcprune.core.selection import DEFAULT_SPLIT
 
 router = APIRouter()
@@ -107,7 +106,7 @@ class _Lru(Generic[K, V]):
 class _OpenReader:
     """An opened dataset reader; one request reads from it at a time."""
 
-    def __init__(self, ds: ReaderDataset) -> None:
+    def __init__(self, ds: Reader) -> None:
         self.ds = ds
         self.lock = threading.Lock()
 

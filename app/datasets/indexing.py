@@ -20,8 +20,7 @@ import numpy as np
 from app.blobstore import BlobStore
 from app.config import Settings
 from dlcprune.core.errors import DatasetError
-from dlcprune.core.formats import Dataset as ReaderDataset
-from dlcprune.core.formats import ReadLimits, open_dataset
+from dlcprune.core.formats import Reader, ReadLimits, open_dataset
 
 
 @dataclass
@@ -71,7 +70,7 @@ class DatasetIndex:
         return self.label_codes if self.labelled else None
 
 
-def build_index(ds: ReaderDataset) -> bytes:
+def build_index(ds: Reader) -> bytes:
     encoded = [sid.encode("utf-8") for sid in ds.ids]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(e) for e in encoded], out=offsets[1:])

@@ -17,8 +17,7 @@ from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Selection, as_utc
 from app.selections import provenance
 from app.selections.schemas import Provenance, SelectionCreate, SelectionRead
-from dlcprune.core.selection import Selection as Subset
-from dlcprune.core.selection import SelectionError
+from dlcprune.core.selection import SelectionError, Subset
 from dlcprune.core.selection import select as select_subset
 
 

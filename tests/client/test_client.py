@@ -435,7 +435,7 @@ def test_cli_remote_commands_end_to_end(embedded: Embedded, tmp_path: Path) -> N
 
 def test_the_zip_of_a_folder_upload(tmp_path: Path) -> None:
     """``remote upload FOLDER`` zips the folder's files under their relative paths."""
-    from app.cli import _zip_folder
+    from dlcprune.cli import _zip_folder
 
     folder = tmp_path / "pets"
     for name, data in image_members(2).items():

@@ -114,7 +114,7 @@ def check_error(
         assert f"[{member}]" in text
 
 
-def payloads(ds: readers.Dataset) -> list[Any]:
+def payloads(ds: readers.Reader) -> list[Any]:
     out = list(ds.iter_payloads())
     assert [i for i, _ in out] == list(range(len(ds)))
     return [p for _, p in out]
@@ -704,7 +704,7 @@ def test_npz_direct_reads_and_stream_agree(tmp_path: Path) -> None:
     x = rng.integers(0, 256, size=(40, 6, 7, 3), dtype=np.uint8)
     stored = open_dataset(save_npz(tmp_path / "s.npz", False, x=x))
     packed = open_dataset(save_npz(tmp_path / "c.npz", True, x=x))
-    assert isinstance(stored, readers.NpzDataset) and isinstance(packed, readers.NpzDataset)
+    assert isinstance(stored, readers.NpzReader) and isinstance(packed, readers.NpzReader)
     assert stored._fd is not None and packed._fd is None  # the two code paths under test
     for start, stop in [(0, 5), (5, 17), (3, 4), (30, 99), (0, 40)]:
         a, b = stored.read_rows(start, stop), packed.read_rows(start, stop)

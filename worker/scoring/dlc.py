@@ -373,7 +373,7 @@ def score(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     cache_dir: str | None = None,
 ) -> ScoreResult:
-    """DLC scores of every sample of ``dataset`` (a ``readers.Dataset``).
+    """DLC scores of every sample of ``dataset`` (a ``dlcprune.core.formats.Reader``).
 
     Labelled images, vectors and texts use the prototype loss; instructions use the response NLL
     of a causal LM. ``levels``, ``schedule`` and ``step`` default by data kind

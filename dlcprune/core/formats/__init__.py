@@ -1,10 +1,10 @@
-"""Dataset readers: turn a path into an indexed ``Dataset`` whose payloads can be streamed.
+"""Dataset readers: turn a path into an indexed ``Reader`` whose payloads can be streamed.
 
 ``open_dataset(path)`` detects the format, builds a cheap index (ids, labels and, for line-based
-files, byte spans) and returns a ``Dataset``. Payloads are produced later by one sequential pass of
-``Dataset.iter_payloads()``, so a dataset never has to fit in memory.
+files, byte spans) and returns a ``Reader``. Payloads are produced later by one sequential pass of
+``Reader.iter_payloads()``, so a dataset never has to fit in memory.
 
-Formats (``Dataset.format``) and the kind of payload they yield (``Dataset.kind``):
+Formats (``Reader.format``) and the kind of payload they yield (``Reader.kind``):
 
 - ``folder``, ``zip``, ``tar``: class subfolders holding images -> ``image`` (``PIL.Image`` RGB).
 - ``manifest``: a CSV or JSONL file listing image paths and labels -> ``image``.
@@ -69,15 +69,15 @@ from dlcprune.core.errors import (
 __all__ = [
     "FORMATS",
     "IMAGE_EXTENSIONS",
-    "Dataset",
-    "FolderDataset",
+    "FolderReader",
     "Instruction",
-    "JsonlDataset",
-    "ManifestDataset",
-    "NpzDataset",
+    "JsonlReader",
+    "ManifestReader",
+    "NpzReader",
     "ReadLimits",
-    "TarDataset",
-    "ZipDataset",
+    "Reader",
+    "TarReader",
+    "ZipReader",
     "detect_format",
     "open_dataset",
 ]
@@ -363,10 +363,10 @@ def _decode_image(
 
 
 # --------------------------------------------------------------------------------------------
-# Dataset base classes
+# Reader base classes
 
 
-class Dataset(ABC):
+class Reader(ABC):
     """An indexed dataset: ids and labels in memory, payloads streamed on demand.
 
     Attributes:
@@ -435,14 +435,14 @@ class Dataset(ABC):
         """Release open files; the dataset cannot stream payloads afterwards."""
         return None
 
-    def __enter__(self) -> Dataset:
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class _ImageDataset(Dataset):
+class _ImageReader(Reader):
     """Base of the image formats: payloads are fully loaded RGB ``PIL.Image.Image`` objects."""
 
     kind = "image"
@@ -542,7 +542,7 @@ def _resolve_layout(
 # Folder
 
 
-class FolderDataset(_ImageDataset):
+class FolderReader(_ImageReader):
     """A directory of class subfolders holding images.
 
     ``source(i)`` and error members are paths relative to the folder (before any top-folder
@@ -676,7 +676,7 @@ def _check_archive_file(
         raise UnknownFormatError("nested archives are not supported", path=path, member=name)
 
 
-class ZipDataset(_ImageDataset):
+class ZipReader(_ImageReader):
     """A zip archive with the same class-folder layout as ``folder``.
 
     Members are read by random access in index (sorted id) order. ``source(i)`` is the member
@@ -813,7 +813,7 @@ def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
     return info
 
 
-class TarDataset(_ImageDataset):
+class TarReader(_ImageReader):
     """A tar archive (plain, gzip, bzip2 or xz) with the same layout as ``folder``.
 
     The index pass reads member headers only. The dataset order is the sorted ids, like the other
@@ -1125,7 +1125,7 @@ class _IdRegistry:
         self.ids.append(sample_id)
 
 
-class JsonlDataset(Dataset):
+class JsonlReader(Reader):
     """Base of the JSONL sample formats (``text``, ``alpaca``, ``dolly``, ``sharegpt``).
 
     The index pass validates every line and keeps only ids, labels, line numbers and byte
@@ -1182,7 +1182,7 @@ class JsonlDataset(Dataset):
                 yield i, self._extract(obj, line)[1]
 
 
-class TextDataset(JsonlDataset):
+class TextReader(JsonlReader):
     """JSONL of ``{"text": str, "label": str | int}``; payloads are ``str``."""
 
     format = "text"
@@ -1196,7 +1196,7 @@ class TextDataset(JsonlDataset):
         return _label_value(obj["label"], path=self.path, line=line), text
 
 
-class AlpacaDataset(JsonlDataset):
+class AlpacaReader(JsonlReader):
     """JSONL of ``{"instruction", "input"?, "output"}``; payloads are ``Instruction``."""
 
     format = "alpaca"
@@ -1211,7 +1211,7 @@ class AlpacaDataset(JsonlDataset):
         )
 
 
-class DollyDataset(JsonlDataset):
+class DollyReader(JsonlReader):
     """JSONL of ``{"instruction", "context"?, "response"}``; ``context`` becomes ``input``."""
 
     format = "dolly"
@@ -1226,7 +1226,7 @@ class DollyDataset(JsonlDataset):
         )
 
 
-class ShareGptDataset(JsonlDataset):
+class ShareGptReader(JsonlReader):
     """JSONL of ``{"conversations": [{"from": role, "value": str}, ...]}``.
 
     The FIRST ``human``/``user`` turn is the instruction and the FIRST ``gpt``/``assistant``
@@ -1285,7 +1285,7 @@ class ShareGptDataset(JsonlDataset):
 # Manifest
 
 
-class ManifestDataset(_ImageDataset):
+class ManifestReader(_ImageReader):
     """A CSV (with header) or JSONL file listing images and labels.
 
     Path column/field: ``path`` (or ``image``, ``file``, ``filename``); label: ``label`` (or
@@ -1568,7 +1568,7 @@ def _zip_data_offset(path: str, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_len + extra_len
 
 
-class NpzDataset(Dataset):
+class NpzReader(Reader):
     """A NumPy ``.npz`` with ``x`` and optional ``y`` (labels) and ``id``/``ids``.
 
     ``x`` of 2 dimensions gives ``vector`` payloads (float32 ``(D,)``); 3 (``N,H,W`` gray) or 4
@@ -1913,16 +1913,16 @@ class NpzDataset(Dataset):
 # --------------------------------------------------------------------------------------------
 # Detection and entry point
 
-_CLASSES: dict[str, Callable[[str, ReadLimits], Dataset]] = {
-    "folder": FolderDataset,
-    "zip": ZipDataset,
-    "tar": TarDataset,
-    "manifest": ManifestDataset,
-    "npz": NpzDataset,
-    "text": TextDataset,
-    "alpaca": AlpacaDataset,
-    "dolly": DollyDataset,
-    "sharegpt": ShareGptDataset,
+_CLASSES: dict[str, Callable[[str, ReadLimits], Reader]] = {
+    "folder": FolderReader,
+    "zip": ZipReader,
+    "tar": TarReader,
+    "manifest": ManifestReader,
+    "npz": NpzReader,
+    "text": TextReader,
+    "alpaca": AlpacaReader,
+    "dolly": DollyReader,
+    "sharegpt": ShareGptReader,
 }
 
 
@@ -1987,7 +1987,7 @@ def detect_format(path: str | os.PathLike[str], *, limits: ReadLimits | None = N
 
 def open_dataset(
     path: str | os.PathLike[str], *, format: str | None = None, limits: ReadLimits | None = None
-) -> Dataset:
+) -> Reader:
     """Index the dataset at ``path`` and return it; ``format`` overrides detection."""
     p = os.fspath(path)
     limits = limits or ReadLimits()

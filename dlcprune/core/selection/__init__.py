@@ -3,8 +3,8 @@
 from dlcprune.core.selection.strategies import (
     DEFAULT_SPLIT,
     STRATEGIES,
-    Selection,
     SelectionError,
+    Subset,
     allocate,
     flexrand_counts,
     resolve_keep,
@@ -14,8 +14,8 @@ from dlcprune.core.selection.strategies import (
 __all__ = [
     "DEFAULT_SPLIT",
     "STRATEGIES",
-    "Selection",
     "SelectionError",
+    "Subset",
     "allocate",
     "flexrand_counts",
     "resolve_keep",

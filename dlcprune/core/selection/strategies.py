@@ -70,8 +70,8 @@ import numpy as np
 
 __all__ = [
     "STRATEGIES",
-    "Selection",
     "SelectionError",
+    "Subset",
     "allocate",
     "flexrand_counts",
     "resolve_keep",
@@ -90,7 +90,7 @@ class SelectionError(ValueError):
 
 
 @dataclass(frozen=True, eq=False)
-class Selection:
+class Subset:
     """The outcome of :func:`select`.
 
     Attributes:
@@ -115,7 +115,7 @@ class Selection:
 
     def __eq__(self, other: object) -> bool:
         # The generated __eq__ would compare the arrays element-wise and fail on truth-testing.
-        if not isinstance(other, Selection):
+        if not isinstance(other, Subset):
             return NotImplemented
         return (
             np.array_equal(self.indices, other.indices)
@@ -430,7 +430,7 @@ def select(
     unscored: str = "error",
     keep_total: int | None = None,
     hard_cutoff: float = 0.1,
-) -> Selection:
+) -> Subset:
     """Choose a subset of samples from their hardness scores.
 
     Args:
@@ -448,7 +448,7 @@ def select(
         keep_total: internal: an already resolved size that overrides ``keep``.
 
     Returns:
-        A :class:`Selection` with exactly ``resolve_keep(keep, N)`` sorted unique indices.
+        A :class:`Subset` with exactly ``resolve_keep(keep, N)`` sorted unique indices.
 
     Raises:
         SelectionError: on any invalid argument (the message says which and why).
@@ -495,7 +495,7 @@ def select(
         class_counts = {str(v): int(c) for v, c in zip(class_values, kept, strict=True)}
         if len(class_counts) != len(class_values):
             raise SelectionError("distinct labels have the same text; make labels unambiguous")
-    return Selection(
+    return Subset(
         indices=indices,
         size=int(indices.shape[0]),
         class_counts=class_counts,
@@ -557,7 +557,7 @@ def _select_scored(
     split: float,
     seed: int,
     hard_cutoff: float = 0.1,
-) -> Selection:
+) -> Subset:
     """:func:`select` over the samples with a finite score; indices refer to the full input."""
     n = scores.shape[0]
     total = resolve_keep(keep, n)
@@ -582,7 +582,7 @@ def _select_scored(
     )
     indices = scored[inner.indices].astype(np.int64)
     indices.flags.writeable = False
-    return Selection(
+    return Subset(
         indices=indices,
         size=inner.size,
         class_counts=inner.class_counts,
