@@ -1,0 +1,42 @@
+"""The project's vocabulary, defined once: method, strategy and export-format names and the
+selection defaults that every layer shares.
+
+Standard library only, so that every layer can import it: the client (httpx alone), the torch-free
+core, the service, the engine and the CLI. Nothing here imports the rest of the project (an
+import-linter contract holds it). Where a name has behaviour, the behaviour lives in its layer
+(``dlcprune.core.selection`` for strategies, ``app.selections.export`` for export formats).
+"""
+
+from __future__ import annotations
+
+# Scoring methods: DLC and the baselines it is compared with.
+TRAINING_FREE: tuple[str, ...] = ("random", "herding", "kcenter_greedy", "moderate")
+TRAINING_BASED: tuple[str, ...] = (
+    "el2n",
+    "grand",
+    "forgetting",
+    "entropy",
+    "margin",
+    "least_confidence",
+)
+BASELINES: tuple[str, ...] = TRAINING_FREE + TRAINING_BASED
+METHODS: tuple[str, ...] = ("dlc", *BASELINES)
+DEFAULT_METHOD = "dlc"
+
+# Selection strategies over a job's scores (dlcprune.core.selection.select).
+STRATEGIES: tuple[str, ...] = ("flexrand", "easy", "hard", "random", "stratified", "ccs")
+DEFAULT_STRATEGY = "flexrand"
+# FlexRand's easy-pool share (the quality benchmark's choice, docs/quality.md).
+DEFAULT_SPLIT = 0.3
+# CCS: the share of the hardest samples dropped before stratified sampling.
+DEFAULT_HARD_CUTOFF = 0.1
+
+# How a selection's samples can be exported (app.selections.export).
+EXPORT_FORMATS: tuple[str, ...] = (
+    "original",
+    "manifest-csv",
+    "manifest-jsonl",
+    "parquet",
+    "bundle",
+)
+DEFAULT_EXPORT_FORMAT = "original"
