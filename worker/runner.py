@@ -5,15 +5,12 @@ the job claimed, finished or gone and does nothing.
 
 from __future__ import annotations
 
-import contextvars
 import io
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +24,14 @@ from app.db import session_factory
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Weights
+from dlcprune.core.cache import LRU
+from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("dlcprune.worker")
 
-_backbones: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
-_backbones_lock = threading.Lock()
+# Loaded backbones by (model, weights path, input kind, device): the two most recent stay in
+# memory, so a worker alternating two models does not reload them for every job.
+_backbones: LRU[tuple[str, str, str, str], Any] = LRU(2)
 
 
 def worker_name() -> str:
@@ -39,31 +39,27 @@ def worker_name() -> str:
 
 
 def _backbone(model: str, weights_path: str | None, input_kind: str, settings: Settings) -> Any:
-    """``model`` and the local weights; ``hf`` weights are a model directory (unpacked)."""
-    """Models load lazily, once per process (the two most recent stay in memory)."""
+    """``model`` with the local weights (``hf`` weights are a model directory, unpacked), loaded
+    lazily, once per process (``_backbones`` keeps the two most recent)."""
+    key = (model, weights_path or "", input_kind, settings.device)
+    return _backbones.get_or_make(
+        key, lambda: _load_backbone(model, weights_path, input_kind, settings.device)
+    )
+
+
+def _load_backbone(model: str, weights_path: str | None, input_kind: str, device: str) -> Any:
     from worker.scoring.backbones import load_backbone
     from worker.scoring.dlc import resolve_device
 
-    key = (model, weights_path or "", input_kind, settings.device)
-    with _backbones_lock:
-        if key in _backbones:
-            _backbones.move_to_end(key)
-            return _backbones[key]
-    device = resolve_device(settings.device)
+    resolved = resolve_device(device)
     if model == "torchscript":
         assert weights_path is not None
-        bb = load_backbone(weights_path, input_kind=input_kind, device=device)
-    elif model == "hf":
+        return load_backbone(weights_path, input_kind=input_kind, device=resolved)
+    if model == "hf":
         assert weights_path is not None
         hf_kind = "causal_lm" if input_kind == "instruction" else "encoder"
-        bb = load_backbone(weights_path, hf_kind=hf_kind, device=device)
-    else:
-        bb = load_backbone(model, weights_path, device=device)
-    with _backbones_lock:
-        _backbones[key] = bb
-        while len(_backbones) > 2:
-            _backbones.popitem(last=False)
-    return bb
+        return load_backbone(weights_path, hf_kind=hf_kind, device=resolved)
+    return load_backbone(model, weights_path, device=resolved)
 
 
 _FAULT_EXIT_STAGE = os.environ.get("DLCPRUNE_FAULT_EXIT_AT_STAGE", "")
@@ -154,47 +150,6 @@ def _release(job_id: uuid.UUID, settings: Settings) -> None:
         log.warning("job %s: could not requeue now (%s); the reaper will", job_id, exc)
 
 
-class _Heartbeat:
-    """Beats for a running job every ``heartbeat_seconds`` from a thread of its own, so a job
-    busy loading a model or in one long batch still shows it is alive. Past the hard time limit
-    (a batch that never ends) it ends the process: the reaper then takes the job over."""
-
-    def __init__(self, job_id: uuid.UUID, settings: Settings) -> None:
-        self.job_id = job_id
-        self.settings = settings
-        self.stop = threading.Event()
-        # A copy of this context: the job id that logs carry travels into the thread.
-        self.thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(self._run,),
-            name=f"heartbeat-{job_id}",
-            daemon=True,
-        )
-        self.started = time.monotonic()
-
-    def _run(self) -> None:
-        factory = session_factory(self.settings)
-        hard = self.settings.job_hard_time_limit_seconds
-        while not self.stop.wait(self.settings.heartbeat_seconds):
-            if hard and time.monotonic() - self.started > hard:
-                log.critical("job %s: past the hard time limit (%s s); exiting", self.job_id, hard)
-                logging.shutdown()
-                os._exit(70)
-            try:
-                with factory() as session:
-                    jobs.beat(session, self.job_id)
-            except Exception as exc:  # the database may be briefly away; the next beat retries
-                log.warning("job %s: heartbeat failed: %s", self.job_id, exc)
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
 def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     """Run one scoring job to its end; returns the job's final status (or 'skipped')."""
     from dlcprune.core.errors import Cancelled, ModelError, ScoringError
@@ -223,7 +178,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             return "sharded"
         session.expunge_all()
     log.info("job %s: scoring dataset %s with %s", job_id, dataset.id, job.model)
-    beat = _Heartbeat(job_id, settings)
+    beat = Heartbeat(settings, job_id, hard_limit_s=settings.job_hard_time_limit_seconds)
     try:
         with beat:
             result = _score(job, dataset, weights, settings, blobs)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import threading
 import time
 import uuid
 from typing import Any
@@ -37,6 +36,7 @@ from app.datasets.indexing import read_limits
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, Weights, utcnow
+from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -203,7 +203,12 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
         weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
         backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
         with (
-            _Heartbeat(shard.id, job.id, settings),
+            Heartbeat(
+                settings,
+                job.id,
+                shard_id=shard.id,
+                hard_limit_s=settings.job_hard_time_limit_seconds,
+            ),
             open_dataset(path, limits=read_limits(settings)) as ds,
         ):
             if shard.phase == PROTOTYPES:
@@ -244,42 +249,6 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
         _set_shard(session, shard_id, ShardStatus.done, result_key=key)
     _advance(job.id, shard.phase, settings)
     return "done"
-
-
-class _Heartbeat:
-    """Shard and job heartbeats from a thread, while a shard runs."""
-
-    def __init__(self, shard_id: uuid.UUID, job_id: uuid.UUID, settings: Settings) -> None:
-        self.shard_id, self.job_id, self.settings = shard_id, job_id, settings
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.settings.heartbeat_seconds):
-            try:
-                with session_factory(self.settings)() as session:
-                    now = utcnow()
-                    session.execute(
-                        update(JobShard)
-                        .where(JobShard.id == self.shard_id)
-                        .values(heartbeat_at=now)
-                    )
-                    session.execute(
-                        update(Job)
-                        .where(Job.id == self.job_id, Job.status == JobStatus.running)
-                        .values(heartbeat_at=now)
-                    )
-                    session.commit()
-            except Exception as exc:  # the next beat retries
-                log.warning("shard %s: heartbeat failed: %s", self.shard_id, exc)
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
 
 
 def _set_shard(session: Session, shard_id: uuid.UUID, status: str, **values: Any) -> None:
