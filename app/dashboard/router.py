@@ -36,7 +36,7 @@ from app.blobstore import BlobStore, BlobStoreError
 from app.config import Settings
 from app.dashboard import STATIC_DIR
 from app.datasets import service as datasets_service
-from app.datasets.indexing import DatasetIndex, index_cache, read_limits
+from app.datasets.indexing import DatasetIndex, load_index, read_limits
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, conflict, not_found, unprocessable
@@ -344,7 +344,7 @@ def _scored(session: Session, blobs: BlobStore, tenant: uuid.UUID, job_id: uuid.
     dataset = session.get(Dataset, job.dataset_id)
     if score_set is None or dataset is None or dataset.index_key is None:
         raise not_found("dataset", job.dataset_id)
-    return _Scored(job, dataset, score_set, index_cache.get(blobs, dataset.index_key))
+    return _Scored(job, dataset, score_set, load_index(blobs, dataset.index_key))
 
 
 def _load_losses(blobs: BlobStore, key: str) -> np.ndarray:
@@ -709,7 +709,7 @@ def _ready_dataset(
         raise conflict("dataset_not_ready", f"dataset {dataset.id} is still being indexed")
     if dataset.status != DatasetStatus.ready or dataset.index_key is None:
         raise conflict("dataset_invalid", f"dataset {dataset.id} is invalid")
-    idx = index_cache.get(blobs, dataset.index_key)
+    idx = load_index(blobs, dataset.index_key)
     if not 0 <= index < len(idx):
         raise not_found("sample", f"{index} of dataset {dataset.id}")
     return dataset, idx

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from threading import Lock
 
 import numpy as np
 
 from app.blobstore import BlobStore
 from app.config import Settings
+from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import Reader, ReadLimits, open_dataset
 
@@ -102,28 +101,13 @@ def parse_index(data: bytes) -> DatasetIndex:
         )
 
 
-class _IndexCache:
-    """Recently used indexes, by blob key (an index never changes once written)."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self.items: OrderedDict[str, DatasetIndex] = OrderedDict()
-        self.lock = Lock()
-
-    def get(self, blobs: BlobStore, key: str) -> DatasetIndex:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        index = parse_index(blobs.get_bytes(key))
-        with self.lock:
-            self.items[key] = index
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return index
+# Recently used indexes, by blob key (an index never changes once written).
+index_cache: LRU[str, DatasetIndex] = LRU(8)
 
 
-index_cache = _IndexCache()
+def load_index(blobs: BlobStore, key: str) -> DatasetIndex:
+    """The index stored at blob ``key``, read and parsed once while it stays in ``index_cache``."""
+    return index_cache.get_or_make(key, lambda: parse_index(blobs.get_bytes(key)))
 
 
 def read_limits(settings: Settings) -> ReadLimits:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.blobstore import get_blobstore
-from app.datasets.indexing import index_cache
+from app.datasets.indexing import load_index
 from app.datasets.router import base_url
 from app.deps import SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
@@ -132,7 +132,7 @@ def get_scores(
     assert job.score_set_id is not None and dataset.index_key is not None
     scores = repository.load_scores(session, job.score_set_id)
     tokens = repository.load_tokens(session, job.score_set_id)
-    index = index_cache.get(get_blobstore(), dataset.index_key)
+    index = load_index(get_blobstore(), dataset.index_key)
     if format == "csv":
         return StreamingResponse(
             _scores_csv(index, scores, tokens),

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.blobstore import BlobStore
-from app.datasets.indexing import DatasetIndex, index_cache
+from app.datasets.indexing import DatasetIndex, load_index
 from app.errors import conflict, not_found, unprocessable
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
@@ -30,7 +30,7 @@ def _job_inputs(
     if dataset is None or dataset.index_key is None:
         raise not_found("dataset", job.dataset_id)
     scores = jobs_repo.load_scores(session, job.score_set_id)
-    return scores, index_cache.get(blobs, dataset.index_key), dataset
+    return scores, load_index(blobs, dataset.index_key), dataset
 
 
 def run_strategy(scores: np.ndarray, labels: Any, body: SelectionCreate) -> Subset:
@@ -121,7 +121,7 @@ def dataset_index(session: Session, blobs: BlobStore, row: Selection) -> Dataset
     dataset = session.get(Dataset, row.dataset_id)
     if dataset is None or dataset.index_key is None:
         raise not_found("dataset", row.dataset_id)
-    return index_cache.get(blobs, dataset.index_key)
+    return load_index(blobs, dataset.index_key)
 
 
 def scored_inputs(

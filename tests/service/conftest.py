@@ -41,8 +41,8 @@ def _reset_caches() -> None:
     reset_settings()
     dispose_engines()
     blobstore._stores.clear()
-    queue._producer.cache_clear()
-    index_cache.items.clear()
+    queue._producers.clear()
+    index_cache.clear()
 
 
 @pytest.fixture(scope="session")
