@@ -7,12 +7,13 @@ database for queued rows, which the committed transaction has already made visib
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from functools import lru_cache
 from typing import Any
 
 from app.config import Settings, get_settings
+from dlcprune.core.cache import LRU
 
 log = logging.getLogger("dlcprune.queue")
 
@@ -37,19 +38,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-@lru_cache
-def _producer(broker_url: str, queue: str, visibility_timeout_s: int) -> Any:
-    from celery import Celery
-
-    settings = get_settings()
-    app = Celery("dlcprune-api")
-    app.conf.update(celery_config(settings))
-    return app
+# Producer apps by their Celery configuration: one per broker, queue and timeout in use (a
+# process normally has one; tests and tools that pass other settings get their own), each with
+# its connection pool, closed when it leaves.
+_producers: LRU[str, Any] = LRU(8, on_evict=lambda app: app.close())
 
 
 def producer(settings: Settings | None = None) -> Any:
-    settings = settings or get_settings()
-    return _producer(settings.broker_url, settings.task_queue, settings.visibility_timeout_s)
+    """The Celery app that sends tasks with ``settings``' broker, queue and options (built once
+    per distinct configuration)."""
+    config = celery_config(settings or get_settings())
+
+    def make() -> Any:
+        from celery import Celery
+
+        app = Celery("dlcprune-api")
+        app.conf.update(config)
+        return app
+
+    return _producers.get_or_make(json.dumps(config, sort_keys=True, default=str), make)
 
 
 def send(
