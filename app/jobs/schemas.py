@@ -6,80 +6,51 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.datasets.schemas import ErrorInfo
+from dlcprune.core.params import BaselineParams, DLCParams, params_of
+from dlcprune.names import DEFAULT_METHOD, METHODS
 
 
-class DLCParamsIn(BaseModel):
-    """DLC's parameters, by the CLI options' names in snake case."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image_size: int | None = Field(
-        default=None, ge=8, le=1024, description="input size in pixels; default: the backbone's"
-    )
-    levels: int | None = Field(
-        default=None,
-        ge=0,
-        le=1000,
-        description="masked levels on the path (default 10 linear, 50 geometric; 3 for "
-        "instruction data)",
-    )
-    schedule: Literal["linear", "geometric"] | None = Field(
-        default=None,
-        description="linear: shares evenly from start to end; geometric: step of the remaining "
-        "weights per level (the authors' code). Default: linear for labelled data (what "
-        "bench/quality.py chose, docs/quality.md); geometric for instructions",
-    )
-    masking: Literal["l1", "random"] = "l1"
-    scope: Literal["global", "layer"] = Field(
-        default="global",
-        description="global: one magnitude order over all weights; layer: each layer by its own",
-    )
-    draws: int = Field(default=1, ge=1, le=100, description="random masks per level")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    step: float | None = Field(
-        default=None,
-        gt=0,
-        lt=1,
-        description="geometric: share of the remaining weights masked per level (0.02; 0.2 for "
-        "instruction data)",
-    )
-    start: float = Field(default=0.02, ge=0, le=1)
-    end: float = Field(default=0.98, ge=0, le=1)
-    max_length: int | None = Field(
-        default=None,
-        ge=8,
-        le=1_000_000,
-        description="text and instructions: tokens kept per sample (256; 512 for instructions)",
-    )
-    template: str | None = Field(
-        default=None,
-        max_length=10_000,
-        description="instructions: prompt template with {instruction} and {input} (default: "
-        "Alpaca's)",
-    )
-    truncation: Literal["right", "prompt"] = Field(
-        default="right",
-        description="instructions: cut the end, or the prompt's start first, at max_length",
+def _request_model(cls: type, name: str, doc: str) -> type[BaseModel]:
+    """A request schema over a parameters dataclass of ``dlcprune.core.params``: the names,
+    types, defaults, bounds, choices and descriptions are the definition's. Execution details
+    (the batch size) are left out: they are worker settings (``DLCPRUNE_BATCH_SIZE``)."""
+    definitions: dict[str, Any] = {}
+    for p in params_of(cls):
+        spec = p.spec
+        if spec.execution:
+            continue
+        kind: Any = p.type
+        if spec.choices is not None:
+            kind = Literal[spec.choices]  # type: ignore[valid-type]
+        if p.optional:
+            kind = kind | None
+        info = Field(
+            default=p.default,
+            ge=spec.ge,
+            gt=spec.gt,
+            le=spec.le,
+            lt=spec.lt,
+            max_length=spec.max_chars,
+            description=spec.help,
+        )
+        definitions[p.name] = (kind, info)
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **definitions
     )
 
 
-class BaselineParamsIn(BaseModel):
-    """Parameters of the baselines; epochs, seeds, lr, head_lr and train_batch_size apply to the
-    training-based ones (which fine-tune the backbone and a linear head on the whole dataset)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    seeds: int = Field(default=2, ge=1, le=20, description="training runs averaged")
-    epochs: int = Field(default=3, ge=1, le=200, description="passes over the dataset per run")
-    lr: float = Field(default=1e-3, gt=0, lt=10, description="AdamW learning rate, backbone")
-    head_lr: float = Field(default=1e-2, gt=0, lt=10, description="AdamW learning rate, head")
-    train_batch_size: int = Field(default=32, ge=1, le=4096)
-    image_size: int | None = Field(default=None, ge=8, le=1024)
-    max_length: int | None = Field(default=None, ge=8, le=1_000_000)
+DLCParamsIn = _request_model(
+    DLCParams, "DLCParamsIn", "DLC's parameters, by the CLI options' names in snake case."
+)
+BaselineParamsIn = _request_model(
+    BaselineParams,
+    "BaselineParamsIn",
+    "Parameters of the baselines; epochs, seeds, lr, head_lr and train_batch_size apply to the\n"
+    "training-based ones (which fine-tune the backbone and a linear head on the whole dataset).",
+)
 
 
 class JobCreate(BaseModel):
@@ -127,20 +98,8 @@ class JobCreate(BaseModel):
     weights_id: uuid.UUID | None = Field(
         default=None, description="weights uploaded with POST /v1/weights"
     )
-    method: Literal[
-        "dlc",
-        "random",
-        "herding",
-        "kcenter_greedy",
-        "moderate",
-        "el2n",
-        "grand",
-        "forgetting",
-        "entropy",
-        "margin",
-        "least_confidence",
-    ] = Field(
-        default="dlc",
+    method: Literal[METHODS] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_METHOD,
         description="dlc, or a baseline to compare it with: training-free (random, herding, "
         "kcenter_greedy, moderate) or training-based, which fine-tune on the whole dataset "
         "first (el2n, grand, forgetting, entropy, margin, least_confidence)",

@@ -1,13 +1,24 @@
-"""Scoring parameters, torch-free so the API can validate a job before any worker sees it."""
+"""Scoring parameters, each defined once, torch-free so the API can check a job before any worker
+sees it.
+
+``DLCParams`` and ``BaselineParams`` are the one definition: every field carries its default and
+its ``Spec`` (bounds, choices, help text, the data kinds it applies to, whether it is an execution
+detail). From them come ``validate()`` here, the job API's request schemas (``app.jobs.schemas``),
+the engine's signature (``worker.scoring.dlc.score(dataset, backbone, params)``) and the CLI's
+options (``dlcprune.cli.options``).
+"""
 
 from __future__ import annotations
 
 import math
 import string
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from functools import cache
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from dlcprune.core.errors import ParameterError
+from dlcprune.names import BASELINES, METHODS, TRAINING_BASED, TRAINING_FREE
 
 SCHEDULES = ("linear", "geometric")
 MASKINGS = ("l1", "random")
@@ -68,36 +79,215 @@ def check_template(template: str) -> None:
         )
 
 
+# The definition's machinery -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a parameter is beyond its name, type and default.
+
+    Bounds are inclusive (``ge``, ``le``) or exclusive (``gt``, ``lt``); ``choices`` lists the
+    values a string may take; ``max_chars`` bounds a string's length. ``kinds`` names the data
+    kinds whose scores the parameter changes (None: every kind); ``methods`` the baselines whose
+    scores it changes. ``execution``: how the work runs, never what it computes (the batch size):
+    left out of cache keys, and a worker setting rather than part of the job API.
+    """
+
+    help: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] | None = None
+    max_chars: int | None = None
+    kinds: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    execution: bool = False
+
+    def interval(self) -> str:
+        """The bounds as an interval, e.g. ``[0, 1]`` or ``(0, 10)``."""
+        lo = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}"
+        hi = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})"
+        return f"{lo}, {hi}"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "inf"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def param(default: Any, help: str, **spec: Any) -> Any:
+    """A dataclass field with its ``Spec`` (see ``Spec`` for the keywords)."""
+    return field(default=default, metadata={"spec": Spec(help=help, **spec)})
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter as its definition states it: ``type`` is int, float, str or bool;
+    ``optional``: None is allowed (and means "the default for this kind of data")."""
+
+    name: str
+    type: type
+    optional: bool
+    default: Any
+    spec: Spec
+
+
+@cache
+def params_of(cls: type) -> tuple[Param, ...]:
+    """The parameters of ``DLCParams`` or ``BaselineParams``, in definition order."""
+    hints = get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        optional = False
+        if get_origin(hint) in (Union, types.UnionType):
+            args = [a for a in get_args(hint) if a is not type(None)]
+            optional = len(args) < len(get_args(hint))
+            (hint,) = args
+        default = f.default if f.default is not MISSING else None
+        out.append(Param(f.name, hint, optional, default, f.metadata["spec"]))
+    return tuple(out)
+
+
+def _check(p: Param, value: Any) -> None:
+    """``value`` against ``p``'s type, bounds and choices; raises ParameterError."""
+    spec = p.spec
+    if value is None:
+        if p.optional:
+            return
+        raise ParameterError(f"{p.name} must be given")
+    if p.type is bool:
+        if not isinstance(value, bool):
+            raise ParameterError(f"{p.name} must be true or false, got {value!r}")
+        return
+    if p.type is str:
+        if not isinstance(value, str):
+            raise ParameterError(f"{p.name} must be text, got {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise ParameterError(
+                f"{p.name} must be one of {', '.join(spec.choices)}, got {value!r}"
+            )
+        if spec.max_chars is not None and len(value) > spec.max_chars:
+            raise ParameterError(f"{p.name} must be at most {spec.max_chars} characters")
+        return
+    if p.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        what = "a whole number"
+    else:
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+        what = "a number"
+    if ok:
+        ok = (
+            (spec.ge is None or value >= spec.ge)
+            and (spec.gt is None or value > spec.gt)
+            and (spec.le is None or value <= spec.le)
+            and (spec.lt is None or value < spec.lt)
+        )
+    if not ok:
+        raise ParameterError(f"{p.name} must be {what} in {spec.interval()}, got {value!r}")
+
+
+def check_fields(obj: Any) -> None:
+    """Every field of a parameters dataclass against its definition."""
+    for p in params_of(type(obj)):
+        _check(p, getattr(obj, p.name))
+
+
+# DLC ---------------------------------------------------------------------------------------------
+
+LANGUAGE_KINDS = ("text", "instruction")
+_LEVELS = (
+    f"masked levels on the path (default {LABELLED_PATH['levels']} linear, {GEOMETRIC_LEVELS} "
+    f"geometric; {KIND_DEFAULTS['instruction']['levels']} for instruction data)"
+)
+_STEP = (
+    f"geometric: share of the remaining weights masked per level ({LABELLED_PATH['step']}; "
+    f"{KIND_DEFAULTS['instruction']['step']} for instruction data)"
+)
+_MAX_LENGTH = (
+    f"text and instructions: tokens kept per sample ({KIND_DEFAULTS['text']['max_length']}; "
+    f"{KIND_DEFAULTS['instruction']['max_length']} for instructions)"
+)
+
+
 @dataclass(frozen=True)
 class DLCParams:
-    """DLC's parameters; the names are the CLI options' and the job API's ``params``.
+    """DLC's parameters; the names are the CLI options' (``--image-size``) and the job API's
+    ``params`` (``image_size``).
 
     ``None`` means "the default for this kind of data" (``KIND_DEFAULTS``); ``resolved(kind)``
     fills them in.
     """
 
-    levels: int | None = None
-    schedule: str | None = None
-    masking: str = "l1"
-    scope: str = "global"
-    draws: int = 1
-    seed: int = 0
-    step: float | None = None
-    start: float = 0.02
-    end: float = 0.98
-    image_size: int | None = None
-    batch_size: int = 64
-    max_length: int | None = None
-    template: str | None = None
-    truncation: str = "right"
+    levels: int | None = param(None, _LEVELS, ge=0, le=1000)
+    schedule: str | None = param(
+        None,
+        "linear: shares evenly from start to end; geometric: step of the remaining weights per "
+        "level (the authors' code). Default: linear for labelled data (what bench/quality.py "
+        "chose, docs/quality.md); geometric for instructions",
+        choices=SCHEDULES,
+    )
+    masking: str = param(
+        "l1", "l1: the smallest weights first; random: a seeded random order", choices=MASKINGS
+    )
+    scope: str = param(
+        "global",
+        "global: one magnitude order over all weights; layer: each layer by its own",
+        choices=SCOPES,
+    )
+    draws: int = param(1, "random masks per level", ge=1, le=100)
+    seed: int = param(0, "seed of the random masks", ge=0, le=2**63 - 1)
+    step: float | None = param(None, _STEP, gt=0, lt=1)
+    start: float = param(0.02, "linear: the first level's share of the weights", ge=0, le=1)
+    end: float = param(0.98, "linear: the last level's share of the weights", ge=0, le=1)
+    image_size: int | None = param(
+        None, "input size in pixels; default: the backbone's", ge=8, le=1024, kinds=("image",)
+    )
+    batch_size: int = param(
+        64, "samples per forward pass (a worker setting for jobs)", ge=1, le=65536, execution=True
+    )
+    max_length: int | None = param(None, _MAX_LENGTH, ge=8, le=1_000_000, kinds=LANGUAGE_KINDS)
+    template: str | None = param(
+        None,
+        "instructions: prompt template with {instruction} and {input} (default: Alpaca's)",
+        max_chars=10_000,
+        kinds=("instruction",),
+    )
+    truncation: str = param(
+        "right",
+        "instructions: cut the end, or the prompt's start first, at max_length",
+        choices=TRUNCATIONS,
+        kinds=("instruction",),
+    )
     # Stop adding levels once the running score's ranking is stable (levels visited spread over
     # the whole path); see dlc.spread_order.
-    early_stop: bool = False
-    early_stop_tol: float = 0.999
-    early_stop_window: int = 3
-    early_stop_min: int = 6
-    # "auto": bfloat16 autocast on a GPU, float32 on the CPU; or "fp32" / "bf16".
-    precision: str = "auto"
+    early_stop: bool = param(
+        False,
+        "stop adding levels once the scores' ranking is stable (levels visited spread over the "
+        "whole path)",
+    )
+    early_stop_tol: float = param(
+        0.999,
+        "early stop: the rank correlation with the scores early_stop_window levels before that "
+        "counts as stable",
+        gt=0,
+        le=1,
+    )
+    early_stop_window: int = param(
+        3, "early stop: levels between the compared scores", ge=1, le=100
+    )
+    early_stop_min: int = param(
+        6, "early stop: levels computed at least before stopping", ge=2, le=1000
+    )
+    precision: str = param(
+        "auto",
+        "auto: bfloat16 autocast on a GPU, float32 on the CPU; or fp32, bf16",
+        choices=PRECISIONS,
+    )
 
     def resolved(self, kind: str) -> DLCParams:
         defaults = dict(KIND_DEFAULTS.get(kind, KIND_DEFAULTS["image"]))
@@ -107,54 +297,15 @@ class DLCParams:
         return replace(self, **fill)
 
     def validate(self) -> DLCParams:
-        def whole(name: str, lo: int, hi: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
-
-        if self.levels is not None:
-            whole("levels", 0, 1000)
-        whole("draws", 1, 100)
-        whole("seed", 0, 2**63 - 1)
-        whole("batch_size", 1, 65536)
-        if self.image_size is not None:
-            whole("image_size", 8, 1024)
-        if self.max_length is not None:
-            whole("max_length", 8, 1_000_000)
-        if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.masking not in MASKINGS:
-            raise ParameterError(f"masking must be one of {', '.join(MASKINGS)}")
-        if self.scope not in SCOPES:
-            raise ParameterError(f"scope must be one of {', '.join(SCOPES)}")
-        if self.truncation not in TRUNCATIONS:
-            raise ParameterError(f"truncation must be one of {', '.join(TRUNCATIONS)}")
+        """Every field against its definition, then the rules between fields; raises
+        ParameterError. Returns self."""
+        check_fields(self)
         if self.masking == "l1" and self.draws != 1:
             raise ParameterError("draws > 1 needs random masking (l1 masks are deterministic)")
-        for name in ("step", "start", "end"):
-            v = getattr(self, name)
-            if v is None:
-                continue
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or not 0 <= v <= 1
-            ):
-                raise ParameterError(f"{name} must be a number in [0, 1], got {v!r}")
-        if self.schedule == "geometric" and self.step is not None and not 0 < self.step < 1:
-            raise ParameterError(f"step must be in (0, 1), got {self.step!r}")
         if self.schedule == "linear" and self.start > self.end:
             raise ParameterError("start must not be above end")
         if self.template is not None:
             check_template(self.template)
-        whole("early_stop_window", 1, 100)
-        whole("early_stop_min", 2, 1000)
-        tol = self.early_stop_tol
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol <= 1:
-            raise ParameterError(f"early_stop_tol must be in (0, 1], got {tol!r}")
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,8 +314,9 @@ class DLCParams:
     def identity(self, kind: str = "image") -> dict[str, Any]:
         """The parameters that change the scores: the score cache's key.
 
-        The batch size is left out (an execution detail), and so are parameters the data, the
-        schedule or the masking ignores, so equivalent requests share cached scores.
+        Execution details (the batch size) are left out, and so are parameters the data kind
+        (``Spec.kinds``), the schedule or the masking ignores, so equivalent requests share
+        cached scores.
         """
         p = self.resolved(kind)
         out: dict[str, Any] = {
@@ -173,13 +325,9 @@ class DLCParams:
             "masking": p.masking,
             "scope": p.scope,
         }
-        if kind in ("image",):
-            out["image_size"] = p.image_size
-        if kind in ("text", "instruction"):
-            out["max_length"] = p.max_length
-        if kind == "instruction":
-            out["template"] = p.template
-            out["truncation"] = p.truncation
+        for spec in params_of(DLCParams):
+            if spec.spec.kinds is not None and kind in spec.spec.kinds:
+                out[spec.name] = getattr(p, spec.name)
         if p.levels:
             if p.schedule == "geometric":
                 out["step"] = float(p.step)  # type: ignore[arg-type]
@@ -196,10 +344,6 @@ class DLCParams:
 
 # Baselines ---------------------------------------------------------------------------------------
 
-TRAINING_FREE = ("random", "herding", "kcenter_greedy", "moderate")
-TRAINING_BASED = ("el2n", "grand", "forgetting", "entropy", "margin", "least_confidence")
-BASELINES = TRAINING_FREE + TRAINING_BASED
-
 # The selection each score is used with in its own paper: easy keeps the lowest scores.
 STRATEGY = {
     "dlc": "flexrand",
@@ -214,63 +358,67 @@ STRATEGY = {
     "margin": "hard",
     "least_confidence": "hard",
 }
+# The baselines whose scores the prepared inputs change (all but random noise).
+_ON_INPUTS = tuple(m for m in BASELINES if m != "random")
 
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """Parameters of the baselines (``epochs``, ``seeds``, ``lr``, ``head_lr``,
-    ``train_batch_size`` apply to the training-based ones)."""
+    """Parameters of the baselines; epochs, seeds, lr, head_lr and train_batch_size apply to the
+    training-based ones (which fine-tune the backbone and a linear head on the whole dataset)."""
 
-    seed: int = 0
-    seeds: int = 2
-    epochs: int = 3
-    lr: float = 1e-3
-    head_lr: float = 1e-2
-    train_batch_size: int = 32
-    image_size: int | None = None
-    max_length: int | None = None
-    batch_size: int = 64
+    seed: int = param(
+        0,
+        "seed of the random scores, of k-center's start and of the training runs",
+        ge=0,
+        le=2**63 - 1,
+        methods=("random", "kcenter_greedy", *TRAINING_BASED),
+    )
+    seeds: int = param(2, "training runs averaged", ge=1, le=20, methods=TRAINING_BASED)
+    epochs: int = param(3, "passes over the dataset per run", ge=1, le=200, methods=TRAINING_BASED)
+    lr: float = param(1e-3, "AdamW learning rate, backbone", gt=0, lt=10, methods=TRAINING_BASED)
+    head_lr: float = param(1e-2, "AdamW learning rate, head", gt=0, lt=10, methods=TRAINING_BASED)
+    train_batch_size: int = param(
+        32, "samples per training step", ge=1, le=4096, methods=TRAINING_BASED
+    )
+    image_size: int | None = param(
+        None, "input size in pixels; default: the backbone's", ge=8, le=1024, methods=_ON_INPUTS
+    )
+    max_length: int | None = param(
+        None, "text: tokens kept per sample", ge=8, le=1_000_000, methods=_ON_INPUTS
+    )
+    batch_size: int = param(
+        64, "samples per forward pass (a worker setting for jobs)", ge=1, le=65536, execution=True
+    )
 
     def validate(self) -> BaselineParams:
-        def whole(name: str, lo: int, hi: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ParameterError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
-
-        whole("seed", 0, 2**63 - 1)
-        whole("seeds", 1, 20)
-        whole("epochs", 1, 200)
-        whole("train_batch_size", 1, 4096)
-        whole("batch_size", 1, 65536)
-        if self.image_size is not None:
-            whole("image_size", 8, 1024)
-        if self.max_length is not None:
-            whole("max_length", 8, 1_000_000)
-        for name in ("lr", "head_lr"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 10:
-                raise ParameterError(f"{name} must be a number in (0, 10), got {v!r}")
+        """Every field against its definition; raises ParameterError. Returns self."""
+        check_fields(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def identity(self, method: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"image_size": self.image_size, "max_length": self.max_length}
-        if method == "random":
-            return {"seed": self.seed}
-        if method in TRAINING_BASED:
-            out |= {
-                "seed": self.seed,
-                "seeds": self.seeds,
-                "epochs": self.epochs,
-                "lr": self.lr,
-                "head_lr": self.head_lr,
-                "train_batch_size": self.train_batch_size,
-            }
-        elif method == "kcenter_greedy":
-            out["seed"] = self.seed
-        return out
+        """The parameters that change ``method``'s scores (``Spec.methods``): its cache key."""
+        return {
+            p.name: getattr(self, p.name)
+            for p in params_of(BaselineParams)
+            if p.spec.methods is not None and method in p.spec.methods
+        }
 
 
-METHODS = ("dlc", *BASELINES)
+__all__ = [
+    "BASELINES",
+    "KIND_DEFAULTS",
+    "METHODS",
+    "STRATEGY",
+    "TRAINING_BASED",
+    "TRAINING_FREE",
+    "BaselineParams",
+    "DLCParams",
+    "Param",
+    "Spec",
+    "check_fields",
+    "params_of",
+]
