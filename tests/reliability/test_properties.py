@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dlcprune.core.errors import DatasetError, UnsafePathError
-from dlcprune.core.formats import _split_relative, open_dataset
+from dlcprune.core.formats import open_dataset
+from dlcprune.core.formats.limits import split_relative
 
 SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "C:", "c:x", "\\", "x\\..", "é", " ", "..."])
 NAMES = st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join) | st.text(max_size=30)
@@ -27,7 +28,7 @@ NAMES = st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join) | st.text(max_s
 @given(NAMES)
 def test_a_member_name_is_refused_or_stays_inside(name: str) -> None:
     try:
-        parts = _split_relative(name, path="archive.zip", what="member")
+        parts = split_relative(name, path="archive.zip", what="member")
     except UnsafePathError:
         return
     joined = "/".join(parts)

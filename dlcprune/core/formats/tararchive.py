@@ -1,0 +1,200 @@
+"""``tar``: a tar archive (plain, gzip, bzip2 or xz) with the class-folder layout of ``folder``."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Collection, Iterator
+
+from PIL import Image
+
+from dlcprune.core.errors import CorruptArchiveError, InvalidRecordError
+from dlcprune.core.formats.base import ImageReader
+from dlcprune.core.formats.images import decode_image, is_image_name
+from dlcprune.core.formats.layout import resolve_layout
+from dlcprune.core.formats.limits import (
+    ArchiveBudget,
+    Parts,
+    ReadLimits,
+    archive_errors,
+    check_archive_file,
+    is_ignored,
+    open_binary,
+    read_capped,
+    split_relative,
+    tar_member_kind,
+)
+from dlcprune.core.formats.registry import register
+
+__all__ = ["TarReader", "open_tar"]
+
+
+def open_tar(path: str) -> tuple[tarfile.TarFile, bool]:
+    """Open a tar archive for reading, choosing the compression from its magic bytes.
+
+    Returns the archive and whether it is uncompressed (only then is the end-of-archive check
+    cheap; a truncated compressed stream is caught by the decompressor instead).
+    """
+    with open_binary(path) as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        mode = "r:gz"
+    elif magic.startswith(b"BZh"):
+        mode = "r:bz2"
+    elif magic.startswith(b"\xfd7zXZ\x00"):
+        mode = "r:xz"
+    else:
+        mode = "r:"
+    return tarfile.open(path, mode), mode == "r:"  # type: ignore[call-overload]
+
+
+def next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """The next member header, or None at the end; ``tf`` keeps none of the headers read."""
+    info = tf.next()
+    # TarFile remembers every header it has read; we keep only what we need, so drop them.
+    tf.members.clear()
+    return info
+
+
+@register("tar", suffixes=(".tar", ".tar.gz", ".tgz"))
+class TarReader(ImageReader):
+    """A tar archive (plain, gzip, bzip2 or xz) with the same layout as ``folder``.
+
+    The index pass reads member headers only. The dataset order is the sorted ids, like the other
+    image formats, but a tar can only be read front to back, so ``iter_payloads`` reads the
+    archive sequentially and keeps the raw bytes (not decoded images) of members that arrive
+    before their turn in a buffer until they are due. A tar made from a folder lists members
+    nearly sorted, so the buffer stays small. ``source(i)`` is the member name.
+    """
+
+    def __init__(self, path: str, limits: ReadLimits) -> None:
+        super().__init__(path, limits)
+        files: list[tuple[Parts, str]] = []
+        dirs: set[Parts] = set()
+        with archive_errors(path):
+            tf, plain = open_tar(path)
+            try:
+                self._index(tf, files, dirs)
+                if plain:
+                    self._check_end(tf)
+            finally:
+                tf.close()
+        self.ids, self.labels, self._names = resolve_layout(
+            files, dirs, path=path, limits=limits, describe=lambda name: name
+        )
+
+    def _index(self, tf: tarfile.TarFile, files: list[tuple[Parts, str]], dirs: set[Parts]) -> None:
+        limits = self.limits
+        budget = ArchiveBudget(limits, self.path)
+        seen: set[Parts] = set()
+        while (info := next_member(tf)) is not None:
+            budget.add_member()
+            name = info.name
+            parts = split_relative(name, path=self.path, what="member name")
+            if tar_member_kind(info, path=self.path) == "dir":
+                if parts and not is_ignored(parts):
+                    dirs.add(parts)
+                continue
+            check_archive_file(name, parts, path=self.path, limits=limits, size=info.size)
+            # Skipping a member still decompresses it, so its declared size is real work.
+            budget.take(info.size, name)
+            if not parts or is_ignored(parts):
+                continue
+            if parts in seen:
+                raise InvalidRecordError("duplicate member", path=self.path, member=name)
+            seen.add(parts)
+            if len(parts) > 1:
+                dirs.add(parts[:-1])
+            if is_image_name(parts[-1]):
+                files.append((parts, name))
+
+    def _check_end(self, tf: tarfile.TarFile) -> None:
+        # tarfile silently treats a truncated or garbled header as the end of the archive;
+        # a complete archive has a zero block there.
+        tf.fileobj.seek(tf.offset)  # type: ignore[union-attr]
+        block = tf.fileobj.read(tarfile.BLOCKSIZE)  # type: ignore[union-attr]
+        if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+            raise CorruptArchiveError(
+                "archive is truncated or has a corrupt member header", path=self.path
+            )
+
+    def source(self, i: int) -> str:
+        return self._names[i]
+
+    def iter_raw(self, keep: Collection[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        wanted = {name: i for i, name in enumerate(self._names)}
+        chosen = set(keep) if keep is not None else set(range(len(self._names)))
+        budget = ArchiveBudget(self.limits, self.path)
+        with archive_errors(self.path):
+            tf, _ = open_tar(self.path)
+        try:
+            while chosen:
+                with archive_errors(self.path):
+                    info = next_member(tf)
+                if info is None:
+                    break
+                index = wanted.get(info.name)
+                if index is None or index not in chosen or not info.isreg():
+                    continue
+                with archive_errors(self.path, info.name):
+                    f = tf.extractfile(info)
+                    assert f is not None
+                    with f:
+                        data = read_capped(f, limits=self.limits, budget=budget, member=info.name)
+                chosen.discard(index)
+                yield index, data
+        finally:
+            tf.close()
+        if chosen:
+            raise CorruptArchiveError(
+                "member listed at open is missing (was the archive changed?)",
+                path=self.path,
+                member=self._names[min(chosen)],
+            )
+
+    def _iter_images(
+        self, convert: bool, rng: range | None = None
+    ) -> Iterator[tuple[int, Image.Image | None]]:
+        rng = rng if rng is not None else range(len(self._names))
+        # Members outside the range are skipped unread (tar streams past them).
+        wanted = {self._names[i]: i for i in rng}
+        pending: dict[int, bytes] = {}
+        due = rng.start
+        budget = ArchiveBudget(self.limits, self.path)
+        with archive_errors(self.path):
+            tf, _ = open_tar(self.path)
+        try:
+            while due < rng.stop:
+                with archive_errors(self.path):
+                    info = next_member(tf)
+                if info is None:
+                    break
+                index = wanted.get(info.name)
+                if index is None or index < due or not info.isreg():
+                    continue
+                with archive_errors(self.path, info.name):
+                    f = tf.extractfile(info)
+                    assert f is not None  # regular files always have a reader
+                    with f:
+                        data = read_capped(f, limits=self.limits, budget=budget, member=info.name)
+                pending[index] = data
+                while due in pending:
+                    raw = pending.pop(due)
+                    member = self._names[due]
+                    im = decode_image(
+                        io.BytesIO(raw),
+                        limits=self.limits,
+                        path=self.path,
+                        member=member,
+                        convert=convert,
+                    )
+                    yield due, im
+                    due += 1
+        finally:
+            tf.close()
+        if due < rng.stop:
+            raise CorruptArchiveError(
+                "member listed at open is missing (was the archive changed?)",
+                path=self.path,
+                member=self._names[due],
+            )
