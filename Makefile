@@ -33,6 +33,7 @@ services:
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format .
@@ -45,6 +46,7 @@ browser:
 # The slowest tests are listed at the end of every run, to keep the suite's time in view.
 PYTEST_ARGS ?= --durations=20
 
+# The import-linter contracts (docs/architecture.md) run inside the suite: tests/test_layers.py.
 test: install services browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
