@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dlcprune.core.formats import open_dataset  # noqa: E402
+from dlcprune.core.params import DLCParams  # noqa: E402
 from tests.scoring.lm_helpers import (  # noqa: E402
     WORDS,
     build_word_tokenizer,
@@ -81,7 +82,9 @@ def tokens_per_pass(path: Path, backbone: Backbone) -> tuple[int, int]:
 def timed_score(path: Path, backbone: Backbone, levels: int, batch_size: int) -> tuple[float, Any]:
     with open_dataset(path) as ds:
         t0 = time.perf_counter()
-        result = score(ds, backbone, levels=levels, batch_size=batch_size, max_length=MAX_LENGTH)
+        result = score(
+            ds, backbone, DLCParams(levels=levels, batch_size=batch_size, max_length=MAX_LENGTH)
+        )
         return time.perf_counter() - t0, result
 
 

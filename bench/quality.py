@@ -64,7 +64,8 @@ from worker.scoring.baselines import (  # noqa: E402
     score_baseline,
     training_signals,
 )
-from worker.scoring.dlc import _prepare, class_targets, score  # noqa: E402
+from worker.scoring.dlc import class_targets, score  # noqa: E402
+from worker.scoring.passes import prepare  # noqa: E402
 
 RATIOS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
@@ -151,7 +152,7 @@ class Protocol:
     def _activations(self, path: Path, image_size: int) -> Any:
         params = DLCParams(image_size=image_size, max_length=64).resolved(self.kind)
         with open_dataset(path) as ds:
-            inputs = _prepare(ds, self.bb, params, 2**31, None, lambda *a: None)
+            inputs = prepare(ds, self.bb, params, 2**31, None, lambda *a: None)
             n = len(ds)
         m = self.bb.model
         outs = []
@@ -236,7 +237,7 @@ def compute_scores(data: Data, bb: Backbone, args: argparse.Namespace) -> Scored
 
             t0 = time.perf_counter()
             main = {"levels": args.levels, "schedule": "geometric"}  # the reference row
-            r = score(ds, bb, batch_size=64, **kw, **(main | variant))
+            r = score(ds, bb, DLCParams(batch_size=64, **kw, **(main | variant)))
             out.scores[name] = r.scores
             out.seconds[name] = time.perf_counter() - t0
             print(f"  scored {name:48} {out.seconds[name]:7.1f} s", flush=True)
@@ -250,7 +251,7 @@ def compute_scores(data: Data, bb: Backbone, args: argparse.Namespace) -> Scored
         # all of them would); each is charged the whole run, which is what it costs alone.
         t0 = time.perf_counter()
         params = DLCParams(**kw).resolved(ds.kind)
-        inputs = _prepare(ds, bb, params, 2**31, None, lambda *a: None)
+        inputs = prepare(ds, bb, params, 2**31, None, lambda *a: None)
         targets = class_targets(ds.labels, list(ds.classes))
         signals = training_signals(inputs, bb, targets, len(ds.classes), base)
         inputs.close()

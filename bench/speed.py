@@ -41,6 +41,7 @@ from PIL import Image  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
 from dlcprune.core.formats import open_dataset  # noqa: E402
+from dlcprune.core.params import DLCParams  # noqa: E402
 from worker.scoring.backbones import Backbone, load_backbone  # noqa: E402
 from worker.scoring.dlc import rank_correlation, score  # noqa: E402
 from worker.scoring.preprocess import prepare_inputs  # noqa: E402
@@ -236,11 +237,13 @@ def compare(name: str, data: Path, n: int, args: argparse.Namespace, size: int) 
                 score(
                     ds,
                     bb,
-                    levels=levels,
-                    schedule="geometric",
-                    image_size=size,
-                    batch_size=args.batch_size,
-                    precision="fp32",
+                    DLCParams(
+                        levels=levels,
+                        schedule="geometric",
+                        image_size=size,
+                        batch_size=args.batch_size,
+                        precision="fp32",
+                    ),
                 ).scores
             )
         )
@@ -288,12 +291,14 @@ def early_stop_section(data: Path, n: int, args: argparse.Namespace, size: int) 
             lambda: score(
                 ds,
                 bb,
-                levels=levels,
-                schedule="geometric",
-                image_size=size,
-                batch_size=args.batch_size,
-                early_stop=True,
-                precision="fp32",
+                DLCParams(
+                    levels=levels,
+                    schedule="geometric",
+                    image_size=size,
+                    batch_size=args.batch_size,
+                    early_stop=True,
+                    precision="fp32",
+                ),
             )
         )
     rho = rank_correlation(result.scores, ref)

@@ -251,7 +251,7 @@ def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
 ) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
     from dlcprune.core.formats import open_dataset
-    from worker.scoring.dlc import score
+    from worker.scoring.dlc import DLCParams, score
 
     t0 = time.perf_counter()
     path = datasets.local_data_path(dataset, settings, blobs)
@@ -277,7 +277,7 @@ def _score(
             )
         return scores, None, None, None, {"load_model_s": load_s, **info}
     with open_dataset(path, limits=read_limits(settings)) as ds:
-        result = score(ds, backbone, return_losses=True, progress=reporter, **params)
+        result = score(ds, backbone, DLCParams(**params), return_losses=True, progress=reporter)
     timings = {"load_model_s": load_s, **result.timings}
     assert result.losses is not None
     return result.scores, result.tokens, result.mask_fractions.tolist(), result.losses, timings

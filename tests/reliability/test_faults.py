@@ -50,11 +50,14 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def undisturbed(archive: Path) -> np.ndarray:
     """The scores of an undisturbed run, computed here with the worker's batch size."""
     from dlcprune.core.formats import open_dataset
+    from dlcprune.core.params import DLCParams
     from worker.scoring.backbones import load_backbone
     from worker.scoring.dlc import score
 
     with open_dataset(archive) as ds:
-        return score(ds, load_backbone("efficientnet_lite0"), batch_size=64, **PARAMS).scores
+        return score(
+            ds, load_backbone("efficientnet_lite0"), DLCParams(batch_size=64, **PARAMS)
+        ).scores
 
 
 def wait(client: httpx.Client, url: str, cond, timeout: float = 180) -> dict:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import torch
 
 from dlcprune.core.errors import Cancelled, MissingFieldError, ParameterError
 from dlcprune.core.formats import open_dataset
+from dlcprune.core.params import DLCParams
 from tests.scoring.conftest import write_image_folder
 from worker.scoring.backbones import load_backbone
 from worker.scoring.dlc import Progress, prototype_loss, score
@@ -57,7 +58,7 @@ def test_flipped_labels_score_hard(vector_data: tuple[Path, Path, np.ndarray]) -
     data, model, flipped = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        result = score(ds, bb, levels=10, schedule="linear", return_losses=True)
+        result = score(ds, bb, DLCParams(levels=10, schedule="linear"), return_losses=True)
     assert result.scores.shape == (60,) and result.scores.dtype == np.float32
     assert result.losses is not None and result.losses.shape == (11, 60)
     assert np.allclose(result.scores, result.losses.mean(axis=0), rtol=1e-6)
@@ -75,7 +76,7 @@ def test_weights_are_restored_exactly_after_scoring(
     bb = load_backbone(str(model), input_kind="vector")
     before = copy.deepcopy(bb.model.state_dict())
     with open_dataset(data) as ds:
-        score(ds, bb, levels=5, masking="random", draws=2)
+        score(ds, bb, DLCParams(levels=5, masking="random", draws=2))
     for key, value in bb.model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -94,7 +95,7 @@ def test_cancel_from_progress_restores_weights(vector_data: tuple[Path, Path, np
             raise Cancelled()
 
     with open_dataset(data) as ds, pytest.raises(Cancelled):
-        score(ds, bb, levels=8, batch_size=16, progress=cancel_mid_path)
+        score(ds, bb, DLCParams(levels=8, batch_size=16), progress=cancel_mid_path)
     assert seen[-1].stage == "level 3/8"
     for key, value in bb.model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -104,11 +105,11 @@ def test_scores_are_deterministic_under_a_seed(vector_data: tuple[Path, Path, np
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        a = score(ds, bb, levels=6, masking="random", draws=3, seed=7).scores
-        b = score(ds, bb, levels=6, masking="random", draws=3, seed=7).scores
-        c = score(ds, bb, levels=6, masking="random", draws=3, seed=8).scores
-        d = score(ds, bb, levels=6, masking="l1").scores
-        e = score(ds, bb, levels=6, masking="l1").scores
+        a = score(ds, bb, DLCParams(levels=6, masking="random", draws=3, seed=7)).scores
+        b = score(ds, bb, DLCParams(levels=6, masking="random", draws=3, seed=7)).scores
+        c = score(ds, bb, DLCParams(levels=6, masking="random", draws=3, seed=8)).scores
+        d = score(ds, bb, DLCParams(levels=6, masking="l1")).scores
+        e = score(ds, bb, DLCParams(levels=6, masking="l1")).scores
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     assert np.array_equal(d, e)
@@ -118,8 +119,12 @@ def test_random_masking_averages_draws(vector_data: tuple[Path, Path, np.ndarray
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        many = score(ds, bb, levels=4, masking="random", draws=3, seed=1, return_losses=True)
-        single = score(ds, bb, levels=4, masking="random", draws=1, seed=1, return_losses=True)
+        many = score(
+            ds, bb, DLCParams(levels=4, masking="random", draws=3, seed=1), return_losses=True
+        )
+        single = score(
+            ds, bb, DLCParams(levels=4, masking="random", draws=1, seed=1), return_losses=True
+        )
     assert many.losses is not None and single.losses is not None
     # The unmasked level does not depend on masks.
     assert np.array_equal(many.losses[0], single.losses[0])
@@ -132,7 +137,7 @@ def test_progress_is_monotonic_and_complete(vector_data: tuple[Path, Path, np.nd
     bb = load_backbone(str(model), input_kind="vector")
     events: list[Progress] = []
     with open_dataset(data) as ds:
-        score(ds, bb, levels=3, batch_size=25, progress=events.append)
+        score(ds, bb, DLCParams(levels=3, batch_size=25), progress=events.append)
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions)
     assert fractions[-1] == pytest.approx(1.0)
@@ -145,8 +150,8 @@ def test_levels_zero_is_the_unmasked_loss(vector_data: tuple[Path, Path, np.ndar
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        flat = score(ds, bb, levels=0, return_losses=True)
-        path = score(ds, bb, levels=3, return_losses=True)
+        flat = score(ds, bb, DLCParams(levels=0), return_losses=True)
+        path = score(ds, bb, DLCParams(levels=3), return_losses=True)
     assert flat.losses is not None and path.losses is not None
     assert np.array_equal(flat.scores, flat.losses[0])
     assert np.array_equal(flat.losses[0], path.losses[0])
@@ -160,7 +165,7 @@ def test_image_folder_end_to_end_with_a_small_cnn(tmp_path: Path) -> None:
     bb = load_backbone("test_efficientnet", tmp_path / "w.pth")
     before = copy.deepcopy(bb.model.state_dict())
     with open_dataset(root) as ds:
-        result = score(ds, bb, levels=3, image_size=32, batch_size=4)
+        result = score(ds, bb, DLCParams(levels=3, image_size=32, batch_size=4))
     assert result.ids[:2] == ["blue/000.png", "blue/001.png"]
     assert result.labels is not None and result.labels[0] == "blue"
     assert np.isfinite(result.scores).all() and (result.scores > 0).all()
@@ -176,9 +181,9 @@ def test_unlabelled_and_single_class_data_are_refused(tmp_path: Path) -> None:
 
     bb = load_backbone(str(write_mlp(tmp_path / "mlp.pt")), input_kind="vector")
     with open_dataset(tmp_path / "nolabels.npz") as ds, pytest.raises(MissingFieldError):
-        score(ds, bb, levels=1)
+        score(ds, bb, DLCParams(levels=1))
     with open_dataset(tmp_path / "oneclass.npz") as ds, pytest.raises(ParameterError, match="two"):
-        score(ds, bb, levels=1)
+        score(ds, bb, DLCParams(levels=1))
 
 
 @pytest.mark.parametrize(
@@ -200,14 +205,14 @@ def test_bad_parameters_are_refused(
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds, pytest.raises(ParameterError, match=match):
-        score(ds, bb, **kwargs)
+        score(ds, bb, DLCParams(**kwargs))
 
 
 def test_image_backbone_refuses_vectors(vector_data: tuple[Path, Path, np.ndarray]) -> None:
     data, _, _ = vector_data
     bb = load_backbone("efficientnet_lite0")
     with open_dataset(data) as ds, pytest.raises(ParameterError, match="takes images"):
-        score(ds, bb, levels=1)
+        score(ds, bb, DLCParams(levels=1))
 
 
 def test_spread_order_covers_the_path_early() -> None:
@@ -229,8 +234,10 @@ def test_early_stop_uses_fewer_levels_and_keeps_the_ranking(
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        full = score(ds, bb, levels=40, schedule="linear")
-        quick = score(ds, bb, levels=40, schedule="linear", early_stop=True, return_losses=True)
+        full = score(ds, bb, DLCParams(levels=40, schedule="linear"))
+        quick = score(
+            ds, bb, DLCParams(levels=40, schedule="linear", early_stop=True), return_losses=True
+        )
     assert full.levels_used == list(range(41))
     assert quick.levels_used[0] == 0 and quick.levels_used == sorted(quick.levels_used)
     assert 7 <= len(quick.levels_used) < 41
@@ -245,8 +252,8 @@ def test_bf16_scores_rank_like_fp32(vector_data: tuple[Path, Path, np.ndarray]) 
     data, model, _ = vector_data
     bb = load_backbone(str(model), input_kind="vector")
     with open_dataset(data) as ds:
-        fp32 = score(ds, bb, levels=5, precision="fp32").scores
-        bf16 = score(ds, bb, levels=5, precision="bf16").scores
+        fp32 = score(ds, bb, DLCParams(levels=5, precision="fp32")).scores
+        bf16 = score(ds, bb, DLCParams(levels=5, precision="bf16")).scores
     assert not np.array_equal(fp32, bf16)  # bf16 really ran
     assert rank_correlation(fp32, bf16) >= 0.99
 
@@ -273,7 +280,6 @@ def test_preprocessing_matches_torchvision_eval_transform(size: tuple[int, int])
 def test_sharded_scores_equal_the_unsharded_ones_exactly(
     vector_data: tuple[Path, Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dlcprune.core.params import DLCParams
     from worker.scoring import dlc
 
     monkeypatch.setattr(dlc, "PROTOTYPE_GROUP", 8)
@@ -282,7 +288,10 @@ def test_sharded_scores_equal_the_unsharded_ones_exactly(
     params = DLCParams(levels=6, batch_size=4, masking="random", draws=2, seed=3)
     with open_dataset(data) as ds:
         whole = dlc.score(
-            ds, bb, levels=6, batch_size=4, masking="random", draws=2, seed=3, return_losses=True
+            ds,
+            bb,
+            DLCParams(levels=6, batch_size=4, masking="random", draws=2, seed=3),
+            return_losses=True,
         )
         bounds = dlc.shard_bounds(len(ds), shard_size=20, batch_size=4)
         assert bounds == [(0, 16), (16, 32), (32, 48), (48, 60)]
@@ -301,7 +310,6 @@ def test_sharded_scores_equal_the_unsharded_ones_exactly(
 
 
 def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarray]) -> None:
-    from dlcprune.core.params import DLCParams
     from worker.scoring import dlc
 
     data, model, _ = vector_data
@@ -313,7 +321,6 @@ def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarr
 def test_default_paths_by_kind_and_schedule() -> None:
     """The defaults bench/quality.py chose: linear, 10 levels for labelled data; a geometric
     request without levels gets the authors' 50; instructions keep 20% per step for 3 steps."""
-    from dlcprune.core.params import DLCParams
 
     image = DLCParams().resolved("image")
     assert (image.schedule, image.levels, image.masking) == ("linear", 10, "l1")

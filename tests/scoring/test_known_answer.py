@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
 from dlcprune.core.formats import open_dataset
+from dlcprune.core.params import DLCParams
 from worker.scoring.backbones import load_backbone
 from worker.scoring.dlc import score
 
@@ -38,7 +39,9 @@ def test_dlc_ranks_flipped_digits_as_hard(tmp_path: Path) -> None:
     backbone = load_backbone("efficientnet_lite0")
     with open_dataset(tmp_path / "digits") as ds:
         assert len(ds) == 1797 and len(ds.classes) == 10
-        result = score(ds, backbone, levels=5, schedule="geometric", image_size=64, batch_size=128)
+        result = score(
+            ds, backbone, DLCParams(levels=5, schedule="geometric", image_size=64, batch_size=128)
+        )
     was_flipped = np.array([truth[i] for i in result.ids])
     auc = roc_auc_score(was_flipped, result.scores)
     print(f"AUROC of DLC for flipped labels: {auc:.3f} ({was_flipped.sum()} flipped of 1797)")

@@ -19,6 +19,7 @@ from torch.nn.utils import prune
 
 from dlcprune.core.errors import ParameterError
 from dlcprune.core.formats import open_dataset
+from dlcprune.core.params import DLCParams
 from tests.scoring.lm_helpers import (
     WORDS,
     build_reverse_task_lm,
@@ -148,7 +149,10 @@ def reverse_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.nda
 def reverse_scored(reverse_data: tuple[Path, np.ndarray], lm: Backbone) -> ScoreResult:
     with open_dataset(reverse_data[0]) as ds:
         return score(
-            ds, lm, levels=3, step=0.2, batch_size=8, max_length=LM_MAX_LENGTH, return_losses=True
+            ds,
+            lm,
+            DLCParams(levels=3, step=0.2, batch_size=8, max_length=LM_MAX_LENGTH),
+            return_losses=True,
         )
 
 
@@ -161,7 +165,7 @@ def topic_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarr
 @pytest.fixture(scope="module")
 def topic_scored(topic_data: tuple[Path, np.ndarray], minilm: Backbone) -> ScoreResult:
     with open_dataset(topic_data[0]) as ds:
-        return score(ds, minilm, levels=5, max_length=64, batch_size=16)
+        return score(ds, minilm, DLCParams(levels=5, max_length=64, batch_size=16))
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +217,10 @@ def test_lm_scores_do_not_depend_on_the_batch_size(
 ) -> None:
     with open_dataset(reverse_data[0]) as ds:
         single = score(
-            ds, lm, levels=3, step=0.2, batch_size=1, max_length=LM_MAX_LENGTH, return_losses=True
+            ds,
+            lm,
+            DLCParams(levels=3, step=0.2, batch_size=1, max_length=LM_MAX_LENGTH),
+            return_losses=True,
         )
     assert reverse_scored.losses is not None and single.losses is not None
     np.testing.assert_allclose(reverse_scored.losses, single.losses, rtol=1e-4, atol=1e-5)
@@ -231,7 +238,9 @@ def test_lm_padding_of_very_different_lengths_changes_nothing(tmp_path: Path, lm
     results = []
     for batch_size in (16, 1):
         with open_dataset(path) as ds:
-            results.append(score(ds, lm, batch_size=batch_size, max_length=LM_MAX_LENGTH))
+            results.append(
+                score(ds, lm, DLCParams(batch_size=batch_size, max_length=LM_MAX_LENGTH))
+            )
     np.testing.assert_allclose(results[0].scores, results[1].scores, rtol=1e-4, atol=1e-5)
 
 
@@ -261,7 +270,9 @@ def test_minilm_scores_do_not_depend_on_the_batch_size(tmp_path: Path, minilm: B
     results = []
     for batch_size in (16, 1):
         with open_dataset(path) as ds:
-            results.append(score(ds, minilm, levels=2, max_length=64, batch_size=batch_size))
+            results.append(
+                score(ds, minilm, DLCParams(levels=2, max_length=64, batch_size=batch_size))
+            )
     np.testing.assert_allclose(results[0].scores, results[1].scores, rtol=1e-4, atol=1e-5)
 
 
@@ -283,7 +294,7 @@ def test_responses_cut_away_by_a_long_prompt_are_reported(tmp_path: Path, lm: Ba
     ids = [f"s{i}" for i in range(len(rows))]
 
     with open_dataset(path) as ds:
-        right = score(ds, lm, levels=2, max_length=48, truncation="right")
+        right = score(ds, lm, DLCParams(levels=2, max_length=48, truncation="right"))
     assert right.tokens is not None
     assert right.unscored == [i for i, is_long in zip(ids, long, strict=True) if is_long]
     assert np.isnan(right.scores[long]).all()
@@ -292,7 +303,7 @@ def test_responses_cut_away_by_a_long_prompt_are_reported(tmp_path: Path, lm: Ba
     assert right.tokens[~long].tolist() == response_tokens[~long].tolist()
 
     with open_dataset(path) as ds:
-        kept = score(ds, lm, levels=2, max_length=48, truncation="prompt")
+        kept = score(ds, lm, DLCParams(levels=2, max_length=48, truncation="prompt"))
     assert kept.tokens is not None and kept.unscored == []
     assert np.isfinite(kept.scores).all()
     assert kept.tokens.tolist() == response_tokens.tolist()
@@ -311,7 +322,7 @@ def test_lm_weights_are_restored_exactly(tmp_path: Path, lm_dir: Path, scope: st
     before = state_copy(bb.model)
     path = write_alpaca(tmp_path / "few.jsonl", reverse_rows(6, seed=505))
     with open_dataset(path) as ds:
-        r = score(ds, bb, levels=3, scope=scope, max_length=LM_MAX_LENGTH)
+        r = score(ds, bb, DLCParams(levels=3, scope=scope, max_length=LM_MAX_LENGTH))
     assert np.isfinite(r.scores).all()
     assert r.mask_fractions[-1] == pytest.approx(0.488, abs=1e-2)
     assert_same_state(bb.model, before)
@@ -323,7 +334,7 @@ def test_minilm_weights_are_restored_exactly(tmp_path: Path, minilm: Backbone) -
     path = write_jsonl(tmp_path / "few.jsonl", rows)
     before = state_copy(minilm.model)
     with open_dataset(path) as ds:
-        score(ds, minilm, levels=4, max_length=32)
+        score(ds, minilm, DLCParams(levels=4, max_length=32))
     assert_same_state(minilm.model, before)
 
 
@@ -354,7 +365,9 @@ def test_layer_scope_masks_the_same_share_of_every_tensor() -> None:
             # Rounding to whole entries: at most half an entry per step.
             share = float((t == 0).float().mean())
             assert abs(share - expected) <= 0.5 * j / t.numel() + 1e-9
-            assert int((t == 0).sum()) == mask_counts(t.numel(), levels, step=step)[j - 1]
+            assert (
+                int((t == 0).sum()) == mask_counts(t.numel(), levels, "geometric", step=step)[j - 1]
+            )
         assert plan.masked_fraction(j) == pytest.approx(
             sum(int((t == 0).sum()) for t in tensors) / masker.total
         )
@@ -414,9 +427,9 @@ def test_sharegpt_scores_its_first_human_gpt_pair(tmp_path: Path, lm: Backbone) 
     alpaca = write_alpaca(tmp_path / "same.jsonl", rows)
     with open_dataset(sharegpt) as ds:
         assert ds.format == "sharegpt"
-        got = score(ds, lm, max_length=LM_MAX_LENGTH)
+        got = score(ds, lm, DLCParams(max_length=LM_MAX_LENGTH))
     with open_dataset(alpaca) as ds:
-        want = score(ds, lm, max_length=LM_MAX_LENGTH)
+        want = score(ds, lm, DLCParams(max_length=LM_MAX_LENGTH))
     assert got.scores.shape == (8,) and np.isfinite(got.scores).all()
     assert got.ids == [f"s{i}" for i in range(8)]
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
@@ -441,9 +454,9 @@ def test_dolly_scores_with_its_context_as_input(tmp_path: Path, lm: Backbone) ->
     alpaca = write_alpaca(tmp_path / "same.jsonl", rows)
     with open_dataset(dolly) as ds:
         assert ds.format == "dolly"
-        got = score(ds, lm, max_length=LM_MAX_LENGTH)
+        got = score(ds, lm, DLCParams(max_length=LM_MAX_LENGTH))
     with open_dataset(alpaca) as ds:
-        want = score(ds, lm, max_length=LM_MAX_LENGTH)
+        want = score(ds, lm, DLCParams(max_length=LM_MAX_LENGTH))
     assert got.scores.shape == (8,) and np.isfinite(got.scores).all()
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
 
@@ -457,14 +470,14 @@ def test_causal_lm_refuses_text_data(tmp_path: Path, lm: Backbone) -> None:
     rows, _ = text_rows(per_topic=2, flips=0, seed=2)
     path = write_jsonl(tmp_path / "texts.jsonl", rows)
     with open_dataset(path) as ds, pytest.raises(ParameterError, match="instruction"):
-        score(ds, lm, levels=1)
+        score(ds, lm, DLCParams(levels=1))
 
 
 @pytest.mark.slow
 def test_text_encoder_refuses_instructions(tmp_path: Path, minilm: Backbone) -> None:
     path = write_alpaca(tmp_path / "instr.jsonl", reverse_rows(4, seed=808))
     with open_dataset(path) as ds, pytest.raises(ParameterError, match="instruction"):
-        score(ds, minilm, levels=1)
+        score(ds, minilm, DLCParams(levels=1))
 
 
 @pytest.mark.slow
@@ -473,4 +486,4 @@ def test_image_model_refuses_text_data(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "texts.jsonl", rows)
     bb = load_backbone("efficientnet_lite0")
     with open_dataset(path) as ds, pytest.raises(ParameterError, match="text"):
-        score(ds, bb, levels=1)
+        score(ds, bb, DLCParams(levels=1))

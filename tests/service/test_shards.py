@@ -95,12 +95,12 @@ def test_two_workers_score_shards_that_merge_exactly(
 
     # The same scores, unsharded, in this process.
     from dlcprune.core.formats import open_dataset
+    from dlcprune.core.params import DLCParams
     from worker.scoring import dlc
     from worker.scoring.backbones import load_backbone
 
     monkeypatch.setattr(dlc, "PROTOTYPE_GROUP", 32)
+    params = DLCParams(levels=3, image_size=32, batch_size=16)
     with open_dataset(tmp_path / "arrays.npz") as ds:
-        whole = dlc.score(
-            ds, load_backbone("efficientnet_lite0"), levels=3, image_size=32, batch_size=16
-        ).scores
+        whole = dlc.score(ds, load_backbone("efficientnet_lite0"), params).scores
     assert np.array_equal(served, whole)

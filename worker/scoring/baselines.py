@@ -40,15 +40,14 @@ from dlcprune.core.params import (
     DLCParams,
 )
 from worker.scoring.backbones import Backbone
-from worker.scoring.dlc import (
+from worker.scoring.dlc import class_targets
+from worker.scoring.passes import (
     DEFAULT_MEMORY_LIMIT,
     Progress,
-    _prepare,
-    _Runner,
-    class_targets,
+    ProgressCallback,
+    Runner,
+    prepare,
 )
-
-ProgressCallback = Callable[[Progress], None]
 
 
 def _features(inputs: Any, backbone: Backbone, params: Any, report: Any) -> np.ndarray:
@@ -61,7 +60,7 @@ def _features(inputs: Any, backbone: Backbone, params: Any, report: Any) -> np.n
             feats = np.empty((n, z.shape[1]), dtype=np.float32)
         feats[idx] = z.cpu().numpy()
 
-    _Runner(
+    Runner(
         backbone,
         inputs,
         params.batch_size,
@@ -159,7 +158,7 @@ def score_baseline(
     dlc_like = DLCParams(
         image_size=params.image_size, max_length=params.max_length, batch_size=params.batch_size
     ).resolved(dataset.kind)
-    inputs = _prepare(dataset, backbone, dlc_like, memory_limit, None, report)
+    inputs = prepare(dataset, backbone, dlc_like, memory_limit, None, report)
     try:
         if not training:
             feats = _features(inputs, backbone, params, report)

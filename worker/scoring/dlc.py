@@ -31,32 +31,16 @@ from dlcprune.core.errors import MissingFieldError, ParameterError
 from dlcprune.core.params import DLCParams
 from worker.scoring.backbones import Backbone
 from worker.scoring.masking import MaskPlan, WeightMasker
-from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, PreparedInputs, prepare_inputs
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where scoring stands. ``levels_*`` count forward passes over the whole dataset: the
-    unmasked pass plus one per level and draw. ``samples_*`` count within the current stage."""
-
-    stage: str  # "prepare", "unmasked" or "level j/L"
-    levels_done: int
-    levels_total: int
-    samples_done: int
-    samples_total: int
-
-    @property
-    def fraction(self) -> float:
-        """Overall share of the work done, in [0, 1]; decoding counts as one pass."""
-        n = max(self.samples_total, 1)
-        if self.stage == "prepare":
-            done = self.samples_done / n
-        else:
-            done = 1 + self.levels_done + self.samples_done / n
-        return min(1.0, done / (1 + self.levels_total))
-
-
-ProgressCallback = Callable[[Progress], None]
+from worker.scoring.passes import (
+    DEFAULT_MEMORY_LIMIT,
+    Progress,
+    ProgressCallback,
+    Runner,
+    TokenInputs,
+    check_kinds,
+    prepare,
+    resolve_device,
+)
 
 
 @dataclass
@@ -178,196 +162,11 @@ def compute_prototypes(features: np.ndarray, targets: np.ndarray, num_classes: i
     return reduce_prototypes(sums, counts)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class _ArrayInputs:
-    """Prepared images (N, 3, S, S) uint8 or vectors (N, D) float32, processed in index order."""
-
-    def __init__(self, prepared: PreparedInputs, backbone: Backbone) -> None:
-        self.prepared = prepared
-        self.array = prepared.array
-        self.device = backbone.device
-        self.is_image = self.array.dtype == np.uint8
-        self.order = np.arange(len(self.array))
-        self.memory_format = (
-            torch.channels_last if backbone.channels_last else torch.contiguous_format
-        )
-        if self.is_image:
-            mean = torch.tensor(backbone.mean, dtype=torch.float32, device=self.device)
-            std = torch.tensor(backbone.std, dtype=torch.float32, device=self.device)
-            # (x / 255 - mean) / std folded into one multiply-add per pixel.
-            self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
-            self.shift = (-mean / std).view(1, -1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def gather(self, idx: np.ndarray, device: torch.device) -> torch.Tensor:
-        """The samples ``idx`` (any order), ready for the model: for training."""
-        x = torch.from_numpy(np.ascontiguousarray(self.array[np.asarray(idx)])).to(device)
-        if self.is_image:
-            x = x.float().mul_(self.scale.to(device)).add_(self.shift.to(device))
-            return x.contiguous(memory_format=self.memory_format)
-        return x.float()
-
-    def batch(self, lo: int, hi: int) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.array[lo:hi])).to(self.device)
-        if self.is_image:
-            x = x.float().mul_(self.scale).add_(self.shift)
-            return x.contiguous(memory_format=self.memory_format)
-        return x.float()
-
-    def close(self) -> None:
-        self.prepared.close()
-
-
-class _TokenInputs:
-    """Tokenized samples, processed in order of length (batches pad little)."""
-
-    def __init__(self, tokenized: Any, device: torch.device) -> None:
-        self.tokenized = tokenized
-        self.device = device
-        self.order = tokenized.order
-
-    def __len__(self) -> int:
-        return len(self.tokenized)
-
-    def batch(self, lo: int, hi: int) -> dict[str, torch.Tensor]:
-        return self.tokenized.batch(self.order[lo:hi], self.device)
-
-    def gather(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        return self.tokenized.batch(np.asarray(idx), device)
-
-    def close(self) -> None:
-        self.tokenized.close()
-
-
-class _Runner:
-    """Batched forward passes over prepared inputs, with a progress report after every batch.
-
-    ``fn(idx, output)`` receives the dataset indices of the batch and the backbone's output
-    (features, or per-sample losses for the "lm" objective).
-    """
-
-    def __init__(
-        self,
-        backbone: Backbone,
-        inputs: Any,
-        batch_size: int,
-        on_batch: Callable[[int], None],
-        precision: str = "auto",
-    ) -> None:
-        self.backbone = backbone
-        self.inputs = inputs
-        self.batch_size = batch_size
-        self.on_batch = on_batch
-        device = backbone.device
-        # bfloat16 autocast where the hardware is fast at it (a GPU), float32 elsewhere.
-        self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-        self.device_type = device.type
-
-    @torch.inference_mode()
-    def run(self, fn: Callable[[np.ndarray, torch.Tensor], None]) -> None:
-        n = len(self.inputs)
-        order = self.inputs.order
-        forward = (
-            self.backbone.losses if self.backbone.objective == "lm" else self.backbone.features
-        )
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
-            for lo in range(0, n, self.batch_size):
-                hi = min(n, lo + self.batch_size)
-                out = forward(self.inputs.batch(lo, hi))
-                fn(order[lo:hi], out.float())
-                self.on_batch(hi)
-
-
-def _check_kinds(backbone: Backbone, dataset: Any) -> None:
-    """Language models take their own kind of data; images and vectors are checked later."""
-    kind = backbone.input_kind
-    language = ("text", "instruction")
-    if kind != dataset.kind and (kind in language or dataset.kind in language):
-        what = {"text": "text", "instruction": "instructions"}.get(kind, kind + "s")
-        raise ParameterError(
-            f"the model {backbone.name!r} takes {what}, but the dataset holds {dataset.kind} data"
-        )
-
-
-def _prepare(
-    dataset: Any,
-    backbone: Backbone,
-    params: DLCParams,
-    memory_limit: int,
-    cache_dir: str | None,
-    report: Callable[[str, int, int], None],
-    start: int = 0,
-    stop: int | None = None,
-) -> Any:
-    """Decode or tokenize every sample once (samples ``start..stop-1`` only, for a shard)."""
-    kind = backbone.input_kind
-    if kind in ("text", "instruction"):
-        if (start, stop) not in ((0, None), (0, len(dataset))):
-            raise ParameterError("language data is scored whole, not in shards")
-        from worker.scoring import text
-
-        assert params.max_length is not None
-        on_progress = lambda done, _total: report("prepare", 0, done)  # noqa: E731
-        if kind == "text":
-            tokenized = text.tokenize_texts(
-                dataset, backbone.tokenizer, params.max_length, progress=on_progress
-            )
-        else:
-            tokenized = text.tokenize_instructions(
-                dataset,
-                backbone.tokenizer,
-                params.max_length,
-                template=params.template,
-                truncation=params.truncation,
-                progress=on_progress,
-            )
-        return _TokenInputs(tokenized, backbone.device)
-    size = params.image_size or backbone.default_image_size
-    prepared = prepare_inputs(
-        dataset,
-        input_kind=kind,
-        image_size=size,
-        crop_pct=backbone.crop_pct,
-        interpolation=backbone.interpolation,
-        memory_limit=memory_limit,
-        cache_dir=cache_dir,
-        progress=lambda done, _total: report("prepare", 0, done),
-        start=start,
-        stop=stop,
-    )
-    return _ArrayInputs(prepared, backbone)
-
-
 def score(
     dataset: Any,
     backbone: Backbone,
+    params: DLCParams | None = None,
     *,
-    levels: int | None = None,
-    schedule: str | None = None,
-    masking: str = "l1",
-    scope: str = "global",
-    draws: int = 1,
-    seed: int = 0,
-    step: float | None = None,
-    start: float = 0.02,
-    end: float = 0.98,
-    image_size: int | None = None,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    template: str | None = None,
-    truncation: str = "right",
-    early_stop: bool = False,
-    early_stop_tol: float = 0.999,
-    early_stop_window: int = 3,
-    early_stop_min: int = 6,
-    precision: str = "auto",
     return_losses: bool = False,
     progress: ProgressCallback | None = None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -375,45 +174,24 @@ def score(
 ) -> ScoreResult:
     """DLC scores of every sample of ``dataset`` (a ``dlcprune.core.formats.Reader``).
 
-    Labelled images, vectors and texts use the prototype loss; instructions use the response NLL
-    of a causal LM. ``levels``, ``schedule`` and ``step`` default by data kind
-    (``params.KIND_DEFAULTS``).
+    ``params`` (``DLCParams``; default: all defaults) is validated, and its ``levels``,
+    ``schedule``, ``step`` and ``max_length`` left at None take the data kind's defaults
+    (``params.KIND_DEFAULTS``). Labelled images, vectors and texts use the prototype loss;
+    instructions use the response NLL of a causal LM.
     Returns scores (N,) float32 in dataset order (NaN for an instruction whose response was cut
     away entirely: see ``ScoreResult.unscored``), and with ``return_losses`` the per-level losses
     (L+1, N) float32 (row 0 unmasked). ``progress`` is called after every batch; raising from it
     (for example ``errors.Cancelled``) stops scoring, and the weights are restored either way.
     Deterministic for the same inputs, parameters and batch size.
     """
-    params = (
-        DLCParams(
-            levels=levels,
-            schedule=schedule,
-            masking=masking,
-            scope=scope,
-            draws=draws,
-            seed=seed,
-            step=step,
-            start=start,
-            end=end,
-            image_size=image_size,
-            batch_size=batch_size,
-            max_length=max_length,
-            template=template,
-            truncation=truncation,
-            early_stop=early_stop,
-            early_stop_tol=early_stop_tol,
-            early_stop_window=early_stop_window,
-            early_stop_min=early_stop_min,
-            precision=precision,
-        )
-        .validate()
-        .resolved(dataset.kind)
-    )
+    if params is not None and not isinstance(params, DLCParams):
+        raise TypeError(f"params must be DLCParams, not {type(params).__name__}")
+    params = (params or DLCParams()).validate().resolved(dataset.kind)
     assert params.levels is not None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     n = len(dataset)
-    _check_kinds(backbone, dataset)
+    check_kinds(backbone, dataset)
     if backbone.objective == "lm":
         classes: list[str] = []
         targets_np = None
@@ -430,7 +208,7 @@ def score(
         if progress is not None:
             progress(Progress(stage, levels_done, total_passes, samples_done, n))
 
-    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report)
+    inputs = prepare(dataset, backbone, params, memory_limit, cache_dir, report)
     timings["prepare_s"] = time.perf_counter() - t0
     try:
         losses, fractions, used = _score_prepared(
@@ -443,7 +221,7 @@ def score(
     timings["total_s"] = time.perf_counter() - t0
     tokens = None
     unscored: list[str] = []
-    if isinstance(inputs, _TokenInputs) and inputs.tokenized.response_tokens is not None:
+    if isinstance(inputs, TokenInputs) and inputs.tokenized.response_tokens is not None:
         tokens = inputs.tokenized.response_tokens
         unscored = [dataset.ids[i] for i in np.flatnonzero(tokens == 0)]
     with np.errstate(invalid="ignore"):
@@ -484,7 +262,7 @@ def _score_prepared(
     n = len(inputs)
     losses = np.zeros((params.levels + 1, n), dtype=np.float32)
     stage = {"name": "unmasked", "done": 0}
-    runner = _Runner(
+    runner = Runner(
         backbone,
         inputs,
         params.batch_size,
@@ -542,6 +320,8 @@ def _score_prepared(
     fractions = np.zeros(params.levels + 1, dtype=np.float64)
     if params.levels == 0:
         return losses, fractions, [0]
+    # Resolved parameters: the data kind's defaults are filled in.
+    assert params.schedule is not None and params.step is not None
     masker = WeightMasker([t for _, t in backbone.maskable])
     plans = [
         MaskPlan(
@@ -552,7 +332,7 @@ def _score_prepared(
             scope=params.scope,
             seed=params.seed,
             draw=draw,
-            step=params.step if params.step is not None else 0.02,
+            step=params.step,
             start=params.start,
             end=params.end,
         )
@@ -657,7 +437,7 @@ def shard_bounds(n: int, shard_size: int, batch_size: int) -> list[tuple[int, in
 
 def _shard_setup(dataset: Any, backbone: Backbone, params: DLCParams) -> tuple[DLCParams, Any]:
     params = params.validate().resolved(dataset.kind)
-    _check_kinds(backbone, dataset)
+    check_kinds(backbone, dataset)
     if backbone.input_kind in ("text", "instruction") or backbone.objective == "lm":
         raise ParameterError("language data is scored whole, not in shards")
     if params.early_stop:
@@ -688,10 +468,10 @@ def shard_prototype_sums(
         if progress is not None:
             progress(Progress(stage, levels_done, 1, samples_done, n))
 
-    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
+    inputs = prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
     features = np.empty((0, 0), dtype=np.float32)
     try:
-        runner = _Runner(
+        runner = Runner(
             backbone,
             inputs,
             params.batch_size,
@@ -733,7 +513,7 @@ def shard_losses(
         if progress is not None:
             progress(Progress(stage, levels_done, total_passes, samples_done, n))
 
-    inputs = _prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
+    inputs = prepare(dataset, backbone, params, memory_limit, cache_dir, report, start, stop)
     try:
         losses, fractions, _ = _score_prepared(
             inputs,
@@ -749,24 +529,6 @@ def shard_losses(
     return losses, fractions
 
 
-def score_path(
-    data: str,
-    model: str = "efficientnet_lite0",
-    weights: str | None = None,
-    *,
-    device: str | None = "auto",
-    mask_layers: str = "auto",
-    **kwargs: Any,
-) -> ScoreResult:
-    """Open ``data`` with the readers, build ``model`` and score: the CLI's and worker's entry."""
-    from dlcprune.core.formats import open_dataset
-    from worker.scoring.backbones import load_backbone
-
-    backbone = load_backbone(model, weights, mask_layers=mask_layers, device=resolve_device(device))
-    with open_dataset(data) as ds:
-        return score(ds, backbone, **kwargs)
-
-
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "PROTOTYPE_GROUP",
@@ -776,8 +538,8 @@ __all__ = [
     "class_targets",
     "compute_prototypes",
     "prototype_loss",
+    "resolve_device",
     "score",
-    "score_path",
     "shard_bounds",
     "shard_losses",
     "shard_prototype_sums",

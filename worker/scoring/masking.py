@@ -27,19 +27,28 @@ import numpy as np
 import torch
 
 from dlcprune.core.errors import ParameterError
-from dlcprune.core.params import MASKINGS, SCHEDULES, SCOPES
+from dlcprune.core.params import LABELLED_PATH, MASKINGS, SCHEDULES, SCOPES, DLCParams
+
+# The path's defaults are the parameters' (one definition): the schedule has none here, since it
+# depends on the data (DLCParams.resolved).
+_STEP: float = LABELLED_PATH["step"]
+_START: float = DLCParams.start
+_END: float = DLCParams.end
 
 
 def mask_counts(
     total: int,
     levels: int,
-    schedule: str = "geometric",
+    schedule: str,
     *,
-    step: float = 0.02,
-    start: float = 0.02,
-    end: float = 0.98,
+    step: float = _STEP,
+    start: float = _START,
+    end: float = _END,
 ) -> np.ndarray:
-    """Cumulative number of masked entries at levels 1..L: (L,) int64, non-decreasing, <= total."""
+    """Cumulative number of masked entries at levels 1..L: (L,) int64, non-decreasing, <= total.
+
+    ``step`` is the geometric schedule's share per level, ``start`` and ``end`` the linear one's
+    first and last share, all in [0, 1]."""
     if schedule not in SCHEDULES:
         raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 0:
@@ -171,9 +180,9 @@ class MaskPlan:
         scope: str = "global",
         seed: int = 0,
         draw: int = 0,
-        step: float = 0.02,
-        start: float = 0.02,
-        end: float = 0.98,
+        step: float = _STEP,
+        start: float = _START,
+        end: float = _END,
     ) -> None:
         if scope not in SCOPES:
             raise ParameterError(f"mask scope must be one of {', '.join(SCOPES)}, got {scope!r}")
