@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dlcprune.names import DEFAULT_HARD_CUTOFF
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -242,7 +244,9 @@ class Selection(Base):
     keep: Mapped[float] = mapped_column(Float)
     strategy: Mapped[str] = mapped_column(String(32))
     split: Mapped[float] = mapped_column(Float)
-    hard_cutoff: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    hard_cutoff: Mapped[float] = mapped_column(
+        Float, default=DEFAULT_HARD_CUTOFF, server_default=str(DEFAULT_HARD_CUTOFF)
+    )
     seed: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(Integer)
     class_counts: Mapped[dict[str, Any]] = mapped_column(JSON)

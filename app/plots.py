@@ -1,4 +1,5 @@
-"""The numbers behind the dashboard's plots, and the plots themselves (PNG or SVG).
+"""The numbers behind the job and selection plots (which the dashboard shows), and the plots
+themselves (PNG or SVG).
 
 The first half is pure numpy: score histograms per class, the two-sample Kolmogorov-Smirnov
 statistic, the total variation distance between class proportions and the loss-versus-mask-level
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from starlette.responses import Response
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -406,3 +408,18 @@ def render_distribution(
         ax.set_title(heading, fontsize=11, loc="left")
     ax.legend(fontsize=8, frameon=False)
     return _save(fig, fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------
+
+
+def image_response(data: bytes, fmt: PlotFormat, name: str) -> Response:
+    """A plot route's answer, shown inline as ``<name>.<fmt>``: scores never change once stored,
+    so a private cache may keep it."""
+    headers = {
+        "Content-Disposition": f'inline; filename="{name}.{fmt}"',
+        "Cache-Control": "private, max-age=300",
+    }
+    return Response(content=data, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -1,9 +1,9 @@
 """The web dashboard: a one-page app served by the API itself.
 
-``router`` (in :mod:`app.dashboard.router`) answers the page at ``/`` and the JSON and plot routes
-the page needs under ``/v1``; :func:`static_files` serves its JavaScript and CSS, which the app
-mounts at :data:`STATIC_PATH`. The page and its files need no API key; every ``/v1`` route does,
-exactly like the rest of the API.
+``router`` (in :mod:`app.dashboard.router`) answers the page at ``/``; :func:`static_files` serves
+its JavaScript and CSS, which the app mounts at :data:`STATIC_PATH`. The page and its files need no
+API key. The ``/v1`` routes the page reads (job summaries, plots, previews, samples) belong to
+their resources' routers and need a key, exactly like the rest of the API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""HTTP routes for datasets: register (upload or reference), list, read, delete."""
+"""HTTP routes for datasets: register (upload or reference), list, read, delete, and read one
+sample (its snippet or thumbnail; :mod:`app.datasets.samples`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.datasets import repository, service
+from app.datasets import repository, samples, service
 from app.datasets.schemas import DatasetList, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, error_body
@@ -166,3 +167,47 @@ def delete_dataset(
 ) -> Response:
     service.delete(session, blobs, tenant, dataset_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{dataset_id}/samples/{index}",
+    response_model=samples.SampleRead,
+    responses=samples.ERRORS,
+    summary="One sample: id, label, and a text snippet (text) or a thumbnail URL (images)",
+)
+def get_sample(
+    dataset_id: uuid.UUID,
+    index: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+) -> samples.SampleRead:
+    dataset, idx = samples.ready_dataset(session, blobs, tenant, dataset_id, index)
+    return samples.sample(dataset, idx, index, base_url(request, settings), settings, blobs)
+
+
+@router.get(
+    "/{dataset_id}/samples/{index}/thumbnail",
+    responses={
+        **samples.ERRORS,
+        200: {"content": {"image/png": {}}, "description": "PNG, at most 96 px a side"},
+    },
+    response_class=Response,
+    summary=f"A PNG thumbnail (at most {samples.THUMBNAIL_PX} px) of an image sample",
+)
+def get_thumbnail(
+    dataset_id: uuid.UUID,
+    index: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+) -> Response:
+    dataset, _ = samples.ready_dataset(session, blobs, tenant, dataset_id, index)
+    return Response(
+        content=samples.thumbnail(dataset, index, settings, blobs),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=86400"},
+    )

@@ -1,4 +1,5 @@
-"""HTTP routes for scoring jobs and their scores."""
+"""HTTP routes for scoring jobs, their scores, and what the scores look like (the summary and the
+job's plots; computed in :mod:`app.jobs.summary`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from app import plots
 from app.blobstore import get_blobstore
 from app.datasets.indexing import load_index
 from app.datasets.router import base_url
-from app.deps import SessionDep, SettingsDep, TenantDep
+from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
-from app.jobs import repository, service
+from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
 from app.models import Dataset, Job, JobStatus
 
@@ -178,3 +180,72 @@ def _scores_csv(index, scores, tokens) -> Iterator[bytes]:  # type: ignore[no-un
         buf.truncate()
     if buf.tell():
         yield buf.getvalue().encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# What the scores look like: the summary and the plots
+# --------------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{job_id}/summary",
+    response_model=summary.JobSummary,
+    responses=summary.ERRORS,
+    summary="Histograms, loss curve and easiest/hardest samples of a finished job",
+)
+def job_summary(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    bins: Annotated[int, Query(ge=2, le=200)] = 30,
+    k: Annotated[int, Query(ge=1, le=50, description="samples per class and end")] = 6,
+    max_classes: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> summary.JobSummary:
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    return summary.summary(blobs, scored, bins, k, max_classes)
+
+
+@router.get(
+    "/{job_id}/plots/histogram.{fmt}",
+    responses=summary.IMAGE_RESPONSES,
+    response_class=Response,
+    summary="Histogram of the DLC scores, overall and per class (PNG or SVG)",
+)
+def histogram_plot(
+    job_id: uuid.UUID,
+    fmt: plots.PlotFormat,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    bins: Annotated[int, Query(ge=2, le=200)] = 30,
+) -> Response:
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    hist = summary.histogram(scored, bins, plots.MAX_PLOTTED_CLASSES)
+    if len(scored.class_names) > plots.MAX_PLOTTED_CLASSES:
+        hist.classes, hist.per_class = [], []
+    title = f"{scored.dataset.name} · {scored.job.model}"
+    data = plots.render_histogram(hist, fmt, title)
+    return plots.image_response(data, fmt, f"histogram-{str(job_id)[:8]}")
+
+
+@router.get(
+    "/{job_id}/plots/loss-curve.{fmt}",
+    responses=summary.IMAGE_RESPONSES,
+    response_class=Response,
+    summary="Loss against the share of weights masked: mean and 10-90% band (PNG or SVG)",
+)
+def loss_curve_plot(
+    job_id: uuid.UUID,
+    fmt: plots.PlotFormat,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+) -> Response:
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    curve = summary.loss_curve(blobs, scored, 50)
+    if curve is None:
+        raise conflict("no_loss_curve", f"job {job_id} has no per-level losses stored")
+    title = f"{scored.dataset.name} · {scored.job.model} · {curve.samples} samples"
+    data = plots.render_loss_curve(curve, fmt, title)
+    return plots.image_response(data, fmt, f"loss-curve-{str(job_id)[:8]}")

@@ -15,7 +15,8 @@ With ``provenance`` given, the zips (image folders and archives, CSV/JSONL manif
 ``provenance.json`` as their last member (stored apart, under ``with-provenance/``; without it the
 export is exactly the one above).
 
-The other formats (``EXPORT_FORMATS``), one row per sample of the dataset in its order:
+The other formats (of ``dlcprune.names.EXPORT_FORMATS``), one row per sample of the dataset in
+its order:
 
 - ``manifest-csv``: ``sample_id,label,score,kept`` (empty label when unlabelled, empty score when
   the sample could not be scored, kept ``true``/``false``);
@@ -58,7 +59,6 @@ from dlcprune.core.formats import open_dataset
 ROW_BLOCK = 4096
 MANIFEST_BLOCK = 20_000
 PARQUET_ROW_GROUP = 262_144
-EXPORT_FORMATS = ("original", "manifest-csv", "manifest-jsonl", "parquet", "bundle")
 PROVENANCE_MEMBER = "provenance.json"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 

@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 import uuid
-from collections import OrderedDict
 from datetime import datetime
 from functools import lru_cache
 from importlib import metadata
@@ -37,6 +35,8 @@ from sqlalchemy.orm import Session
 
 from app.blobstore import BlobStore
 from app.models import Dataset, Job, Selection, as_utc
+from dlcprune.core.cache import LRU
+from dlcprune.names import DEFAULT_HARD_CUTOFF
 
 log = logging.getLogger("dlcprune.api")
 
@@ -96,7 +96,7 @@ def build(session: Session, row: Selection) -> dict[str, Any]:
             "strategy": row.strategy,
             "keep": row.keep,
             "split": row.split,
-            "hard_cutoff": row.hard_cutoff if row.hard_cutoff is not None else 0.1,
+            "hard_cutoff": row.hard_cutoff if row.hard_cutoff is not None else DEFAULT_HARD_CUTOFF,
             "seed": row.seed,
             "size": row.size,
             "excluded": row.excluded or 0,
@@ -134,30 +134,8 @@ def dumps(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-class _Records:
-    """Stored records, with the most recently used kept in memory (a record never changes)."""
-
-    def __init__(self, size: int = _CACHE_SIZE) -> None:
-        self.size = size
-        self.items: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def remember(self, selection_id: uuid.UUID, record: dict[str, Any]) -> None:
-        with self.lock:
-            self.items[selection_id] = record
-            self.items.move_to_end(selection_id)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-    def recall(self, selection_id: uuid.UUID) -> dict[str, Any] | None:
-        with self.lock:
-            record = self.items.get(selection_id)
-            if record is not None:
-                self.items.move_to_end(selection_id)
-            return record
-
-
-_records = _Records()
+# Stored records by selection id, the most recently used kept in memory (a record never changes).
+_records: LRU[uuid.UUID, dict[str, Any]] = LRU(_CACHE_SIZE)
 
 
 def record(session: Session, blobs: BlobStore, row: Selection) -> dict[str, Any]:
@@ -168,20 +146,20 @@ def record(session: Session, blobs: BlobStore, row: Selection) -> dict[str, Any]
     except Exception as exc:
         log.warning("selection %s: could not store its provenance yet: %s", row.id, exc)
         return built
-    _records.remember(row.id, built)
+    _records.put(row.id, built)
     return built
 
 
 def get(session: Session, blobs: BlobStore, row: Selection) -> dict[str, Any]:
     """``row``'s stored record (written now if it has none yet)."""
-    cached = _records.recall(row.id)
+    cached = _records.get(row.id)
     if cached is not None:
         return cached
     key = blob_key(row.id)
     try:
         if blobs.exists(key):
             stored = json.loads(blobs.get_bytes(key))
-            _records.remember(row.id, stored)
+            _records.put(row.id, stored)
             return stored
     except Exception as exc:
         log.warning("selection %s: unreadable provenance, rebuilding it: %s", row.id, exc)

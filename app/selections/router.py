@@ -1,5 +1,6 @@
 """HTTP routes for selections: create from a job's scores (timed for the metrics; the provenance
-record written), read, items, and exports in five formats."""
+record written), read, items, exports in five formats, previews that store nothing, and the
+distribution plots (computed in :mod:`app.selections.preview`)."""
 
 from __future__ import annotations
 
@@ -15,25 +16,30 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app import metrics
+from app import metrics, plots
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import DatasetIndex
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError
+from app.errors import APIError, unprocessable
+from app.jobs import summary
 from app.models import Dataset, Selection
-from app.selections import export, provenance, service
+from app.selections import export, preview, provenance, service
 from app.selections.schemas import (
     ItemPage,
     SelectionCreate,
     SelectionItem,
     SelectionList,
+    SelectionPreview,
     SelectionRead,
+    StrategyName,
 )
 from dlcprune.core.errors import DatasetError
+from dlcprune.names import DEFAULT_EXPORT_FORMAT, DEFAULT_SPLIT, DEFAULT_STRATEGY, EXPORT_FORMATS
 
 router = APIRouter(tags=["selections"])
 
@@ -198,7 +204,7 @@ def _stream_items(index: DatasetIndex, kept: np.ndarray, fmt: str) -> Iterator[b
         yield b"sample_id,label\n"
 
 
-ExportFormat = Literal["original", "manifest-csv", "manifest-jsonl", "parquet", "bundle"]
+ExportFormat = Literal.__getitem__(EXPORT_FORMATS)  # type: ignore[attr-defined]
 
 
 def _build_export(
@@ -255,9 +261,9 @@ async def get_export(
     blobs: BlobDep,
     tenant: TenantDep,
     format: Annotated[
-        ExportFormat,
+        ExportFormat,  # type: ignore[valid-type]
         Query(description="original (default), manifest-csv, manifest-jsonl, parquet or bundle"),
-    ] = "original",
+    ] = DEFAULT_EXPORT_FORMAT,
     provenance_member: Annotated[
         bool,
         Query(
@@ -281,3 +287,77 @@ async def get_export(
         ) from exc
     path = await run_in_threadpool(export.export_to_tempfile, blobs, out.key)
     return FileResponse(path, media_type=out.media_type, filename=out.filename)
+
+
+# --------------------------------------------------------------------------------------------
+# Previews and plots: what a selection keeps against the full set
+# --------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/jobs/{job_id}/selections/preview",
+    response_model=SelectionPreview,
+    responses=summary.ERRORS,
+    summary="What a selection would keep, and how far it moves the distribution (stores nothing)",
+)
+def preview_selection(
+    job_id: uuid.UUID,
+    body: SelectionCreate,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    bins: Annotated[int, Query(ge=2, le=200)] = 30,
+) -> SelectionPreview:
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    return preview.preview(scored, body, preview.kept_indices(scored, body), bins)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/plots/distribution.{fmt}",
+    responses=summary.IMAGE_RESPONSES,
+    response_class=Response,
+    summary="A previewed selection's scores against the full set (PNG or SVG; stores nothing)",
+)
+def preview_distribution_plot(
+    job_id: uuid.UUID,
+    fmt: plots.PlotFormat,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    keep: Annotated[float, Query(gt=0)],
+    strategy: StrategyName = DEFAULT_STRATEGY,  # type: ignore[valid-type]
+    split: Annotated[float, Query(ge=0, le=1)] = DEFAULT_SPLIT,
+    seed: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    bins: Annotated[int, Query(ge=2, le=200)] = 30,
+) -> Response:
+    try:
+        body = SelectionCreate(keep=keep, strategy=strategy, split=split, seed=seed)
+    except ValidationError as exc:  # pragma: no cover - the Query constraints are the same
+        raise unprocessable("validation_error", str(exc)) from exc
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    kept = preview.kept_indices(scored, body)
+    title = f"{body.strategy}, keep {body.keep:g}: {len(kept)} of {len(scored.scores)}"
+    data = preview.distribution(scored, kept, fmt, title, bins)
+    return plots.image_response(data, fmt, f"distribution-{str(job_id)[:8]}")
+
+
+@router.get(
+    "/v1/selections/{selection_id}/plots/distribution.{fmt}",
+    responses=summary.IMAGE_RESPONSES,
+    response_class=Response,
+    summary="A selection's scores against the full set (PNG or SVG)",
+)
+def selection_distribution_plot(
+    selection_id: uuid.UUID,
+    fmt: plots.PlotFormat,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    bins: Annotated[int, Query(ge=2, le=200)] = 30,
+) -> Response:
+    row = service.get(session, tenant, selection_id)
+    scored = summary.load_scored(session, blobs, tenant, row.job_id)
+    kept = service.indices(row)
+    title = f"{row.strategy}, keep {row.keep:g}: {row.size} of {len(scored.scores)}"
+    data = preview.distribution(scored, kept, fmt, title, bins)
+    return plots.image_response(data, fmt, f"distribution-{str(selection_id)[:8]}")

@@ -1,4 +1,4 @@
-"""Selection request and response bodies."""
+"""Selection request and response bodies (previews included)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlcprune.core.selection import DEFAULT_SPLIT
+from dlcprune.names import DEFAULT_HARD_CUTOFF, DEFAULT_SPLIT, DEFAULT_STRATEGY, STRATEGIES
+
+# The strategy names as a type, so the schema lists them (an enum in the OpenAPI document).
+StrategyName = Literal.__getitem__(STRATEGIES)  # type: ignore[attr-defined]
 
 
 class SelectionCreate(BaseModel):
@@ -27,8 +30,8 @@ class SelectionCreate(BaseModel):
         gt=0,
         description="a ratio in (0, 1], or a count of samples (a whole number above 1)",
     )
-    strategy: Literal["flexrand", "easy", "hard", "random", "stratified", "ccs"] = Field(
-        default="flexrand",
+    strategy: StrategyName = Field(  # type: ignore[valid-type]
+        default=DEFAULT_STRATEGY,
         description="flexrand (the default), easy / hard (top-K lowest / highest scores per "
         "class), random, stratified (random per class), or ccs (coverage-centric: the hardest "
         "hard_cutoff share dropped, the rest drawn evenly across score strata)",
@@ -42,7 +45,10 @@ class SelectionCreate(BaseModel):
     )
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     hard_cutoff: float = Field(
-        default=0.1, ge=0, lt=1, description="ccs: the share of hardest samples dropped"
+        default=DEFAULT_HARD_CUTOFF,
+        ge=0,
+        lt=1,
+        description="ccs: the share of hardest samples dropped",
     )
 
 
@@ -51,7 +57,7 @@ class ProvenanceSelection(BaseModel):
     strategy: str
     keep: float
     split: float
-    hard_cutoff: float = 0.1
+    hard_cutoff: float = DEFAULT_HARD_CUTOFF
     seed: int
     size: int
     excluded: int = 0
@@ -132,7 +138,7 @@ class SelectionRead(BaseModel):
     keep: float
     strategy: str
     split: float
-    hard_cutoff: float = 0.1
+    hard_cutoff: float = DEFAULT_HARD_CUTOFF
     seed: int
     size: int
     num_samples: int
@@ -168,3 +174,38 @@ class ItemPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class PreviewClass(BaseModel):
+    label: str
+    full: int
+    kept: int
+
+
+class PreviewHistogram(BaseModel):
+    edges: list[float]
+    full: list[int]
+    kept: list[int]
+
+
+class SelectionPreview(BaseModel):
+    job_id: uuid.UUID
+    keep: float
+    strategy: str
+    split: float
+    seed: int
+    size: int
+    num_samples: int
+    excluded: int = Field(description="samples without a score (never kept)")
+    class_counts: dict[str, dict[str, int]] = Field(
+        description='{"full": {class: n}, "kept": {class: n}}; empty objects when unlabelled'
+    )
+    classes: list[PreviewClass] = Field(description="the same counts as a list, in class order")
+    ks_statistic: float = Field(
+        description="two-sample Kolmogorov-Smirnov D between the kept and the full scores"
+    )
+    tv_distance: float | None = Field(
+        description="total variation distance between class proportions (null if unlabelled)"
+    )
+    mean_score: dict[str, float | None]
+    histogram: PreviewHistogram

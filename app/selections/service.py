@@ -19,6 +19,7 @@ from app.selections import provenance
 from app.selections.schemas import Provenance, SelectionCreate, SelectionRead
 from dlcprune.core.selection import SelectionError, Subset
 from dlcprune.core.selection import select as select_subset
+from dlcprune.names import DEFAULT_HARD_CUTOFF
 
 
 def _job_inputs(
@@ -150,7 +151,7 @@ def to_read(
         keep=row.keep,
         strategy=row.strategy,
         split=row.split,
-        hard_cutoff=row.hard_cutoff if row.hard_cutoff is not None else 0.1,
+        hard_cutoff=row.hard_cutoff if row.hard_cutoff is not None else DEFAULT_HARD_CUTOFF,
         seed=row.seed,
         size=row.size,
         num_samples=num_samples,
