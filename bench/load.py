@@ -21,7 +21,6 @@ import asyncio
 import io
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,16 +38,12 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dlcprune.devserver import Process, Service, clean_env, dlcprune_command  # noqa: E402
+
 ADMIN = os.environ.get(
     "DLCPRUNE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS = os.environ.get("DLCPRUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def image_zip(path: Path, per_class: int, size: int = 24) -> Path:
@@ -161,50 +156,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--max-requests", type=int, default=200_000)
     args = parser.parse_args()
-    dlcprune = str(Path(sys.executable).parent / "dlcprune")
+    dlcprune = dlcprune_command()
     db = f"dlcprune_load_{uuid.uuid4().hex[:8]}"
     queue = f"dlcprune_load_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    procs: list[subprocess.Popen] = []
+    procs: list[Process] = []
     tmp = Path(tempfile.mkdtemp(prefix="dlc-load-"))
     try:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
-        env.update(
-            {
-                "DLCPRUNE_DATABASE_URL": ADMIN.rsplit("/", 1)[0].replace(
-                    "postgresql://", "postgresql+psycopg://"
-                )
-                + f"/{db}",
-                "DLCPRUNE_BROKER_URL": REDIS,
-                "DLCPRUNE_TASK_QUEUE": queue,
-                "DLCPRUNE_DATA_DIR": str(tmp / "data"),
-                "DLCPRUNE_AUTH_ENABLED": "true",
-            }
-        )
-        log = open(tmp / "service.log", "wb")  # noqa: SIM115 - closed in finally
-        procs.append(
-            subprocess.Popen(
-                [dlcprune, "serve", "--port", str(port), "--no-embedded-worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        env = clean_env(
+            DLCPRUNE_DATABASE_URL=ADMIN.rsplit("/", 1)[0].replace(
+                "postgresql://", "postgresql+psycopg://"
             )
+            + f"/{db}",
+            DLCPRUNE_BROKER_URL=REDIS,
+            DLCPRUNE_TASK_QUEUE=queue,
+            DLCPRUNE_DATA_DIR=str(tmp / "data"),
+            DLCPRUNE_AUTH_ENABLED="true",
         )
-        procs.append(
-            subprocess.Popen([dlcprune, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        log = tmp / "service.log"
+        api = Service(["--no-embedded-worker"], env=env, log=log)
+        procs.append(api)
+        procs.append(Process([*dlcprune, "worker"], env=env, log=log))
+        url = api.url
+        api.wait_ready(timeout=60)
         key = subprocess.run(
-            [dlcprune, "keys", "create", "--tenant", "load"],
+            [*dlcprune, "keys", "create", "--tenant", "load"],
             env=env,
             capture_output=True,
             text=True,
@@ -233,12 +210,7 @@ def main() -> None:
             client.post(f"/v1/jobs/{running_id}/cancel")
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop(timeout=30)
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         import redis

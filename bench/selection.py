@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+
+from dlcprune.devserver import clean_env, serve  # noqa: E402
 
 
 def seed_job(data_dir: Path, n: int, classes: int) -> str:
@@ -114,32 +115,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dlc-select-") as tmp:
         data_dir = Path(tmp) / "var"
         job_id = seed_job(data_dir, args.samples, args.classes)
-        port = 8000 + int(uuid.uuid4().int % 1000) + 1000
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
-        env["DLCPRUNE_DATA_DIR"] = str(data_dir)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dlcprune.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--no-embedded-worker",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        env = clean_env(DLCPRUNE_DATA_DIR=str(data_dir))
+        with serve(
+            ["--no-embedded-worker"], env=env, cwd=ROOT, ready_path="/healthz", stop_timeout=20
+        ) as server:
+            url = server.url
             expected = round(args.samples * args.keep)
             print(
                 f"{args.samples} scores, {args.classes} classes, keep {args.keep} "
@@ -163,9 +143,6 @@ def main() -> None:
                         f"round {round_ + 1} ({label}): selection {t1 - t0:.3f} s + items CSV "
                         f"{t2 - t1:.3f} s ({len(body) / 2**20:.1f} MiB) = {t2 - t0:.3f} s"
                     )
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
 
 
 if __name__ == "__main__":

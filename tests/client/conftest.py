@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,19 +18,17 @@ from pathlib import Path
 import pytest
 
 from dlcprune.client import Client
+from dlcprune.devserver import clean_env, serve
 from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for these tests
     DLCPRUNE,
     Api,
     api_a,
     api_b,
     app_client,
-    free_port,
     key_a,
     key_b,
     pg_url,
     service_env,
-    stop,
-    wait_ready,
 )
 from tests.service.data import write_image_zip
 
@@ -79,15 +76,12 @@ class Embedded:
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     root = tmp_path_factory.mktemp("embedded")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
-    env.update(
-        {
-            "DLCPRUNE_DATA_DIR": str(root / "var"),
-            "DLCPRUNE_HEARTBEAT_SECONDS": "0.5",
-            "DLCPRUNE_POLL_SECONDS": "0.2",
-            "DLCPRUNE_AUTH_ENABLED": "true",
-            "DLCPRUNE_LOG_FORMAT": "json",
-        }
+    env = clean_env(
+        DLCPRUNE_DATA_DIR=str(root / "var"),
+        DLCPRUNE_HEARTBEAT_SECONDS="0.5",
+        DLCPRUNE_POLL_SECONDS="0.2",
+        DLCPRUNE_AUTH_ENABLED="true",
+        DLCPRUNE_LOG_FORMAT="json",
     )
     key = subprocess.run(
         [DLCPRUNE, "keys", "create", "--tenant", "client-tests"],
@@ -96,19 +90,6 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
         text=True,
         check=True,
     ).stdout.strip()
-    port = free_port()
     log = root / "serve.log"
-    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [DLCPRUNE, "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        yield Embedded(url=url, key=key, env=env, log=log, root=root)
-    finally:
-        stop(proc)
+    with serve(env=env, log=log, new_session=True) as service:
+        yield Embedded(url=service.url, key=key, env=env, log=log, root=root)

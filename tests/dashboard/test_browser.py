@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dlcprune import devserver
 from dlcprune.core.selection import resolve_keep
-from tests.service.conftest import DLCPRUNE, free_port, stop, wait_ready
+from tests.service.conftest import DLCPRUNE
 from tests.service.data import write_image_zip
 
 pytestmark = pytest.mark.slow
@@ -70,25 +71,15 @@ def write_digits_zip(path: Path, per_class: int = 40) -> Path:
 def serve(data_dir: Path, **extra_env: str) -> Iterator[str]:
     """``dlcprune serve`` on a free port with nothing configured but a fresh data directory (and
     ``extra_env``); yields its URL, stops it and checks its log for tracebacks."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
-    env.update({"DLCPRUNE_DATA_DIR": str(data_dir), "DLCPRUNE_HEARTBEAT_SECONDS": "0.5"})
-    env.update(extra_env)
+    port = devserver.free_port()
+    env = devserver.clean_env(
+        DLCPRUNE_DATA_DIR=str(data_dir), DLCPRUNE_HEARTBEAT_SECONDS="0.5", **extra_env
+    )
     log = data_dir.parent / f"serve-{port}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [DLCPRUNE, "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        wait_ready(url, proc)
-        yield url
+        with devserver.serve(port=port, env=env, log=log, new_session=True) as service:
+            yield service.url
     finally:
-        stop(proc)
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, text[-4000:]
 

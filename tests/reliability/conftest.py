@@ -14,21 +14,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
+from dlcprune.devserver import Process, Service, free_port
 from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for these tests
     DLCPRUNE,
     app_client,
-    free_port,
     key_a,
     key_b,
     make_key,
     pg_url,
     service_env,
-    stop,
-    wait_ready,
 )
 
 PG_BIN = Path(f"/usr/lib/postgresql/{sorted(os.listdir('/etc/postgresql'))[-1]}/bin")
@@ -157,32 +154,24 @@ class Stack:
         self.logs = logs
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.api: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
-
-    def _start(self, args: list[str], name: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "ab") as out:
-            return subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.api: Service | None = None
+        self.workers: list[Process] = []
 
     def start_api(self) -> None:
-        self.api = self._start(
-            [DLCPRUNE, "serve", "--port", str(self.port), "--no-embedded-worker"], "api"
+        """The API, once it is alive (``/healthz``: the tests then watch readiness themselves)."""
+        self.api = Service(
+            ["--no-embedded-worker"],
+            port=self.port,
+            ready_path="/healthz",
+            env=self.env,
+            log=self.logs / "api.log",
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise TimeoutError("API did not start")
+        self.api.wait_ready(timeout=60)
 
-    def start_worker(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_worker(self, extra_env: dict[str, str] | None = None) -> Process:
         env = {**self.env, **(extra_env or {})}
-        with open(self.logs / f"worker{len(self.workers)}.log", "ab") as out:
-            proc = subprocess.Popen(
-                [DLCPRUNE, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        log = self.logs / f"worker{len(self.workers)}.log"
+        proc = Process([DLCPRUNE, "worker"], env=env, log=log)
         self.workers.append(proc)
         return proc
 
@@ -191,6 +180,6 @@ class Stack:
 
     def close(self) -> None:
         for w in self.workers:
-            stop(w, timeout=20)
+            w.stop(timeout=20)
         if self.api is not None:
-            stop(self.api)
+            self.api.stop()

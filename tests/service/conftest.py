@@ -6,30 +6,31 @@
   queue, a temporary blob directory, auth on); set in this process too, for the in-process client.
 - ``client``: FastAPI's TestClient on that configuration; jobs are run by calling the worker's own
   task function (``worker.runner.run_job``), which the end-to-end tests run in real processes.
+- ``live_api``, ``celery_worker``: those real processes, started (and waited for) with
+  ``dlcprune.devserver``, the helper the benchmarks and doc generators use too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+
+from dlcprune.devserver import Process, Service, dlcprune_command, free_port, serve
 
 ADMIN_URL = os.environ.get(
     "DLCPRUNE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("DLCPRUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DLCPRUNE = str(Path(sys.executable).parent / "dlcprune")
+DLCPRUNE = dlcprune_command()[0]  # the command line tests run (``dlcprune keys create`` ...)
+
+__all__ = ["DLCPRUNE", "Process", "Service", "free_port", "serve"]
 
 
 def _reset_caches() -> None:
@@ -167,75 +168,31 @@ def api_b(app_client: TestClient, key_b: str) -> Api:
 # Real processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready in {timeout} s")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="session")
 def live_api(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``dlcprune serve`` (uvicorn) on a free port, against PostgreSQL and Redis."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("logs") / "api.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [DLCPRUNE, "serve", "--port", str(port), "--no-embedded-worker"],
+    with serve(
+        ["--no-embedded-worker"],
         env={**os.environ, **service_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        yield url
-    finally:
-        stop(proc)
-        log.close()
+        log=tmp_path_factory.mktemp("logs") / "api.log",
+    ) as api:
+        yield api.url
 
 
 @pytest.fixture(scope="session")
-def celery_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def celery_worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
     """A real ``dlcprune worker`` (Celery, solo pool) consuming the test queue."""
-    log_path = tmp_path_factory.mktemp("logs") / "worker.log"
-    log = open(log_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
+    worker = Process(
         [DLCPRUNE, "worker"],
         env={**os.environ, **service_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log=tmp_path_factory.mktemp("logs") / "worker.log",
     )
-    deadline = time.monotonic() + 90
-    while b"ready." not in log_path.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(log_path.read_text(errors="replace")[-3000:])
-        time.sleep(0.3)
-    yield proc
-    stop(proc, timeout=30)
-    log.close()
+    try:
+        worker.wait_for_output("ready.", timeout=90)
+        yield worker
+    finally:
+        worker.stop(timeout=30)

@@ -4,8 +4,6 @@ then the same flow on the embedded default (SQLite, no broker, the embedded work
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -15,7 +13,8 @@ import numpy as np
 import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.service.conftest import DLCPRUNE, free_port, make_key, stop, wait_ready
+from dlcprune.devserver import Process, Service, clean_env, free_port
+from tests.service.conftest import make_key
 from tests.service.data import image_members, write_image_zip
 
 pytestmark = pytest.mark.slow
@@ -65,9 +64,7 @@ def prune_flow(client: httpx.Client, archive: Path) -> None:
             assert all(zf.read(k) == originals[k] for k in kept)
 
 
-def test_celery_stack_end_to_end(
-    live_api: str, celery_worker: subprocess.Popen, tmp_path: Path
-) -> None:
+def test_celery_stack_end_to_end(live_api: str, celery_worker: Process, tmp_path: Path) -> None:
     archive = write_image_zip(tmp_path / "colours.zip", per_class=8)
     key = make_key("e2e-celery")
     with httpx.Client(base_url=live_api, headers={"X-API-Key": key}, timeout=60) as client:
@@ -77,7 +74,7 @@ def test_celery_stack_end_to_end(
 
 
 def test_cancel_stops_a_running_job_within_seconds(
-    live_api: str, celery_worker: subprocess.Popen, tmp_path: Path
+    live_api: str, celery_worker: Process, tmp_path: Path
 ) -> None:
     archive = write_image_zip(tmp_path / "colours.zip", per_class=8, seed=5)
     key = make_key("e2e-cancel")
@@ -104,17 +101,16 @@ def test_cancel_stops_a_running_job_within_seconds(
         assert wait_for(client, short["url"], {"succeeded", "failed"})["status"] == "succeeded"
 
 
-def _embedded(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCPRUNE_")}
-    env.update({"DLCPRUNE_DATA_DIR": str(data_dir), "DLCPRUNE_HEARTBEAT_SECONDS": "0.5"})
-    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [DLCPRUNE, "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def _embedded(data_dir: Path, port: int, log: Path) -> Service:
+    """``dlcprune serve`` on the embedded default, ready."""
+    env = clean_env(DLCPRUNE_DATA_DIR=str(data_dir), DLCPRUNE_HEARTBEAT_SECONDS="0.5")
+    service = Service(port=port, env=env, log=log, new_session=True)
+    try:
+        service.wait_ready()
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 def test_embedded_default_end_to_end_and_resume(tmp_path: Path) -> None:
@@ -125,7 +121,6 @@ def test_embedded_default_end_to_end_and_resume(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     proc = _embedded(tmp_path / "var", port, tmp_path / "serve.log")
     try:
-        wait_ready(url, proc)
         with httpx.Client(base_url=url, timeout=60) as client:
             assert client.get("/readyz").json()["broker"] == "embedded"
             prune_flow(client, archive)
@@ -138,10 +133,9 @@ def test_embedded_default_end_to_end_and_resume(tmp_path: Path) -> None:
             while client.get(job["url"]).json()["progress"]["done"] == 0:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-        stop(proc)
+        proc.stop()
         assert proc.returncode is not None
         proc = _embedded(tmp_path / "var", port, tmp_path / "serve.log")
-        wait_ready(url, proc)
         with httpx.Client(base_url=url, timeout=60) as client:
             done = wait_for(client, job["url"], {"succeeded", "failed", "cancelled"}, timeout=180)
             assert done["status"] == "succeeded", done
@@ -151,7 +145,7 @@ def test_embedded_default_end_to_end_and_resume(tmp_path: Path) -> None:
                 == 25
             )
     finally:
-        stop(proc)
+        proc.stop()
         log = (tmp_path / "serve.log").read_text(errors="replace")
         assert "Traceback" not in log, log[-4000:]
 
@@ -172,19 +166,16 @@ def _children(parent: int) -> list[int]:
 
 
 def test_a_killed_service_leaves_no_worker_behind(tmp_path: Path) -> None:
-    port = free_port()
-    proc = _embedded(tmp_path / "var", port, tmp_path / "serve.log")
+    proc = _embedded(tmp_path / "var", free_port(), tmp_path / "serve.log")
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
         deadline = time.monotonic() + 30
         while not _children(proc.pid):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         proc.kill()  # SIGKILL: no cleanup code runs in the service
-        proc.wait()
         deadline = time.monotonic() + 15
         while _children(proc.pid):
             assert time.monotonic() < deadline, "the embedded worker outlived its service"
             time.sleep(0.2)
     finally:
-        stop(proc)
+        proc.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,14 +14,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import DLCPRUNE, _purge_queue, free_port, make_key, stop, wait_ready
+from dlcprune.devserver import Process, Service
+from tests.service.conftest import DLCPRUNE, _purge_queue, make_key
 
 pytestmark = pytest.mark.slow
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def test_two_workers_score_shards_that_merge_exactly(
@@ -46,16 +41,14 @@ def test_two_workers_score_shards_that_merge_exactly(
         "DLCPRUNE_BATCH_SIZE": "16",
         "DLCPRUNE_FAULT_SHARD_ONCE": "losses:1",
     }
-    port = free_port()
-    api = _start(
-        [DLCPRUNE, "serve", "--port", str(port), "--no-embedded-worker"], env, tmp_path / "api.log"
-    )
-    workers = [_start([DLCPRUNE, "worker"], env, tmp_path / f"worker{i}.log") for i in range(2)]
-    url = f"http://127.0.0.1:{port}"
+    workers = [
+        Process([DLCPRUNE, "worker"], env=env, log=tmp_path / f"worker{i}.log") for i in range(2)
+    ]
+    api = Service(["--no-embedded-worker"], env=env, log=tmp_path / "api.log")
     try:
-        wait_ready(url, api)
+        api.wait_ready()
         key = make_key("shards")
-        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
+        with httpx.Client(base_url=api.url, headers={"X-API-Key": key}, timeout=60) as client:
             ds = client.post(
                 "/v1/datasets",
                 files={"file": ("arrays.npz", (tmp_path / "arrays.npz").read_bytes())},
@@ -89,8 +82,8 @@ def test_two_workers_score_shards_that_merge_exactly(
         assert all(c > 0 for c in shard_counts), shard_counts
     finally:
         for w in workers:
-            stop(w, timeout=30)
-        stop(api)
+            w.stop(timeout=30)
+        api.stop()
         _purge_queue(queue_name)
 
     # The same scores, unsharded, in this process.
