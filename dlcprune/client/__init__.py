@@ -1,0 +1,370 @@
+"""A typed Python client for the dlcprune REST API (httpx, synchronous).
+
+    from dlcprune.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key=None) as dlc:
+        ds = dlc.upload("digits.zip")
+        job = dlc.start_job(ds.id, params={"image_size": 64, "levels": 10})
+        job = dlc.wait(job.id, progress=lambda fraction, job: print(f"{fraction:.0%}"))
+        sel = dlc.select(job.id, keep=0.3)
+        kept = [item.sample_id for item in dlc.items(sel.id)]
+        path = dlc.download(sel.id, "out/")  # out/digits-<id8>.zip, the server's file name
+
+Every error the API answers raises ``DlcpruneError`` with the HTTP status and the API's error
+``code`` and ``message`` (``not_found``, ``job_not_ready``, ``validation_error``, ...); a service
+that cannot be reached raises it with ``status=None`` and code ``connection_error`` or
+``timeout``. ``wait`` raises ``JobFailed`` (a ``DlcpruneError`` carrying the job) when the job
+fails or is cancelled, and ``WaitTimeout`` past its timeout.
+
+Files go both ways as streams: ``upload`` sends the file from disk in chunks (multipart, never
+read whole into memory) and ``download``, ``scores_csv`` and ``items`` read the answer
+incrementally.
+
+The package needs httpx and the standard library alone (``pip install dlcprune``): ``errors``
+(``DlcpruneError`` and its kinds), ``models`` (the returned dataclasses), ``_http`` (transport,
+paging, streamed downloads) and this module's ``Client``, the API's calls. Names shared with the
+service (strategies, export formats, defaults) come from ``dlcprune.names``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dlcprune.client._http import (
+    DEFAULT_TIMEOUT,
+    VERSION,
+    Http,
+    _lines,
+    _write_stream,
+    filename_from,
+)
+from dlcprune.client.errors import DlcpruneError, JobFailed, WaitTimeout
+from dlcprune.client.models import (
+    FINISHED,
+    Dataset,
+    ErrorInfo,
+    Item,
+    Job,
+    Preview,
+    Progress,
+    Score,
+    Selection,
+    Weights,
+)
+from dlcprune.names import (
+    DEFAULT_EXPORT_FORMAT,
+    DEFAULT_METHOD,
+    DEFAULT_STRATEGY,
+    EXPORT_FORMATS,
+    STRATEGIES,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EXPORT_FORMATS",
+    "FINISHED",
+    "STRATEGIES",
+    "VERSION",
+    "Client",
+    "Dataset",
+    "DlcpruneError",
+    "ErrorInfo",
+    "Item",
+    "Job",
+    "JobFailed",
+    "Preview",
+    "Progress",
+    "Score",
+    "Selection",
+    "WaitTimeout",
+    "Weights",
+    "filename_from",
+]
+
+_MAX_OUTAGES = 30  # consecutive failed polls ``wait`` sits out without a timeout of its own
+
+Id = str | uuid.UUID
+ProgressCallback = Callable[[float, Job], object]
+
+
+class Client(Http):
+    """A dlcprune service at ``base_url`` (``http://127.0.0.1:8000``), with an optional API key
+    (sent as ``Authorization: Bearer``). ``timeout`` (seconds, or an ``httpx.Timeout``) bounds each
+    network operation, not a whole transfer. ``http`` takes an ``httpx.Client`` of your own
+    (proxies, TLS settings, a test transport); it is then not closed by ``close``."""
+
+    # Health --------------------------------------------------------------------------------------
+
+    def ready(self) -> dict[str, Any]:
+        """``/readyz``: database, broker and blob store checks (raises when one is down)."""
+        return dict(self._json("GET", "/readyz"))
+
+    # Datasets ----------------------------------------------------------------------------------
+
+    def upload(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+        """Upload a dataset file (zip, tar, tar.gz, npz, jsonl), streamed from disk. Answers once
+        it is validated (``ready``), or at once for large files (``indexing``: see
+        ``wait_dataset``). Invalid data raises ``DlcpruneError`` (422, with the reason)."""
+        source = Path(path)
+        data = {"name": name} if name else None
+        with source.open("rb") as fh:
+            files = {"file": (source.name, fh, "application/octet-stream")}
+            body = self._json("POST", "/v1/datasets", files=files, data=data)
+        return Dataset.from_json(body)
+
+    def register(self, uri: str, name: str | None = None) -> Dataset:
+        """Register data the service can read already (``file://`` below its configured roots,
+        or an enabled fsspec URL such as ``s3://``)."""
+        body: dict[str, Any] = {"uri": uri}
+        if name:
+            body["name"] = name
+        return Dataset.from_json(self._json("POST", "/v1/datasets", json=body))
+
+    def datasets(self, status: str | None = None) -> list[Dataset]:
+        """Every dataset of this key's tenant (all pages), newest first."""
+        params = {"status": status} if status else {}
+        return [Dataset.from_json(d) for d in self._pages("/v1/datasets", params, 1000)]
+
+    def dataset(self, dataset_id: Id) -> Dataset:
+        return Dataset.from_json(self._json("GET", f"/v1/datasets/{dataset_id}"))
+
+    def delete_dataset(self, dataset_id: Id) -> None:
+        """Delete a dataset with its jobs, scores, selections and exports."""
+        self._send("DELETE", f"/v1/datasets/{dataset_id}")
+
+    def wait_dataset(
+        self, dataset_id: Id, poll: float = 1.0, timeout: float | None = None
+    ) -> Dataset:
+        """Poll a dataset until it is no longer ``indexing``; raises for ``invalid``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ds = self.dataset(dataset_id)
+            if ds.status == "invalid":
+                err = ds.error or ErrorInfo("dataset_invalid", f"dataset {ds.id} is invalid")
+                raise DlcpruneError(None, err.code, err.message)
+            if ds.status != "indexing":
+                return ds
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DlcpruneError(None, "timeout", f"dataset {ds.id} still indexing")
+            time.sleep(poll)
+
+    # Weights -----------------------------------------------------------------------------------
+
+    def upload_weights(self, path: str | os.PathLike[str]) -> Weights:
+        """Upload a weights file (.pth, .pt, .safetensors, TorchScript) or a Hugging Face model
+        directory packed as .zip/.tar(.gz), streamed from disk."""
+        source = Path(path)
+        with source.open("rb") as fh:
+            files = {"file": (source.name, fh, "application/octet-stream")}
+            return Weights.from_json(self._json("POST", "/v1/weights", files=files))
+
+    def weights(self, weights_id: Id) -> Weights:
+        return Weights.from_json(self._json("GET", f"/v1/weights/{weights_id}"))
+
+    # Jobs --------------------------------------------------------------------------------------
+
+    def start_job(
+        self,
+        dataset_id: Id,
+        model: str = "efficientnet_lite0",
+        params: Mapping[str, Any] | None = None,
+        weights_id: Id | None = None,
+        idempotency_key: str | None = None,
+        method: str = DEFAULT_METHOD,
+    ) -> Job:
+        """Start scoring a dataset (answered at once; ``wait`` for it). Scores computed before
+        for the same content, model and parameters answer ``succeeded`` with ``cached=True``.
+        The same ``idempotency_key`` with the same body returns the same job."""
+        body: dict[str, Any] = {
+            "dataset_id": str(dataset_id),
+            "model": model,
+            "method": method,
+            "params": dict(params or {}),
+        }
+        if weights_id is not None:
+            body["weights_id"] = str(weights_id)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Job.from_json(self._json("POST", "/v1/jobs", json=body, headers=headers))
+
+    def job(self, job_id: Id) -> Job:
+        return Job.from_json(self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(
+        self,
+        status: str | None = None,
+        dataset_id: Id | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs of this tenant, newest first (all pages, or the first ``limit``)."""
+        params: dict[str, Any] = {}
+        if status:
+            params["status"] = status
+        if dataset_id:
+            params["dataset_id"] = str(dataset_id)
+        page = min(limit, 1000) if limit else 1000
+        out: list[Job] = []
+        for data in self._pages("/v1/jobs", params, page):
+            out.append(Job.from_json(data))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def cancel(self, job_id: Id) -> Job:
+        """Cancel a queued job at once, or a running one at its next progress report (409
+        ``job_finished`` once it has ended)."""
+        return Job.from_json(self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def wait(
+        self,
+        job_id: Id,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Job:
+        """Poll a job until it ends; returns it when it succeeded.
+
+        ``progress(fraction, job)`` is called when the job moves (and once at the end), with
+        the fraction of work done, never decreasing (a job retried after a lost worker starts
+        over; the callback holds its highest value until it passes it). Raises ``JobFailed`` if
+        the job fails or is cancelled, ``WaitTimeout`` after ``timeout`` seconds. Brief outages
+        (connection errors, 502/503/504) are waited out.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        best = -1.0
+        seen: tuple[float, str] | None = None
+        outages = 0
+        job: Job | None = None
+        while True:
+            try:
+                job = self.job(job_id)
+                outages = 0
+            except DlcpruneError as exc:
+                outages += 1
+                transient = exc.status in (None, 502, 503, 504)
+                if not transient or (deadline is None and outages > _MAX_OUTAGES):
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            else:
+                state = (job.progress.fraction, job.progress.stage)
+                if progress is not None and (state != seen or job.finished):
+                    best = max(best, job.progress.fraction)
+                    progress(best, job)
+                    seen = state
+                if job.finished:
+                    if job.status != "succeeded":
+                        raise JobFailed(job)
+                    return job
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(job, timeout or 0.0)
+            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+
+    # Scores ------------------------------------------------------------------------------------
+
+    def iter_scores(self, job_id: Id, page_size: int = 10000) -> Iterator[Score]:
+        """A succeeded job's scores in dataset order, page by page."""
+        for data in self._pages(f"/v1/jobs/{job_id}/scores", {}, page_size):
+            yield Score.from_json(data)
+
+    def scores(self, job_id: Id) -> list[Score]:
+        """Every sample's score (all pages). 409 ``job_not_ready`` until the job succeeded."""
+        return list(self.iter_scores(job_id))
+
+    def scores_csv(self, job_id: Id, dest: str | os.PathLike[str]) -> Path:
+        """Stream the scores as CSV (``sample_id,label,score``) into the file ``dest``."""
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._stream("GET", f"/v1/jobs/{job_id}/scores", params={"format": "csv"}) as resp:
+            _write_stream(resp, target)
+        return target
+
+    # Selections --------------------------------------------------------------------------------
+
+    def _selection_body(
+        self, keep: float, strategy: str, split: float | None, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"keep": keep, "strategy": strategy, "seed": seed}
+        if split is not None:  # else the service's default (docs/quality.md)
+            body["split"] = split
+        return body
+
+    def select(
+        self,
+        job_id: Id,
+        keep: float,
+        strategy: str = DEFAULT_STRATEGY,
+        split: float | None = None,
+        seed: int = 0,
+    ) -> Selection:
+        """Store a subset of a succeeded job's samples: ``keep`` is a ratio in (0, 1] or a
+        count; strategies flexrand, easy, hard, random, stratified."""
+        body = self._selection_body(keep, strategy, split, seed)
+        return Selection.from_json(self._json("POST", f"/v1/jobs/{job_id}/selections", json=body))
+
+    def preview(
+        self,
+        job_id: Id,
+        keep: float,
+        strategy: str = DEFAULT_STRATEGY,
+        split: float | None = None,
+        seed: int = 0,
+        bins: int = 30,
+    ) -> Preview:
+        """What ``select`` would keep, with how far it moves the score and class distributions
+        (Kolmogorov-Smirnov D, total variation); stores nothing."""
+        body = self._selection_body(keep, strategy, split, seed)
+        data = self._json(
+            "POST", f"/v1/jobs/{job_id}/selections/preview", json=body, params={"bins": bins}
+        )
+        return Preview.from_json(data)
+
+    def selection(self, selection_id: Id) -> Selection:
+        return Selection.from_json(self._json("GET", f"/v1/selections/{selection_id}"))
+
+    def selections(self, job_id: Id) -> list[Selection]:
+        """A job's selections, newest first (all pages)."""
+        path = f"/v1/jobs/{job_id}/selections"
+        return [Selection.from_json(s) for s in self._pages(path, {}, 1000)]
+
+    def iter_items(self, selection_id: Id) -> Iterator[Item]:
+        """The kept samples in dataset order, read from the streamed CSV as it arrives."""
+        path = f"/v1/selections/{selection_id}/items"
+        with self._stream("GET", path, params={"format": "csv"}) as resp:
+            rows = csv.reader(_lines(resp.iter_text()))
+            header = next(rows, None)
+            if header is None:
+                return
+            for row in rows:
+                if row:
+                    yield Item(sample_id=row[0], label=row[1] if len(row) > 1 and row[1] else None)
+
+    def items(self, selection_id: Id) -> list[Item]:
+        """Every kept sample of a selection (streamed CSV)."""
+        return list(self.iter_items(selection_id))
+
+    def download(
+        self,
+        selection_id: Id,
+        dest_dir: str | os.PathLike[str],
+        format: str = DEFAULT_EXPORT_FORMAT,
+        provenance: bool = False,
+    ) -> Path:
+        """Stream an export into ``dest_dir`` under the server's file name and return its path.
+
+        ``format``: ``original`` (the pruned dataset in its own format), ``manifest-csv``,
+        ``manifest-jsonl``, ``parquet`` or ``bundle`` (original + manifest + provenance.json).
+        ``provenance=True`` adds provenance.json to original-format zips.
+        """
+        params: dict[str, Any] = {"format": format}
+        if provenance:
+            params["provenance"] = "true"
+        path = f"/v1/selections/{selection_id}/export"
+        with self._stream("GET", path, params=params) as resp:
+            return self._save(resp, dest_dir, f"selection-{selection_id}-{format}")

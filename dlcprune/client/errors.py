@@ -1,0 +1,88 @@
+"""The client's errors: what the API answered (its status, code and message), or no answer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from dlcprune.client.models import Job
+
+__all__ = ["DlcpruneError", "JobFailed", "WaitTimeout", "error_from"]
+
+
+class DlcpruneError(Exception):
+    """An error answered by the API (``status`` is its HTTP status), or no answer at all
+    (``status`` is None; ``code`` is ``connection_error`` or ``timeout``)."""
+
+    def __init__(
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class JobFailed(DlcpruneError):
+    """``wait`` saw the job end ``failed`` (code: the job's error code) or ``cancelled``."""
+
+    def __init__(self, job: Job) -> None:
+        if job.status == "cancelled":
+            code, message = "cancelled", f"job {job.id} was cancelled"
+        elif job.error is not None:
+            code, message = job.error.code, job.error.message
+        else:
+            code, message = "job_failed", f"job {job.id} ended {job.status}"
+        super().__init__(None, code, message)
+        self.job = job
+
+
+class WaitTimeout(DlcpruneError):
+    """``wait`` gave up before the job ended (the job itself goes on)."""
+
+    def __init__(self, job: Job, timeout: float) -> None:
+        super().__init__(
+            None,
+            "timeout",
+            f"job {job.id} still {job.status} ({job.progress.fraction:.0%}) after {timeout:g} s",
+        )
+        self.job = job
+
+
+def error_from(resp: httpx.Response) -> DlcpruneError:
+    """The API's ``{"error": {"code", "message"}}`` as an exception (any other body too)."""
+    code, message, details = f"http_{resp.status_code}", "", None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        code = str(err.get("code") or code)
+        message = str(err.get("message") or "")
+        details = err.get("details")
+    if not message:
+        message = resp.text.strip()[:500] or resp.reason_phrase or "error"
+    return DlcpruneError(
+        resp.status_code,
+        code,
+        message,
+        details=details,
+        request_id=resp.headers.get("x-request-id"),
+    )
