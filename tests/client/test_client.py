@@ -435,7 +435,7 @@ def test_cli_remote_commands_end_to_end(embedded: Embedded, tmp_path: Path) -> N
 
 def test_the_zip_of_a_folder_upload(tmp_path: Path) -> None:
     """``remote upload FOLDER`` zips the folder's files under their relative paths."""
-    from dlcprune.cli import _zip_folder
+    from dlcprune.cli.remote import zip_folder
 
     folder = tmp_path / "pets"
     for name, data in image_members(2).items():
@@ -444,7 +444,7 @@ def test_the_zip_of_a_folder_upload(tmp_path: Path) -> None:
     (folder / ".DS_Store").write_bytes(b"x")
     work = tmp_path / "work"
     work.mkdir()
-    path = Path(_zip_folder(str(folder), str(work)))
+    path = Path(zip_folder(str(folder), str(work)))
     assert path.name == "pets.zip"
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as zf:
         assert sorted(zf.namelist()) == sorted(image_members(2))

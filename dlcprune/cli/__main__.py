@@ -1,0 +1,5 @@
+"""``python -m dlcprune.cli``: the ``dlcprune`` command."""
+
+from dlcprune.cli import main
+
+main()

@@ -1,0 +1,260 @@
+"""``dlcprune remote ...``: a running service's API through ``dlcprune.client``.
+
+``--url`` and ``--key`` default to ``DLCPRUNE_URL`` and ``DLCPRUNE_API_KEY``. Every command
+prints an id or a path on stdout, or with ``--json`` the resource as the API answered it; a
+summary goes to stderr. The service's errors become ``<code>: <message>`` error lines.
+``remote score`` takes every job parameter of DLC and the baselines, generated from
+``dlcprune.core.params``; only the ones given are sent, the service fills in the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import typer
+
+from dlcprune.cli.common import CLIError, permille_bar, print_json, wants_bar
+from dlcprune.cli.local import Keep, Progress, Quiet
+from dlcprune.cli.options import param_options
+from dlcprune.core.params import BaselineParams, DLCParams
+from dlcprune.names import (
+    DEFAULT_EXPORT_FORMAT,
+    DEFAULT_METHOD,
+    DEFAULT_STRATEGY,
+    EXPORT_FORMATS,
+    METHODS,
+    STRATEGIES,
+)
+
+remote = typer.Typer(help="Use a running dlcprune service.", no_args_is_help=True)
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        envvar="DLCPRUNE_URL", help="the service, e.g. http://127.0.0.1:8000", show_default=False
+    ),
+]
+Key = Annotated[
+    str | None, typer.Option(envvar="DLCPRUNE_API_KEY", help="API key", show_default=False)
+]
+Timeout = Annotated[float, typer.Option(help="seconds allowed per network operation")]
+Json = Annotated[bool, typer.Option("--json", help="print the answer as JSON")]
+
+
+@contextlib.contextmanager
+def _client(url: str | None, key: str | None, timeout: float) -> Iterator[Any]:
+    from dlcprune.client import Client, DlcpruneError
+
+    if not url:
+        raise CLIError("no service URL: pass --url or set DLCPRUNE_URL")
+    try:
+        with Client(url, api_key=key, timeout=timeout) as client:
+            yield client
+    except DlcpruneError as exc:
+        raise CLIError(f"{exc.code}: {exc.message}") from exc
+
+
+def zip_folder(folder: str, workdir: str) -> str:
+    """A folder of class folders as a zip (stored, sorted) in ``workdir``, named after it."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(folder)
+    target = Path(workdir) / f"{root.resolve().name or 'dataset'}.zip"
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise CLIError(f"{folder}: no files")
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for path in files:
+            zf.write(path, path.relative_to(root).as_posix())
+    return str(target)
+
+
+@remote.command()
+def upload(
+    data: Annotated[
+        str,
+        typer.Argument(help=".zip/.tar(.gz)/.npz/.jsonl file, or a folder of class folders"),
+    ],
+    name: Annotated[str | None, typer.Option(help="a name for the dataset")] = None,
+    as_json: Json = False,
+    url: Url = None,
+    key: Key = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Upload a dataset (a folder is zipped first); prints its id."""
+    import tempfile
+
+    workdir = tempfile.TemporaryDirectory(prefix="dlcprune-upload-")
+    with _client(url, key, timeout) as client, workdir:
+        path = zip_folder(data, workdir.name) if os.path.isdir(data) else data
+        if not os.path.isfile(path):
+            raise CLIError(f"{data}: no such file")
+        ds = client.upload(path, name=name)
+    print_json(ds.raw) if as_json else print(ds.id)
+    print(
+        f"dataset {ds.id}: {ds.status}, {ds.num_samples} samples, {len(ds.classes or {})} classes",
+        file=sys.stderr,
+    )
+
+
+@remote.command("score")
+@param_options(
+    DLCParams,
+    BaselineParams,
+    into="params",
+    given_only=True,
+    panels=("DLC parameters", "Baseline parameters"),
+)
+def score(
+    dataset_id: Annotated[str, typer.Argument(help="the dataset to score")],
+    model: Annotated[str, typer.Option(help="a registry name, or an architecture")] = (
+        "efficientnet_lite0"
+    ),
+    method: Annotated[
+        Literal[METHODS],  # type: ignore[valid-type]
+        typer.Option(help="dlc, or a baseline to compare it with"),
+    ] = DEFAULT_METHOD,
+    weights_id: Annotated[str | None, typer.Option(help="weights uploaded for the model")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="the same key returns the same job")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between polls (--wait)")] = 1.0,
+    wait_timeout: Annotated[
+        float | None, typer.Option(help="give up waiting after this many seconds")
+    ] = None,
+    progress: Progress = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
+    url: Url = None,
+    key: Key = None,
+    timeout: Timeout = 60.0,
+    *,
+    params: dict[str, Any],
+) -> None:
+    """Start a scoring job; prints its id."""
+    from dlcprune.client import JobFailed
+
+    with _client(url, key, timeout) as client:
+        job = client.start_job(
+            dataset_id,
+            model=model,
+            params=params,
+            weights_id=weights_id,
+            idempotency_key=idempotency_key,
+            method=method,
+        )
+        if wait and not job.finished:
+            bar, update = _job_bar(wants_bar(quiet, progress))
+            try:
+                job = client.wait(job.id, poll=poll, timeout=wait_timeout, progress=update)
+            finally:
+                if bar is not None:
+                    bar.close()
+        elif wait and job.status != "succeeded":
+            raise JobFailed(job)
+    print_json(job.raw) if as_json else print(job.id)
+    note = " (from the cache)" if job.cached else ""
+    print(f"job {job.id}: {job.status}{note}", file=sys.stderr)
+
+
+def _job_bar(show: bool) -> tuple[Any, Any]:
+    """A tqdm bar on stderr for ``remote score --wait``."""
+    if not show:
+        return None, None
+    bar = permille_bar()
+
+    def update(fraction: float, job: Any) -> None:
+        bar.set_description_str(f"{job.status} {job.progress.stage}", refresh=False)
+        bar.n = int(fraction * 1000)
+        bar.refresh()
+
+    return bar, update
+
+
+@remote.command("select")
+def select(
+    job_id: Annotated[str, typer.Argument(help="a succeeded job")],
+    keep: Keep,
+    strategy: Annotated[
+        Literal[STRATEGIES],  # type: ignore[valid-type]
+        typer.Option(help="how to choose among the scored samples"),
+    ] = DEFAULT_STRATEGY,
+    split: Annotated[
+        float | None,
+        typer.Option(help="FlexRand's easy share g (default: the service's)", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the random draws")] = 0,
+    out: Annotated[str | None, typer.Option(help="also write the kept ids, one per line")] = None,
+    as_json: Json = False,
+    url: Url = None,
+    key: Key = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Select a subset of a job's samples; prints its id."""
+    with _client(url, key, timeout) as client:
+        sel = client.select(job_id, keep, strategy=strategy, split=split, seed=seed)
+        if out:
+            with open(out, "w", encoding="utf-8", newline="\n") as fh:
+                for item in client.iter_items(sel.id):
+                    fh.write(item.sample_id + "\n")
+    print_json(sel.raw) if as_json else print(sel.id)
+    share = sel.size / sel.num_samples if sel.num_samples else 0.0
+    where = f" -> {out}" if out else ""
+    print(
+        f"selection {sel.id}: kept {sel.size} of {sel.num_samples} samples ({share:.1%}){where}",
+        file=sys.stderr,
+    )
+
+
+@remote.command()
+def download(
+    selection_id: Annotated[str, typer.Argument(help="the selection to export")],
+    out: Annotated[str, typer.Option("--out", help="directory to write into")],
+    export_format: Annotated[
+        Literal[EXPORT_FORMATS],  # type: ignore[valid-type]
+        typer.Option("--format", help="what to download"),
+    ] = DEFAULT_EXPORT_FORMAT,
+    provenance: Annotated[
+        bool, typer.Option("--provenance", help="add provenance.json to original-format zips")
+    ] = False,
+    as_json: Json = False,
+    url: Url = None,
+    key: Key = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Download a selection's export; prints its path."""
+    with _client(url, key, timeout) as client:
+        path = client.download(selection_id, out, export_format, provenance)
+    if as_json:
+        print_json({"selection_id": selection_id, "format": export_format, "path": str(path)})
+    else:
+        print(path)
+
+
+@remote.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="the job")],
+    as_json: Json = False,
+    url: Url = None,
+    key: Key = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """A job's state and progress."""
+    with _client(url, key, timeout) as client:
+        job = client.job(job_id)
+    if as_json:
+        print_json(job.raw)
+        return
+    p = job.progress
+    line = f"{job.id}\t{job.status}\t{p.stage}\t{p.done}/{p.total}\t{p.fraction:.1%}"
+    if p.eta_seconds is not None and not job.finished:
+        line += f"\teta {p.eta_seconds:.0f} s"
+    if job.error is not None:
+        line += f"\t{job.error.code}: {job.error.message}"
+    print(line)
