@@ -118,6 +118,19 @@ def test_folder_corrupt_image_is_reported_at_decode(tmp_path: Path) -> None:
     check_error(err, root, member="cat/2.png")
 
 
+def test_corrupt_image_message_is_the_same_on_every_read(tmp_path: Path) -> None:
+    """Pillow names the buffer by its address; the message drops it, so it is reproducible."""
+    root = write_tree(tmp_path / "ds", {"cat/1.png": b"not an image at all", "dog/2.png": png()})
+    messages = []
+    for _ in range(2):
+        with pytest.raises(CorruptImageError) as err:
+            open_dataset(root).verify()
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "0x" not in messages[0] and "object at" not in messages[0]
+    assert "cannot identify image file" in messages[0]
+
+
 def test_folder_truncated_image(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "ds", {"cat/1.png": png((64, 64), (1, 2, 3))[:-40]})
     with pytest.raises(CorruptImageError) as err:

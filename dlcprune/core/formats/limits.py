@@ -105,9 +105,15 @@ class ReadLimits:
     max_array_bytes: int = 64 * 2**30  # declared size of an npz array, from its .npy header
 
 
+_OBJECT_AT = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def reason(exc: BaseException) -> str:
-    """An exception's text for an error message; its type name when it has none."""
-    text = str(exc).strip()
+    """An exception's text for an error message; its type name when it has none.
+
+    Object addresses are dropped (Pillow says "cannot identify image file <_io.BytesIO object at
+    0x7f...>"), so the same bad file gives the same message on every run."""
+    text = _OBJECT_AT.sub("", str(exc)).strip()
     return text if text else type(exc).__name__
 
 
