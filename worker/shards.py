@@ -196,25 +196,23 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
     n = shard.stop - shard.start
     units_before = n * 2 if shard.phase == LOSSES else 0
     progress = _ShardProgress(shard, settings, units_before)
+    beat = Heartbeat(
+        settings, job.id, shard_id=shard.id, hard_limit_s=settings.job_hard_time_limit_seconds
+    )
     try:
-        if _fault_injected(shard):
-            raise RuntimeError(f"injected fault in shard {shard.phase}:{shard.index}")
-        path = datasets.local_data_path(dataset, settings, blobs)
-        weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
-        backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
-        with (
-            Heartbeat(
-                settings,
-                job.id,
-                shard_id=shard.id,
-                hard_limit_s=settings.job_hard_time_limit_seconds,
-            ),
-            open_dataset(path, limits=read_limits(settings)) as ds,
-        ):
-            if shard.phase == PROTOTYPES:
-                result = _prototype_phase(ds, backbone, params, shard, progress)
-            else:
-                result = _loss_phase(ds, backbone, params, shard, progress, blobs)
+        # The heartbeat covers fetching the data and loading the model too: a worker busy with
+        # either for longer than ``stale_after`` must not look lost to the reaper.
+        with beat:
+            if _fault_injected(shard):
+                raise RuntimeError(f"injected fault in shard {shard.phase}:{shard.index}")
+            path = datasets.local_data_path(dataset, settings, blobs)
+            weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
+            backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
+            with open_dataset(path, limits=read_limits(settings)) as ds:
+                if shard.phase == PROTOTYPES:
+                    result = _prototype_phase(ds, backbone, params, shard, progress)
+                else:
+                    result = _loss_phase(ds, backbone, params, shard, progress, blobs)
     except Cancelled:
         with factory() as session:
             _set_shard(session, shard_id, ShardStatus.failed, error="cancelled")
