@@ -60,9 +60,8 @@ def test_it_beats_for_the_job_and_its_shard_while_the_block_runs(running_job: uu
     time.sleep(0.2)
     assert _beats(running_job, shard_id) == (job_after, shard_after)  # stopped with the block
     with session_factory(settings)() as session:
-        assert (
-            session.get(JobShard, shard_id).status == ShardStatus.running
-        )  # beats change no state
+        # A beat changes no state.
+        assert session.get(JobShard, shard_id).status == ShardStatus.running
 
 
 class _Records(logging.Handler):
