@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,59 @@ def test_score_instructions_with_a_hf_directory(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     kept = subset.read_text().split()
     assert len(kept) == 5 and not {"q8", "q9"} & set(kept)
+
+
+def test_every_parameter_is_an_option_of_score_and_every_job_parameter_of_remote_score() -> None:
+    from dlcprune.cli import command
+    from dlcprune.core.params import BaselineParams, DLCParams, params_of
+
+    commands = command().commands
+    local = {o for p in commands["score"].params for o in p.opts}
+    remote = {o for p in commands["remote"].commands["score"].params for o in p.opts}
+    for cls in (DLCParams, BaselineParams):
+        for p in params_of(cls):
+            option = "--" + p.name.replace("_", "-")
+            assert option in local, option
+            # The batch size is the worker's setting, not a job's parameter.
+            assert (option in remote) == (not p.spec.execution), option
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--step", "0"], "step must be a number in (0, 1), got 0.0"),
+        (["--masking", "l1", "--draws", "2"], "draws > 1 needs random masking"),
+        (["--method", "el2n", "--epochs", "0"], "epochs must be a whole number in [1, 200]"),
+    ],
+)
+def test_bad_parameters_fail_before_any_model_loads(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = run("score", str(tmp_path / "nowhere"), *args, "--out", str(tmp_path / "s.csv"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("dlcprune: error: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_bad_usage_exits_2_with_the_usage_line(tmp_path: Path) -> None:
+    proc = run("score", "data/", "--early-stopping", "--out", str(tmp_path / "s.csv"))
+    assert proc.returncode == 2
+    assert "No such option: --early-stopping" in proc.stderr and "Usage: dlcprune score" in (
+        proc.stderr
+    )
+
+
+def test_serve_without_the_embedded_worker_needs_no_worker_package(tmp_path: Path) -> None:
+    """As in the API image, which has no worker/ directory: any import of it fails here, so the
+    service would not come up if serving imported the worker."""
+    from dlcprune.devserver import clean_env, free_port, serve
+
+    port = free_port()
+    code = (
+        "import sys; sys.modules['worker'] = None; from dlcprune.cli import main; "
+        f"main(['serve', '--no-embedded-worker', '--port', '{port}'])"
+    )
+    env = clean_env(DLCPRUNE_DATA_DIR=str(tmp_path / "var"))
+    command = [sys.executable, "-c", code]
+    with serve(command=command, port=port, env=env, log=tmp_path / "serve.log", stop_timeout=30):
+        pass  # ready: serving loaded no worker code
