@@ -16,12 +16,15 @@
   const GALLERY_K = 6;
   const GALLERY_CLASSES = 10;
   const DEFAULT_MODELS = { image: "efficientnet_lite0", text: "all-minilm-l6-v2" };
-  const STRATEGIES = {
+  // How the builder names each strategy; which strategies there are, and the defaults, come from
+  // the service (selectionVocabulary), so a new one appears here under its own name.
+  const STRATEGY_LABELS = {
     flexrand: "FlexRand (easy/hard mix)",
     easy: "Easiest first",
     hard: "Hardest first",
     random: "Random",
     stratified: "Stratified random",
+    ccs: "Coverage-centric (CCS)",
   };
 
   // ------------------------------------------------------------------------------------------
@@ -667,15 +670,35 @@
     ].filter(Boolean));
   }
 
+  let vocabulary = null;
+
+  /** The strategy names and the selection defaults, as the service's OpenAPI document states
+   * them (they are defined once, in dlcprune.names); read once per page. */
+  async function selectionVocabulary() {
+    if (!vocabulary) {
+      const doc = await (await fetch("openapi.json")).json();
+      const props = doc.components.schemas.SelectionCreate.properties;
+      vocabulary = {
+        strategies: props.strategy.enum,
+        strategy: props.strategy.default,
+        split: props.split.default,
+      };
+    }
+    return vocabulary;
+  }
+
   async function renderResults(ctx, root, job, dataset) {
-    const summary = await apiJson(`v1/jobs/${job.id}/summary?bins=30&k=${GALLERY_K}`);
+    const [summary, vocab] = await Promise.all([
+      apiJson(`v1/jobs/${job.id}/summary?bins=30&k=${GALLERY_K}`),
+      selectionVocabulary(),
+    ]);
     if (!ctx.alive()) return;
     root.append(
       h("div", { class: "grid-2" }, histogramCard(ctx, job, summary), lossCard(ctx, job, summary)),
       galleryCard(ctx, dataset, summary),
     );
     const selections = selectionsCard(ctx, job);
-    root.append(builderCard(ctx, job, summary, selections.reload), selections.el);
+    root.append(builderCard(ctx, job, summary, vocab, selections.reload), selections.el);
   }
 
   function plotFigure(ctx, id, path, alt, caption) {
@@ -779,14 +802,15 @@
 
   // Selection builder --------------------------------------------------------------------------
 
-  function builderCard(ctx, job, summary, reloadSelections) {
+  function builderCard(ctx, job, summary, vocab, reloadSelections) {
     const n = summary.num_samples;
     const keep = h("input", { type: "range", id: "keep", min: 0.01, max: 1, step: 0.01, value: 0.3 });
     const keepOut = h("output", { id: "keep-out" });
     const strategy = h("select", { id: "strategy" },
-      Object.entries(STRATEGIES).map(([v, label]) => h("option", { value: v }, label)));
-    // The service's default easy share (app/selection/strategies.py DEFAULT_SPLIT).
-    const split = h("input", { type: "range", id: "split", min: 0, max: 1, step: 0.05, value: 0.3 });
+      vocab.strategies.map((v) => h("option", { value: v }, STRATEGY_LABELS[v] || v)));
+    strategy.value = vocab.strategy;
+    const split = h("input", { type: "range", id: "split", min: 0, max: 1, step: 0.05,
+      value: vocab.split });
     const splitOut = h("output", { id: "split-out" });
     const seed = h("input", { type: "number", id: "seed", min: 0, step: 1, value: 0 });
     const create = h("button", { type: "button", id: "create-selection", disabled: true },
