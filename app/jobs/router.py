@@ -14,14 +14,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import plots
-from app.blobstore import get_blobstore
-from app.datasets.indexing import load_index
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
-from app.models import Dataset, Job, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -107,15 +104,6 @@ def cancel_job(
     return service.to_read(service.cancel(session, tenant, job_id), base_url(request, settings))
 
 
-def _scored(session: SessionDep, tenant: uuid.UUID, job_id: uuid.UUID) -> tuple[Job, Dataset]:
-    job = service.get(session, tenant, job_id)
-    if job.status != JobStatus.succeeded or job.score_set_id is None:
-        raise conflict("job_not_ready", f"job {job.id} has no scores yet (status {job.status})")
-    dataset = session.get(Dataset, job.dataset_id)
-    assert dataset is not None and dataset.index_key is not None
-    return job, dataset
-
-
 @router.get(
     "/{job_id}/scores",
     response_model=ScorePage,
@@ -125,16 +113,15 @@ def _scored(session: SessionDep, tenant: uuid.UUID, job_id: uuid.UUID) -> tuple[
 def get_scores(
     job_id: uuid.UUID,
     session: SessionDep,
+    blobs: BlobDep,
     tenant: TenantDep,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
-    job, dataset = _scored(session, tenant, job_id)
-    assert job.score_set_id is not None and dataset.index_key is not None
-    scores = repository.load_scores(session, job.score_set_id)
-    tokens = repository.load_tokens(session, job.score_set_id)
-    index = load_index(get_blobstore(), dataset.index_key)
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    job, scores, index = scored.job, scored.scores, scored.index
+    tokens = repository.load_tokens(session, scored.score_set.id)
     if format == "csv":
         return StreamingResponse(
             _scores_csv(index, scores, tokens),
