@@ -470,7 +470,7 @@ def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
         f"points of each other. Best split share on average: "
         f"**{best_s.removeprefix('FlexRand split ')}**. These are the service's defaults for "
         "labelled data (`dlcprune/core/params.py` LABELLED_PATH, "
-        "`dlcprune/core/selection/strategies.py` DEFAULT_SPLIT).",
+        "`dlcprune/names.py` DEFAULT_SPLIT).",
         "",
     ]
     for d in studied.values():
