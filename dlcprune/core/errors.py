@@ -101,6 +101,13 @@ class LimitExceededError(DatasetError):
     code = "limit_exceeded"
 
 
+class InvalidColumnsError(DatasetError):
+    """A ``columns`` mapping the format cannot take (a role it does not have, or a mapping given
+    to a format without columns)."""
+
+    code = "invalid_columns"
+
+
 class ModelError(ScoringError):
     """The backbone cannot be built or loaded, or does not fit the data."""
 

@@ -42,7 +42,7 @@ def test_detect_and_override(tmp_path: Path) -> None:
     check_error(err, txt)
     assert payloads(open_dataset(txt, format="text")) == ["a"]
     with pytest.raises(UnknownFormatError):
-        open_dataset(txt, format="parquet")
+        open_dataset(txt, format="orc")
     assert detect_format(tmp_path) == "folder"
     for name, fmt in [("a.zip", "zip"), ("a.TAR.GZ", "tar"), ("a.tgz", "tar"), ("a.npz", "npz")]:
         (tmp_path / name).write_bytes(b"")
@@ -159,6 +159,12 @@ def test_formats_in_registration_order_each_named_once() -> None:
         "alpaca",
         "dolly",
         "sharegpt",
+        "chat",
+        "parquet",
+        "hf_parquet",
+        "hf_dataset",
+        "webdataset",
+        "manifest_zip",
     )
     # The name a reader reports is the one it was registered under.
     assert [registry.spec(name).reader.format for name in FORMATS] == list(FORMATS)
@@ -168,9 +174,12 @@ def test_formats_in_registration_order_each_named_once() -> None:
         ".tar.gz",
         ".tgz",
         ".npz",
+        ".parquet",
         ".csv",
         ".jsonl",
         ".json",
+        ".jsonl.gz",
+        ".json.gz",
     )
 
 
@@ -180,21 +189,21 @@ def test_detection_messages_name_what_is_expected(tmp_path: Path) -> None:
     with pytest.raises(UnknownFormatError) as err:
         detect_format(odd)
     assert err.value.message == (
-        "unknown dataset format (expected a folder, .zip, .tar, .tar.gz, .tgz, .npz, .csv, "
-        ".jsonl or .json)"
+        "unknown dataset format (expected a folder, .zip, .tar, .tar.gz, .tgz, .npz, .parquet, "
+        ".csv, .jsonl, .json, .jsonl.gz or .json.gz)"
     )
     path = write_lines(tmp_path / "u.jsonl", [{"question": "?"}])
     with pytest.raises(UnknownFormatError) as err:
         detect_format(path)
     assert err.value.message == (
         "cannot tell the format from the fields ['question']; expected 'conversations', "
-        "'instruction'+'output', 'instruction'+'response', 'text' or 'path'"
+        "'messages', 'instruction'+'output', 'instruction'+'response', 'text' or 'path'"
     )
     with pytest.raises(UnknownFormatError) as err:
-        open_dataset(path, format="parquet")
+        open_dataset(path, format="orc")
     assert err.value.message == (
-        "unknown format 'parquet'; expected one of "
-        "folder, zip, tar, manifest, npz, text, alpaca, dolly, sharegpt"
+        "unknown format 'orc'; expected one of folder, zip, tar, manifest, npz, text, alpaca, "
+        "dolly, sharegpt, chat, parquet, hf_parquet, hf_dataset, webdataset, manifest_zip"
     )
 
 

@@ -42,9 +42,14 @@ from dlcprune.core.formats.npz import NpzReader  # isort: skip
 from dlcprune.core.formats.text import TextReader  # isort: skip
 from dlcprune.core.formats.instructions import (  # isort: skip
     AlpacaReader,
+    ChatReader,
     DollyReader,
     ShareGptReader,
 )
+from dlcprune.core.formats.parquet import HubParquetReader, ParquetReader  # isort: skip
+from dlcprune.core.formats.hfdisk import HfDatasetReader  # isort: skip
+from dlcprune.core.formats.webdataset import WebDatasetReader  # isort: skip
+from dlcprune.core.formats.manifestzip import ManifestZipReader  # isort: skip
 from dlcprune.core.formats import registry as _registry  # isort: skip
 
 FORMATS: tuple[str, ...] = _registry.names()
@@ -53,19 +58,25 @@ __all__ = [
     "FORMATS",
     "IMAGE_EXTENSIONS",
     "AlpacaReader",
+    "ChatReader",
     "DollyReader",
     "FolderReader",
+    "HfDatasetReader",
+    "HubParquetReader",
     "ImageReader",
     "Instruction",
     "JsonSniff",
     "JsonlReader",
     "ManifestReader",
+    "ManifestZipReader",
     "NpzReader",
+    "ParquetReader",
     "ReadLimits",
     "Reader",
     "ShareGptReader",
     "TarReader",
     "TextReader",
+    "WebDatasetReader",
     "ZipReader",
     "detect_format",
     "open_dataset",

@@ -6,18 +6,22 @@ Every problem is raised as a ``DatasetError`` subclass naming the file and the l
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from abc import abstractmethod
 from array import array
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
 from dlcprune.core.errors import (
+    CorruptArchiveError,
     DatasetError,
     EmptyDatasetError,
     InvalidRecordError,
+    LimitExceededError,
     MissingFieldError,
     UnknownFormatError,
 )
@@ -25,23 +29,40 @@ from dlcprune.core.formats.base import Reader
 from dlcprune.core.formats.limits import ReadLimits, check_samples, open_binary, reason
 
 __all__ = [
+    "GZ_JSONL_SUFFIXES",
     "JSONL_SUFFIXES",
     "UTF8_BOM",
     "IdRegistry",
     "JsonlReader",
     "first_object_keys",
     "id_value",
+    "is_gzip",
     "iter_jsonl",
     "iter_lines",
     "json_type",
     "label_value",
+    "open_lines",
     "parse_json_line",
     "spans_array",
     "str_field",
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json")
+GZ_JSONL_SUFFIXES = (".jsonl.gz", ".json.gz")
 UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def is_gzip(path: str) -> bool:
+    return path.lower().endswith(".gz")
+
+
+def open_lines(path: str) -> BinaryIO:
+    """The file's bytes for line reading: gzip-compressed files (``.gz``) are decompressed as
+    they are read, so offsets and spans are positions in the decompressed stream."""
+    f = open_binary(path)
+    if not is_gzip(path):
+        return f
+    return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
 
 
 def json_type(value: Any) -> str:
@@ -71,15 +92,21 @@ def iter_lines(f: BinaryIO, *, limits: ReadLimits, path: str) -> Iterator[tuple[
     """
     offset = 0
     number = 0
+    compressed = isinstance(f, gzip.GzipFile)
     while True:
         try:
             raw = f.readline(limits.max_line_bytes + 2)
-        except OSError as exc:
-            raise DatasetError(
-                f"cannot read file: {reason(exc)}", path=path, line=number + 1
-            ) from exc
+        except (OSError, EOFError, zlib.error) as exc:
+            error = CorruptArchiveError if compressed else DatasetError
+            raise error(f"cannot read file: {reason(exc)}", path=path, line=number + 1) from exc
         if not raw:
             return
+        if compressed and offset + len(raw) > limits.max_total_bytes:
+            raise LimitExceededError(
+                f"decompresses to more than {limits.max_total_bytes} bytes (max_total_bytes)",
+                path=path,
+                line=number + 1,
+            )
         number += 1
         content = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
         if content > limits.max_line_bytes:
@@ -139,7 +166,7 @@ def first_object_keys(path: str, limits: ReadLimits) -> tuple[int, list[str]]:
     A file holding one JSON array rather than lines raises ``UnknownFormatError``; a file with no
     non-blank line raises ``EmptyDatasetError``.
     """
-    with open_binary(path) as f:
+    with open_lines(path) as f:
         for number, _, raw in iter_lines(f, limits=limits, path=path):
             body = raw.removeprefix(UTF8_BOM) if number == 1 else raw
             if not body.strip():
@@ -169,7 +196,7 @@ def _read_span(f: BinaryIO, start: int, end: int, *, path: str, line: int) -> by
         if f.tell() != start:
             f.seek(start)
         body = f.read(end - start)
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"cannot read file: {reason(exc)}", path=path, line=line) from exc
     if len(body) != end - start:
         raise InvalidRecordError("file changed since it was opened", path=path, line=line)
@@ -250,23 +277,40 @@ class JsonlReader(Reader):
     ``spans`` (int64 ``(N, 2)``, ``[start, end)`` including the newline); ``iter_payloads``
     re-reads each span. Blank lines are not samples but still count as physical lines. An
     optional ``id`` field (string or integer) gives the sample id, else the 0-based sample number.
-    ``source(i)`` is ``"line N"``.
+    ``source(i)`` is ``"line N"``. A ``.gz`` file is read through gzip; its spans are offsets
+    in the decompressed stream, so it has no ``spans`` attribute (nothing may copy them out of
+    the compressed file) but ``line_spans``.
+
+    ``columns`` maps the format's roles (``ROLES``) to the field names of this file.
     """
 
     labelled = False
+    # The roles ``columns`` may map, with their default field names.
+    ROLES: ClassVar[dict[str, tuple[str, ...]]] = {"id": ("id",)}
 
-    def __init__(self, path: str, limits: ReadLimits) -> None:
+    def __init__(
+        self, path: str, limits: ReadLimits, columns: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(path, limits)
+        self.columns = dict(columns or {})
+        self.fields = {
+            role: self.columns.get(role, defaults[0]) for role, defaults in self.ROLES.items()
+        }
+        id_key = self.fields["id"]
         registry = IdRegistry(path)
         labels: list[str] = []
         starts: array[int] = array("q")
         ends: array[int] = array("q")
         self._lines: array[int] = array("q")
-        with open_binary(path) as f:
+        with open_lines(path) as f:
             for line, start, end, obj in iter_jsonl(f, limits=limits, path=path):
                 label, _ = self._extract(obj, line)
+                if "id" in self.columns and id_key not in obj:
+                    raise MissingFieldError(
+                        f"missing field {id_key!r} (mapped to id)", path=path, line=line
+                    )
                 registry.add(
-                    id_value(obj["id"], path=path, line=line) if "id" in obj else None, line
+                    id_value(obj[id_key], path=path, line=line) if id_key in obj else None, line
                 )
                 if label is not None:
                     labels.append(label)
@@ -278,7 +322,18 @@ class JsonlReader(Reader):
             raise EmptyDatasetError("file has no samples", path=path)
         self.ids = registry.ids
         self.labels = labels if self.labelled else None
-        self.spans = spans_array(starts, ends)
+        self.line_spans = spans_array(starts, ends)
+
+    @property
+    def spans(self) -> np.ndarray:
+        """int64 ``(N, 2)`` ``[start, end)`` byte offsets of each sample's line in the file."""
+        if is_gzip(self.path):
+            raise AttributeError("a compressed file has no byte spans (see line_spans)")
+        return self.line_spans
+
+    def field(self, role: str) -> str:
+        """The field name that holds ``role`` in this file."""
+        return self.fields[role]
 
     @abstractmethod
     def _extract(self, obj: dict[str, Any], line: int) -> tuple[str | None, Any]:
@@ -291,10 +346,10 @@ class JsonlReader(Reader):
         yield from self.iter_range(0, len(self.ids))
 
     def iter_range(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
-        with open_binary(self.path) as f:
+        with open_lines(self.path) as f:
             for i in range(start, min(stop, len(self.ids))):
                 line = self._lines[i]
-                begin, end = int(self.spans[i, 0]), int(self.spans[i, 1])
+                begin, end = int(self.line_spans[i, 0]), int(self.line_spans[i, 1])
                 body = _read_span(f, begin, end, path=self.path, line=line)
                 obj = parse_json_line(body, path=self.path, line=line)
                 yield i, self._extract(obj, line)[1]

@@ -4,27 +4,42 @@
 A new format is one new module holding a ``Reader`` subclass decorated with ``register(...)``, plus
 its import in ``dlcprune.core.formats`` (which fixes the order of ``FORMATS``).
 
-Detection, in order: a directory is the format registered with ``directory=True``; a file is
-claimed by the format registering its suffix; a JSON-lines file (``.jsonl``, ``.json``) is read
-up to its first object and given to the ``JsonSniff`` rules in ascending ``order``.
+Detection, in order:
+
+- a list of paths, or a string with a brace pattern (``shards-{000000..000009}.tar``) that is not
+  an existing path, is the format registered with ``shards=True``;
+- a directory is claimed by the first format whose ``directory`` rule (a predicate) accepts it,
+  else by the format registered with ``directory=True``;
+- a file is claimed by the first format whose ``probe`` accepts it (a look at the file's first
+  bytes or members, for formats that share a suffix with another: a WebDataset shard is a
+  ``.tar``), else by the format registering its suffix;
+- a JSON-lines file (``.jsonl``, ``.json``, and the same gzip-compressed) is read up to its first
+  object and given to the ``JsonSniff`` rules in ascending ``order``.
+
+``columns`` (``{"image": "img", "label": "y"}``) goes to the formats that register the roles they
+take (``roles``); a mapping given to any other format is an ``InvalidColumnsError``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from dlcprune.core.errors import DatasetError, UnknownFormatError
 from dlcprune.core.formats.base import Reader
-from dlcprune.core.formats.jsonl import JSONL_SUFFIXES, first_object_keys
+from dlcprune.core.formats.columns import check_roles
+from dlcprune.core.formats.jsonl import GZ_JSONL_SUFFIXES, JSONL_SUFFIXES, first_object_keys
 from dlcprune.core.formats.limits import ReadLimits
 
 __all__ = [
     "FormatSpec",
     "JsonSniff",
+    "Probe",
     "detect_format",
+    "expand_shards",
     "names",
     "open_dataset",
     "register",
@@ -50,14 +65,30 @@ class JsonSniff:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A look inside a file with one of ``suffixes`` that tells this format from the one that
+    claims the suffix (``matches(path, limits)``; it must be cheap and never raise for data that
+    is merely not this format)."""
+
+    suffixes: tuple[str, ...]
+    matches: Callable[[str, ReadLimits], bool]
+
+
+DirRule = bool | Callable[[str], bool]
+
+
+@dataclass(frozen=True)
 class FormatSpec:
-    """One registered format: its name, reader class and detection rules."""
+    """One registered format: its name, reader class, detection rules and column roles."""
 
     name: str
     reader: type[Reader]
-    directory: bool = False
+    directory: DirRule = False
     suffixes: tuple[str, ...] = ()
     sniff: JsonSniff | None = None
+    probe: Probe | None = None
+    roles: tuple[str, ...] = ()
+    shards: bool = False
 
 
 _SPECS: dict[str, FormatSpec] = {}
@@ -66,12 +97,18 @@ _SPECS: dict[str, FormatSpec] = {}
 def register(
     name: str,
     *,
-    directory: bool = False,
+    directory: DirRule = False,
     suffixes: tuple[str, ...] = (),
     sniff: JsonSniff | None = None,
+    probe: Probe | None = None,
+    roles: tuple[str, ...] = (),
+    shards: bool = False,
 ) -> Callable[[R], R]:
     """Class decorator: register a ``Reader`` subclass as format ``name`` (and set its
-    ``format``). ``suffixes`` are lower-case file-name endings the format claims."""
+    ``format``). ``suffixes`` are lower-case file-name endings the format claims; ``directory``
+    is ``True`` for the fallback directory format or a predicate claiming some directories;
+    ``roles`` are the ``columns`` roles its reader takes (it is then built with ``columns=``);
+    ``shards``: it reads a list of files (its reader gets the list)."""
 
     def add(cls: R) -> R:
         if name in _SPECS:
@@ -80,7 +117,9 @@ def register(
         if clash := claimed.intersection(suffixes):
             raise ValueError(f"format {name!r}: suffixes {sorted(clash)} are already claimed")
         cls.format = name
-        _SPECS[name] = FormatSpec(name, cls, directory, tuple(suffixes), sniff)
+        _SPECS[name] = FormatSpec(
+            name, cls, directory, tuple(suffixes), sniff, probe, tuple(roles), shards
+        )
         return cls
 
     return add
@@ -101,7 +140,20 @@ def suffixes() -> tuple[str, ...]:
     the JSON-lines endings; each group in registration order."""
     binary = [s for f in _SPECS.values() if f.sniff is None for s in f.suffixes]
     lines = [s for f in _SPECS.values() if f.sniff is not None for s in f.suffixes]
-    return (*binary, *lines, *JSONL_SUFFIXES)
+    return (*binary, *lines, *JSONL_SUFFIXES, *GZ_JSONL_SUFFIXES)
+
+
+_BRACES = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
+
+
+def expand_shards(path: str) -> list[str] | None:
+    """The files a brace pattern names (``a-{000..009}.tar``, ``{a,b}.tar``), or ``None`` when
+    ``path`` has no brace pattern or exists as it is."""
+    if not _BRACES.search(path) or os.path.exists(path):
+        return None
+    from braceexpand import braceexpand
+
+    return list(braceexpand(path))
 
 
 def _sniff_jsonl(path: str, limits: ReadLimits) -> str:
@@ -128,17 +180,25 @@ def detect_format(path: str | os.PathLike[str], *, limits: ReadLimits | None = N
     p = os.fspath(path)
     if not os.path.exists(p):
         raise DatasetError("path does not exist", path=p)
+    limits = limits or ReadLimits()
     if os.path.isdir(p):
         for f in _SPECS.values():
-            if f.directory:
+            if callable(f.directory) and f.directory(p):
+                return f.name
+        for f in _SPECS.values():
+            if f.directory is True:
                 return f.name
     else:
         lower = p.lower()
         for f in _SPECS.values():
+            probe = f.probe
+            if probe is not None and lower.endswith(probe.suffixes) and probe.matches(p, limits):
+                return f.name
+        for f in _SPECS.values():
             if lower.endswith(f.suffixes):
                 return f.name
-        if lower.endswith(JSONL_SUFFIXES):
-            return _sniff_jsonl(p, limits or ReadLimits())
+        if lower.endswith(JSONL_SUFFIXES + GZ_JSONL_SUFFIXES):
+            return _sniff_jsonl(p, limits)
     expected = [*(["a folder"] if any(f.directory for f in _SPECS.values()) else []), *suffixes()]
     raise UnknownFormatError(
         f"unknown dataset format (expected {', '.join(expected[:-1])} or {expected[-1]})",
@@ -146,22 +206,57 @@ def detect_format(path: str | os.PathLike[str], *, limits: ReadLimits | None = N
     )
 
 
+def _shard_format(path: str) -> str:
+    for f in _SPECS.values():
+        if f.shards:
+            return f.name
+    raise UnknownFormatError("no format reads a list of files", path=path)
+
+
 def open_dataset(
-    path: str | os.PathLike[str], *, format: str | None = None, limits: ReadLimits | None = None
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    format: str | None = None,
+    limits: ReadLimits | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> Reader:
-    """Index the dataset at ``path`` and return it; ``format`` overrides detection."""
-    p = os.fspath(path)
+    """Index the dataset at ``path`` and return it; ``format`` overrides detection.
+
+    ``path``: a file or directory; a list of shard files, or a brace pattern naming them, for a
+    format that reads shards. ``columns``: which column holds each role, for the formats with
+    named fields (``{"image": "img", "label": "y"}``).
+    """
     limits = limits or ReadLimits()
-    if format is None:
-        fmt = detect_format(p, limits=limits)
-    elif format not in _SPECS:
+    shards: list[str] | None = None
+    if isinstance(path, (list, tuple)):
+        shards = [os.fspath(x) for x in path]
+        p = shards[0] if shards else ""
+        if not shards:
+            raise DatasetError("no shard paths given", path="")
+    else:
+        p = os.fspath(path)  # type: ignore[arg-type]
+        shards = expand_shards(p)
+    if format is not None and format not in _SPECS:
         raise UnknownFormatError(
             f"unknown format {format!r}; expected one of {', '.join(_SPECS)}", path=p
         )
+    if shards is not None:
+        fmt = format or _shard_format(p)
+        if not _SPECS[fmt].shards:
+            raise DatasetError(f"format {fmt!r} reads one path, not a list of shards", path=p)
+    elif format is None:
+        fmt = detect_format(p, limits=limits)
     else:
         if not os.path.exists(p):
             raise DatasetError("path does not exist", path=p)
         if not _SPECS[format].directory and os.path.isdir(p):
             raise DatasetError(f"format {format!r} needs a file, got a directory", path=p)
         fmt = format
-    return _SPECS[fmt].reader(p, limits)
+    spec_ = _SPECS[fmt]
+    mapping = check_roles(columns, spec_.roles, fmt=fmt, path=p)
+    source: str | list[str] = p
+    if spec_.shards:
+        source = shards if shards is not None else [p]
+    if spec_.roles:
+        return spec_.reader(source, limits, columns=mapping)  # type: ignore[call-arg]
+    return spec_.reader(source, limits)  # type: ignore[arg-type]
