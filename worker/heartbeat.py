@@ -6,12 +6,14 @@ lost to the reaper; so while a job or a shard runs, a thread of its own writes i
 that started it (a Celery task's ``job_id`` or ``shard_id``) and the ids it beats for, so its log
 lines say which job they are about.
 
-Two time limits, as parameters:
+Time limits:
 
-- ``hard_limit_s``: past it (a batch that never ends) the heartbeat ends the whole process with
-  exit status 70; the beats stop, and the reaper hands the work to another worker. 0: no limit.
+- ``hard_limit_s`` (a parameter; jobs and shards pass ``job_hard_time_limit_seconds``): past it (a
+  batch that never ends) the heartbeat ends the whole process with exit status 70; the beats stop,
+  and the reaper hands the work to another worker. 0: no limit. It counts from ``__enter__``: for
+  a job, its run in this worker; for a shard, the shard's.
 - the soft limit (``job_time_limit_seconds``) is not the heartbeat's: it fails the job at its next
-  progress report, in the job's own thread (``worker.runner``).
+  progress report, in the job's own thread (``worker.runner``), where an exception can be raised.
 """
 
 from __future__ import annotations
