@@ -18,7 +18,14 @@ import typer
 
 from dlcprune.cli.common import CLIError, permille_bar, wants_bar
 from dlcprune.cli.options import param_options, pick
-from dlcprune.core.params import STRATEGY, BaselineParams, DLCParams
+from dlcprune.core.params import (
+    DEFAULT_MODEL,
+    HF_KINDS,
+    MASK_LAYERS,
+    STRATEGY,
+    BaselineParams,
+    DLCParams,
+)
 from dlcprune.names import (
     DEFAULT_HARD_CUTOFF,
     DEFAULT_METHOD,
@@ -71,7 +78,7 @@ def score(
             help="registry name, timm/torchvision architecture (with --weights), TorchScript "
             "file or Hugging Face directory"
         ),
-    ] = "efficientnet_lite0",
+    ] = DEFAULT_MODEL,
     weights: Annotated[
         str | None, typer.Option(help="weights file (.pth, .pt, .safetensors)")
     ] = None,
@@ -83,16 +90,17 @@ def score(
         ),
     ] = DEFAULT_METHOD,
     mask_layers: Annotated[
-        Literal["auto", "conv", "linear"], typer.Option(help="the layers whose weights are masked")
-    ] = "auto",
+        Literal[MASK_LAYERS],  # type: ignore[valid-type]
+        typer.Option(help="the layers whose weights are masked"),
+    ] = MASK_LAYERS[0],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     hf_kind: Annotated[
-        Literal["auto", "encoder", "causal_lm"],
+        Literal[HF_KINDS],  # type: ignore[valid-type]
         typer.Option(
             help="a Hugging Face directory as --model: an encoder or a causal LM (auto: "
             "config.json)"
         ),
-    ] = "auto",
+    ] = HF_KINDS[0],
     losses: Annotated[str | None, typer.Option(help="also write per-level losses (.npz)")] = None,
     quiet: Quiet = False,
     progress: Progress = False,

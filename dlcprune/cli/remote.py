@@ -20,7 +20,7 @@ import typer
 from dlcprune.cli.common import CLIError, permille_bar, print_json, wants_bar
 from dlcprune.cli.local import Keep, Progress, Quiet
 from dlcprune.cli.options import param_options
-from dlcprune.core.params import BaselineParams, DLCParams
+from dlcprune.core.params import DEFAULT_MODEL, BaselineParams, DLCParams
 from dlcprune.names import (
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_METHOD,
@@ -112,9 +112,9 @@ def upload(
 )
 def score(
     dataset_id: Annotated[str, typer.Argument(help="the dataset to score")],
-    model: Annotated[str, typer.Option(help="a registry name, or an architecture")] = (
-        "efficientnet_lite0"
-    ),
+    model: Annotated[
+        str, typer.Option(help="a registry name, or an architecture with --weights-id")
+    ] = DEFAULT_MODEL,
     method: Annotated[
         Literal[METHODS],  # type: ignore[valid-type]
         typer.Option(help="dlc, or a baseline to compare it with"),

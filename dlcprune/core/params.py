@@ -32,6 +32,10 @@ IMAGE_MODELS = ("efficientnet_lite0",)
 TEXT_MODELS = ("all-minilm-l6-v2",)
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_TEXT_MODEL = "all-minilm-l6-v2"
+# How a backbone is loaded: the layers whose weights are masked, and what a Hugging Face
+# directory holds (auto: its config.json says).
+MASK_LAYERS = ("auto", "conv", "linear")
+HF_KINDS = ("auto", "encoder", "causal_lm")
 
 # The Alpaca prompts (Taori et al., 2023); {instruction} and {input} are filled per sample.
 ALPACA_PROMPT_INPUT = (

@@ -30,11 +30,10 @@ import torch
 from torch import nn
 
 from dlcprune.core.errors import ModelError
-from dlcprune.core.params import DEFAULT_MODEL, REGISTRY_MODELS
+from dlcprune.core.params import DEFAULT_MODEL, MASK_LAYERS, REGISTRY_MODELS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MASK_LAYERS = ("auto", "conv", "linear")
 
 
 @dataclass
