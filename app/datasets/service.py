@@ -24,11 +24,13 @@ from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
 from app.uploads import ReceivedFile, sha256_path
 from dlcprune.core.errors import DatasetError
+from dlcprune.core.formats import registry as format_registry
 
 log = logging.getLogger("dlcprune.datasets")
 
-# Formats an upload may have; the stored blob keeps the suffix so the readers detect the format.
-UPLOAD_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".npz", ".jsonl", ".json")
+# Formats an upload may have (the formats registry's file suffixes); the stored blob keeps the
+# suffix so the readers detect the format.
+UPLOAD_SUFFIXES = format_registry.suffixes()
 
 
 def upload_suffix(filename: str) -> str:
@@ -39,7 +41,7 @@ def upload_suffix(filename: str) -> str:
     raise unprocessable(
         "unsupported_format",
         f"cannot tell the format of {filename!r}: upload an image archive (.zip, .tar, .tar.gz, "
-        ".tgz), arrays (.npz) or JSON lines (.jsonl)",
+        ".tgz), arrays (.npz), a table (.parquet, .csv) or JSON lines (.jsonl, .jsonl.gz)",
     )
 
 
