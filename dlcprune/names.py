@@ -9,6 +9,10 @@ import-linter contract holds it). Where a name has behaviour, the behaviour live
 
 from __future__ import annotations
 
+# The models served without a weights file (the backbone registry, worker.scoring.backbones).
+DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_TEXT_MODEL = "all-minilm-l6-v2"
+
 # Scoring methods: DLC and the baselines it is compared with.
 TRAINING_FREE: tuple[str, ...] = ("random", "herding", "kcenter_greedy", "moderate")
 TRAINING_BASED: tuple[str, ...] = (

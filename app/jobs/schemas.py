@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.datasets.schemas import ErrorInfo
 from dlcprune.core.params import BaselineParams, DLCParams, params_of
-from dlcprune.names import DEFAULT_METHOD, METHODS
+from dlcprune.names import DEFAULT_METHOD, DEFAULT_MODEL, METHODS
 
 
 def _request_model(cls: type, name: str, doc: str) -> type[BaseModel]:
@@ -87,7 +87,7 @@ class JobCreate(BaseModel):
 
     dataset_id: uuid.UUID
     model: str = Field(
-        default="efficientnet_lite0",
+        default=DEFAULT_MODEL,
         min_length=1,
         max_length=200,
         description="a registry name (efficientnet_lite0 for images, all-minilm-l6-v2 for text), "

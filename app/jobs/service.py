@@ -45,6 +45,7 @@ from dlcprune.core.params import (
     TRAINING_BASED,
     BaselineParams,
     DLCParams,
+    params_of,
 )
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -179,8 +180,10 @@ def create(
         weights_id=weights.id if weights else None,
         weights_sha256=weights.sha256 if weights else None,
         method=body.method,
-        # The batch size is the worker's business (DLCPRUNE_BATCH_SIZE), not the job's.
-        params={k: v for k, v in params.to_dict().items() if k != "batch_size"},
+        # Execution details (the batch size) are the worker's business (DLCPRUNE_BATCH_SIZE).
+        params={
+            p.name: getattr(params, p.name) for p in params_of(type(params)) if not p.spec.execution
+        },
         cache_key=key,
         idempotency_key=idempotency_key,
         request_hash=request_hash,

@@ -60,6 +60,7 @@ from dlcprune.client.models import (
 from dlcprune.names import (
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_METHOD,
+    DEFAULT_MODEL,
     DEFAULT_STRATEGY,
     EXPORT_FORMATS,
     STRATEGIES,
@@ -172,7 +173,7 @@ class Client(Http):
     def start_job(
         self,
         dataset_id: Id,
-        model: str = "efficientnet_lite0",
+        model: str = DEFAULT_MODEL,
         params: Mapping[str, Any] | None = None,
         weights_id: Id | None = None,
         idempotency_key: str | None = None,

@@ -18,7 +18,14 @@ from functools import cache
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from dlcprune.core.errors import ParameterError
-from dlcprune.names import BASELINES, METHODS, TRAINING_BASED, TRAINING_FREE
+from dlcprune.names import (
+    BASELINES,
+    DEFAULT_MODEL,
+    DEFAULT_TEXT_MODEL,
+    METHODS,
+    TRAINING_BASED,
+    TRAINING_FREE,
+)
 
 SCHEDULES = ("linear", "geometric")
 MASKINGS = ("l1", "random")
@@ -27,11 +34,9 @@ TRUNCATIONS = ("right", "prompt")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # Names the backbone registry serves without a weights file (see backbones.REGISTRY).
-REGISTRY_MODELS = ("efficientnet_lite0", "all-minilm-l6-v2")
-IMAGE_MODELS = ("efficientnet_lite0",)
-TEXT_MODELS = ("all-minilm-l6-v2",)
-DEFAULT_MODEL = "efficientnet_lite0"
-DEFAULT_TEXT_MODEL = "all-minilm-l6-v2"
+IMAGE_MODELS = (DEFAULT_MODEL,)
+TEXT_MODELS = (DEFAULT_TEXT_MODEL,)
+REGISTRY_MODELS = IMAGE_MODELS + TEXT_MODELS
 # How a backbone is loaded: the layers whose weights are masked, and what a Hugging Face
 # directory holds (auto: its config.json says).
 MASK_LAYERS = ("auto", "conv", "linear")

@@ -52,14 +52,7 @@ def test_scores_are_bit_identical_to_the_recorded_checksums(tmp_path: Path) -> N
     with open_dataset(_write_digits(tmp_path / "digits")) as ds:
         for name, overrides in PARAMS.items():
             params = DLCParams(**overrides, image_size=32, batch_size=32)
-            result = _score(ds, backbone, params)
+            result = dlc.score(ds, backbone, params)
             scores = np.ascontiguousarray(result.scores, dtype=np.float32)
             got[name] = hashlib.sha256(scores.tobytes()).hexdigest()
     assert got == EXPECTED
-
-
-def _score(ds, backbone, params: DLCParams):  # type: ignore[no-untyped-def]
-    try:
-        return dlc.score(ds, backbone, params)
-    except TypeError:  # the keyword signature before the parameters had one definition
-        return dlc.score(ds, backbone, **params.to_dict())
