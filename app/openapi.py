@@ -88,3 +88,23 @@ def install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+def render() -> str:
+    """The service's OpenAPI document as committed in ``docs/openapi.json`` (sorted keys)."""
+    import json
+
+    from app.main import app
+
+    return json.dumps(app.openapi(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m app.openapi docs/openapi.json
+    import sys
+
+    text = render()
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)

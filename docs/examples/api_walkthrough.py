@@ -142,7 +142,9 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         free port and in a temporary directory, shown here as port 8000 and `/srv/data`.
 
         The interactive reference (every route, schema and example) is the OpenAPI page at
-        `/docs`; the machine-readable spec is `/openapi.json`.
+        `/docs`; the machine-readable spec is `/openapi.json`, committed as
+        [openapi.json](openapi.json) (a test keeps the two equal;
+        `.venv/bin/python -m app.openapi docs/openapi.json` rewrites it).
 
         **Auth.** On the embedded default on a loopback address no key is needed. Everywhere else
         send `Authorization: Bearer <key>` (or `X-API-Key: <key>`); keys come from
