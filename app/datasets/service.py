@@ -242,6 +242,8 @@ def create_from_reference(
     dataset = Dataset(
         created_at=now,
         updated_at=now,
+        # Set here, not at flush: indexing inline names the index blob after the id.
+        id=uuid.uuid4(),
         tenant_id=tenant_id,
         name=(body.name or filename)[:500],
         status=DatasetStatus.indexing,

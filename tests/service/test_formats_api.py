@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import tarfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -49,8 +50,8 @@ def test_a_parquet_upload_of_image_bytes_is_indexed_scored_and_selected(
     api_a: Api, tmp_path: Path
 ) -> None:
     path = parquet_of_bytes(tmp_path / "colours.parquet")
-    # The columns have other names than the defaults' except the image's alias 'img': the label
-    # is found under 'y' only when mapped, so a plain upload names the missing column.
+    # 'img' is one of the image column's default names, 'y' is no label column's: an upload
+    # (which has no column mapping) is refused, naming what is missing.
     resp = api_a.upload(path)
     assert resp.status_code == 422, resp.text
     error = resp.json()["error"]
@@ -141,3 +142,58 @@ def test_a_webdataset_shard_and_gzip_jsonl_uploads_index(api_a: Api, tmp_path: P
         "text",
         5,
     ), ds
+
+
+def test_the_manifest_export_uploads_back_as_a_manifest_zip(
+    api_a: Api, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = Path(service_env["DLCPRUNE_FILE_ROOTS"]) / "csv-manifest"
+    members = image_members(4, seed=2)
+    for name, data in members.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    rows = "".join(f"{name},{name.split('/')[0]}\n" for name in members)
+    (root / "m.csv").write_text("path,label\n" + rows)
+    ds = api_a.post("/v1/datasets", json={"uri": (root / "m.csv").as_uri()}).json()
+    assert (ds["status"], ds["format"], ds["num_samples"]) == ("ready", "manifest", 12), ds
+    sel = score_and_select(api_a, ds)
+    kept = sorted(i["sample_id"] for i in api_a.get(sel["items_url"]).json()["items"])
+    export = api_a.get(sel["export_url"])
+    assert export.status_code == 200
+    exported = tmp_path / "pruned.zip"
+    exported.write_bytes(export.content)
+    again = api_a.upload(exported).json()
+    assert (again["status"], again["format"], again["num_samples"]) == (
+        "ready",
+        "manifest_zip",
+        len(kept),
+    ), again
+    items = api_a.get(f"/v1/datasets/{again['id']}").json()
+    assert items["classes"] == {
+        c: sum(1 for k in kept if k.startswith(c + "/"))
+        for c in ("blue", "green", "red")
+        if any(k.startswith(c + "/") for k in kept)
+    }
+
+
+def test_references_indexed_inline_keep_their_own_index(
+    api_a: Api, service_env: dict[str, str]
+) -> None:
+    """Each reference's index blob is named after its own id (it was ``datasets/None/...`` for
+    every reference indexed at registration, so a later one's index replaced an earlier one's)."""
+    from app.db import session_scope
+    from app.models import Dataset
+
+    root = Path(service_env["DLCPRUNE_FILE_ROOTS"]) / "two-refs"
+    root.mkdir()
+    ids = []
+    for n in (2, 3):
+        table = pa.table({"text": [f"t{i}" for i in range(n)], "label": ["a"] * n})
+        pq.write_table(table, root / f"t{n}.parquet")
+        ds = api_a.post("/v1/datasets", json={"uri": (root / f"t{n}.parquet").as_uri()}).json()
+        assert (ds["status"], ds["kind"], ds["num_samples"]) == ("ready", "text", n), ds
+        ids.append(ds["id"])
+    with session_scope() as session:
+        for dataset_id in ids:
+            dataset = session.get(Dataset, uuid.UUID(dataset_id))
+            assert dataset is not None and dataset.index_key == f"datasets/{dataset_id}/index.npz"
