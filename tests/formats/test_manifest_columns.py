@@ -84,9 +84,16 @@ def test_zip_with_a_csv_manifest(tmp_path: Path) -> None:
         assert dict(ds.iter_raw([0])) == {0: png((3, 3))}
         assert not hasattr(ds, "spans")
         ds.verify()
-    # A class-folder zip (no manifest at the top) is still the zip format.
+    # Class-folder zips stay zips: no table at the top, or one without a path column.
     plain = write_zip(tmp_path / "plain.zip", {"cat/1.png": png(), "cat/notes.csv": b"x"})
     assert detect_format(plain) == "zip"
+    other = write_zip(tmp_path / "o.zip", {"cat/1.png": png(), "stats.csv": b"class,count\n"})
+    assert detect_format(other) == "zip"
+    jsonl = write_zip(
+        tmp_path / "j.zip", {"m.jsonl": b'{"image": "a.png", "label": 1}\n', "a.png": png((4, 1))}
+    )
+    assert detect_format(jsonl) == "manifest_zip"
+    assert [im.size for im in payloads(open_dataset(jsonl))] == [(4, 1)]
 
 
 @pytest.mark.parametrize(

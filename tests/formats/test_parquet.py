@@ -16,10 +16,11 @@ from dlcprune.core.errors import (
     DatasetError,
     InvalidColumnsError,
     InvalidRecordError,
+    LimitExceededError,
     MissingFieldError,
     UnsafePathError,
 )
-from dlcprune.core.formats import Instruction, detect_format, open_dataset
+from dlcprune.core.formats import Instruction, ReadLimits, detect_format, open_dataset
 from tests.formats.builders import check_error, payloads, png, write_tree
 
 HF_META = {
@@ -273,3 +274,22 @@ def test_an_image_struct_without_bytes_reads_its_path_inside_the_root(tmp_path: 
         with pytest.raises(UnsafePathError) as err:
             ds.verify()
     check_error(err, path, line=2)
+
+
+def test_a_pixel_bomb_in_a_table_names_its_row(tmp_path: Path) -> None:
+    path = write_parquet(
+        tmp_path / "m.parquet", {"image": [png((2, 2)), png((300, 300))], "label": ["a", "b"]}
+    )
+    with pytest.raises(LimitExceededError, match="max_image_pixels") as err:
+        open_dataset(path, limits=ReadLimits(max_image_pixels=10_000)).verify()
+    check_error(err, path, line=2)
+    with pytest.raises(LimitExceededError, match="max_samples"):
+        open_dataset(path, limits=ReadLimits(max_samples=1))
+
+
+def test_a_class_folder_with_a_parquet_file_stays_a_folder(tmp_path: Path) -> None:
+    write_tree(tmp_path / "f", {"cat/1.png": png(), "dog/2.png": png()})
+    write_parquet(tmp_path / "f" / "scores.parquet", {"a": [1]})
+    assert detect_format(tmp_path / "f") == "folder"
+    write_parquet(tmp_path / "f" / "train-00000-of-00001.parquet", {"text": ["x"], "label": ["y"]})
+    assert detect_format(tmp_path / "f") == "hf_parquet"

@@ -8,11 +8,23 @@ Formats (``Reader.format``) and the kind of payload they yield (``Reader.kind``)
 behind the registry (``registry.register``):
 
 - ``folder``, ``zip``, ``tar``: class subfolders holding images -> ``image`` (``PIL.Image`` RGB).
-- ``manifest``: a CSV or JSONL file listing image paths and labels -> ``image``.
+- ``manifest``: a CSV or JSONL (or ``.jsonl.gz``) file listing image paths and labels ->
+  ``image``; ``manifest_zip``: a zip holding such a manifest and its images (the shape of the
+  service's manifest export).
 - ``npz``: an array ``x`` (plus optional ``y`` and ``id``/``ids``) -> ``image`` for ``x`` of
   3 or 4 dimensions, ``vector`` (float32 ``(D,)``) for 2 dimensions.
 - ``text``: JSONL with ``text`` and ``label`` -> ``text`` (``str``).
-- ``alpaca``, ``dolly``, ``sharegpt``: JSONL instruction data -> ``instruction`` (``Instruction``).
+- ``alpaca``, ``dolly``, ``sharegpt``, ``chat`` (OpenAI ``messages``): JSONL instruction data ->
+  ``instruction`` (``Instruction``). Every JSON-lines format also reads ``.jsonl.gz``.
+- ``parquet`` (one file), ``hf_parquet`` (Parquet shards as the Hugging Face Hub stores them),
+  ``hf_dataset`` (a ``save_to_disk`` directory): tables of images (bytes, ``Image`` structs or
+  paths), text or instructions, told from their columns -> ``image``, ``text`` or
+  ``instruction``; ``ClassLabel`` features give the label names.
+- ``webdataset``: tar shards of ``key.jpg`` + ``key.cls``/``key.json``, given as a list, a
+  brace pattern or a folder -> ``image``.
+
+``open_dataset(path, columns={"image": "img", "label": "y"})`` maps roles to other column or
+field names for the formats with named fields (``columns.py``).
 
 Every problem caused by the data is raised as a ``DatasetError`` subclass from
 ``dlcprune.core.errors`` naming the file and, where it applies, the line (1-based) or the archive
@@ -20,8 +32,9 @@ member / relative image path. The safety rules (limits, member names, capped rea
 archives) live in ``limits``, image decoding in ``images``; see those modules.
 
 Layout: ``base`` (the ``Reader`` ABC, ``ImageReader``, ``Instruction``), ``limits`` and ``images``
-(the safety layer), ``layout`` (class folders), ``jsonl`` (line-based machinery), ``registry``
-(detection and ``open_dataset``), then one module per format. Adding a format is one new module
+(the safety layer), ``layout`` (class folders), ``jsonl`` (line-based machinery), ``columns``
+(column mappings, label columns), ``table`` (Arrow tables), ``registry`` (detection and
+``open_dataset``), then one module per format. Adding a format is one new module
 and its import below, whose order is the order of ``FORMATS``.
 """
 

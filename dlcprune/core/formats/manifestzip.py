@@ -2,11 +2,13 @@
 name (the shape of our own manifest export: ``m.csv`` plus ``img/a.png``, ...; a
 ``provenance.json`` beside them is ignored). Rows are read as by ``manifest`` (columns mappable);
 the paths are member names, checked like every zip member (no ``..``, absolute names, links,
-nested archives; member, byte and ratio limits)."""
+nested archives; member, byte and ratio limits). Detected when the zip's one top-level table
+has a path column (``path``, ``image``, ``file`` or ``filename``); else name the format."""
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Collection, Iterator, Mapping
 from typing import IO
@@ -28,7 +30,7 @@ from dlcprune.core.formats.limits import (
     split_relative,
     zip_member_kind,
 )
-from dlcprune.core.formats.manifest import MANIFEST_ROLES, ManifestReader
+from dlcprune.core.formats.manifest import MANIFEST_PATH_KEYS, MANIFEST_ROLES, ManifestReader
 from dlcprune.core.formats.registry import Probe, register
 
 __all__ = ["ManifestZipReader"]
@@ -45,11 +47,25 @@ def _root_manifests(names: list[str]) -> list[str]:
 
 
 def _has_root_manifest(path: str, limits: ReadLimits) -> bool:
+    """One top-level ``.csv``/``.jsonl`` whose header (or first object) has a path column: a
+    class-folder zip with some other table beside its folders stays a class-folder zip."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return len(_root_manifests(zf.namelist())) == 1
+            manifests = _root_manifests(zf.namelist())
+            if len(manifests) != 1:
+                return False
+            with zf.open(manifests[0]) as f:
+                first = f.readline(limits.max_line_bytes).decode("utf-8-sig").strip()
     except Exception:  # not readable as a zip: the zip format reports it
         return False
+    if manifests[0].lower().endswith(".jsonl"):
+        try:
+            keys = set(json.loads(first))
+        except (ValueError, TypeError):
+            return False
+    else:
+        keys = {cell.strip().strip('"').lower() for cell in first.split(",")}
+    return bool(keys & set(MANIFEST_PATH_KEYS))
 
 
 @register("manifest_zip", probe=Probe((".zip",), _has_root_manifest), roles=MANIFEST_ROLES)

@@ -79,12 +79,15 @@ def hub_shards(path: str, limits: ReadLimits) -> dict[str, list[str]]:
 
 
 def _is_hub_dir(path: str) -> bool:
-    if os.path.isdir(os.path.join(path, "data")):
-        with os.scandir(os.path.join(path, "data")) as it:
+    """Parquet files in ``data/``, or shard-named ones (``train-00000-of-00001.parquet``) at the
+    top: a class folder holding some other Parquet file stays a class folder."""
+    data = os.path.join(path, "data")
+    if os.path.isdir(data):
+        with os.scandir(data) as it:
             if any(e.name.lower().endswith(".parquet") for e in it):
                 return True
     with os.scandir(path) as it:
-        return any(e.is_file() and e.name.lower().endswith(".parquet") for e in it)
+        return any(e.is_file() and _SHARD.match(e.name) for e in it)
 
 
 @register("hf_parquet", directory=_is_hub_dir, roles=TABLE_ROLES)
