@@ -2,5 +2,6 @@
 errors, and selection strategies (pure numpy).
 
 It imports neither the service (``app``) nor the worker, nor torch, FastAPI or SQLAlchemy
-(import-linter contracts in ``.importlinter``, run by ``make test``).
+(import-linter contracts in ``pyproject.toml``, ``[tool.importlinter]``, checked by
+``tests/test_layers.py`` in every ``make test``).
 """
