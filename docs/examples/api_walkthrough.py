@@ -210,7 +210,10 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
 
         `202` at once; the job is `queued` until a worker takes it. `params` are DLC's (names as
         the CLI's options in snake case; unset ones get the defaults for the data's kind, shown
-        in the answer).
+        in the answer). All of them come from one definition (`dlcprune/core/params.py`), so the
+        engine's `early_stop` (with `early_stop_tol`, `early_stop_window`, `early_stop_min`) and
+        `precision` are job parameters too; the batch size is the worker's setting
+        (`DLCPRUNE_BATCH_SIZE`).
         """
     )
     body = {"dataset_id": ds["id"], "model": "efficientnet_lite0", "params": PARAMS}
