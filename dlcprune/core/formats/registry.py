@@ -156,6 +156,15 @@ def expand_shards(path: str) -> list[str] | None:
     return list(braceexpand(path))
 
 
+def _claims(rule: Callable[[str], bool], path: str) -> bool:
+    """A directory rule's answer; a folder it cannot list is left to the fallback format, which
+    reports why."""
+    try:
+        return rule(path)
+    except OSError:
+        return False
+
+
 def _sniff_jsonl(path: str, limits: ReadLimits) -> str:
     """Pick a JSON-lines format from the keys of the first non-blank line's object."""
     line, keys = first_object_keys(path, limits)
@@ -183,7 +192,7 @@ def detect_format(path: str | os.PathLike[str], *, limits: ReadLimits | None = N
     limits = limits or ReadLimits()
     if os.path.isdir(p):
         for f in _SPECS.values():
-            if callable(f.directory) and f.directory(p):
+            if callable(f.directory) and _claims(f.directory, p):
                 return f.name
         for f in _SPECS.values():
             if f.directory is True:
