@@ -206,6 +206,77 @@ def test_every_parameter_is_an_option_of_score_and_every_job_parameter_of_remote
             assert (option in remote) == (not p.spec.execution), option
 
 
+def test_select_options_are_the_selection_parameters_of_both_commands() -> None:
+    """``select`` and ``remote select`` take every field of SelectionParams (the API's
+    SelectionCreate is built from it too), with its help; ``--keep`` is required in both."""
+    from dlcprune.cli import command
+    from dlcprune.core.params import params_of
+    from dlcprune.core.selection.params import SelectionParams
+
+    commands = command().commands
+    for cmd in (commands["select"], commands["remote"].commands["select"]):
+        options = {p.opts[0]: p for p in cmd.params if p.opts[0].startswith("--")}
+        for p in params_of(SelectionParams):
+            option = options["--" + p.name.replace("_", "-")]
+            assert option.help is not None and option.help.startswith(p.spec.help), p.name
+        assert options["--keep"].required and options["--keep"].metavar == "RATIO|COUNT"
+    local = {p.name: p.default for p in commands["select"].params}
+    assert all(local[p.name] == p.default for p in params_of(SelectionParams) if p.name != "keep")
+    # The remote command sends only what is given: the service fills in its defaults.
+    remote = commands["remote"].commands["select"].params
+    assert all(p.default is None for p in remote if p.name in ("strategy", "split", "hard_cutoff"))
+
+
+def test_select_ccs_with_a_hard_cutoff(scored: tuple[Path, Path], tmp_path: Path) -> None:
+    _, scores = scored
+    rows = list(csv.reader(scores.read_text().splitlines()))[1:]
+    easier = {r[0] for r in sorted(rows, key=lambda r: float(r[2]))[:9]}
+    out = tmp_path / "ccs.txt"
+    proc = run(
+        "select", str(scores), "--keep", "0.5", "--strategy", "ccs", "--hard-cutoff", "0.5",
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert set(out.read_text().split()) == easier  # half dropped from the top: the rest, all kept
+    bad = run("select", str(scores), "--keep", "0.5", "--hard-cutoff", "1", "--out", str(out))
+    assert bad.returncode == 1 and "hard_cutoff" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["score"], "dlcprune score [OPTIONS] {DATA}"),
+        (["select"], "dlcprune select [OPTIONS] {SCORES}"),
+        (["remote", "upload"], "dlcprune remote upload [OPTIONS] {DATA}"),
+        (["remote", "score"], "dlcprune remote score [OPTIONS] {DATASET_ID}"),
+        (["remote", "select"], "dlcprune remote select [OPTIONS] {JOB_ID}"),
+        (["remote", "download"], "dlcprune remote download [OPTIONS] {SELECTION_ID}"),
+        (["remote", "status"], "dlcprune remote status [OPTIONS] {JOB_ID}"),
+    ],
+)
+def test_usage_lines_name_the_arguments(argv: list[str], usage: str) -> None:
+    proc = run(*argv, "--help")
+    assert proc.returncode == 0 and usage in proc.stdout, proc.stdout
+
+
+def test_a_bad_dataset_fails_before_the_progress_bar(tmp_path: Path) -> None:
+    """The bar starts once the data opened: a dataset that cannot be read leaves the error line
+    alone on stderr, no 0% bar before it (the DLC and the baseline paths)."""
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip archive at all")
+    for method in ("dlc", "random"):
+        proc = run(
+            "score", str(bad), "--method", method, "--image-size", "32", "--progress",
+            "--out", str(tmp_path / "s.csv"),
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("dlcprune: error: ") and proc.stderr.count("\n") == 1, (
+            method,
+            proc.stderr,
+        )
+        assert "%" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

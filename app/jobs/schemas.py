@@ -9,14 +9,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.datasets.schemas import ErrorInfo
-from dlcprune.core.params import BaselineParams, DLCParams, params_of
-from dlcprune.names import DEFAULT_METHOD, DEFAULT_MODEL, METHODS
+from dlcprune.core.params import BaselineParams, DLCParams, params_of, required
+from dlcprune.names import DEFAULT_METHOD, DEFAULT_MODEL, DEFAULT_STRATEGY, METHODS
 
 
-def _request_model(cls: type, name: str, doc: str) -> type[BaseModel]:
-    """A request schema over a parameters dataclass of ``dlcprune.core.params``: the names,
-    types, defaults, bounds, choices and descriptions are the definition's. Execution details
-    (the batch size) are left out: they are worker settings (``DLCPRUNE_BATCH_SIZE``)."""
+def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[BaseModel]:
+    """A request schema over a parameters dataclass (``dlcprune.core.params``,
+    ``dlcprune.core.selection.params``): the names, types, defaults, bounds, choices and
+    descriptions are the definition's; a field without a default is required. Execution details
+    (the batch size) are left out: they are worker settings (``DLCPRUNE_BATCH_SIZE``).
+    ``config``: more of the model's ``ConfigDict`` (``json_schema_extra`` examples)."""
     definitions: dict[str, Any] = {}
     for p in params_of(cls):
         spec = p.spec
@@ -28,7 +30,7 @@ def _request_model(cls: type, name: str, doc: str) -> type[BaseModel]:
         if p.optional:
             kind = kind | None
         info = Field(
-            default=p.default,
+            default=... if required(cls, p.name) else p.default,
             ge=spec.ge,
             gt=spec.gt,
             le=spec.le,
@@ -38,14 +40,14 @@ def _request_model(cls: type, name: str, doc: str) -> type[BaseModel]:
         )
         definitions[p.name] = (kind, info)
     return create_model(  # type: ignore[call-overload, no-any-return]
-        name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **definitions
+        name, __config__=ConfigDict(extra="forbid", **config), __doc__=doc, **definitions
     )
 
 
-DLCParamsIn = _request_model(
+DLCParamsIn = request_model(
     DLCParams, "DLCParamsIn", "DLC's parameters, by the CLI options' names in snake case."
 )
-BaselineParamsIn = _request_model(
+BaselineParamsIn = request_model(
     BaselineParams,
     "BaselineParamsIn",
     "Parameters of the baselines; epochs, seeds, lr, head_lr and train_batch_size apply to the\n"
@@ -151,7 +153,7 @@ class JobRead(BaseModel):
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     cached: bool = Field(description="answered from scores computed before, without recomputing")
     recommended_strategy: str = Field(
-        default="flexrand",
+        default=DEFAULT_STRATEGY,
         description="the selection this method's paper uses (flexrand for dlc; hard for el2n, "
         "grand, forgetting and the uncertainty scores; easy for herding, k-center and moderate)",
     )

@@ -47,6 +47,7 @@ from dlcprune.core.params import (
     DLCParams,
     params_of,
 )
+from dlcprune.names import DEFAULT_STRATEGY
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -320,7 +321,7 @@ def to_read(job: Job, base_url: str) -> JobRead:
         params=job.params,
         status=job.status,
         cached=job.cached,
-        recommended_strategy=STRATEGY.get(job.method, "flexrand"),
+        recommended_strategy=STRATEGY.get(job.method, DEFAULT_STRATEGY),
         unscored=job.unscored or 0,
         cancel_requested=job.cancel_requested,
         progress=ProgressRead(

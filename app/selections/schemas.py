@@ -8,48 +8,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlcprune.names import DEFAULT_HARD_CUTOFF, DEFAULT_SPLIT, DEFAULT_STRATEGY, STRATEGIES
+from app.jobs.schemas import request_model
+from dlcprune.core.selection.params import SelectionParams
+from dlcprune.names import DEFAULT_HARD_CUTOFF, STRATEGIES
 
 # The strategy names as a type, so the schema lists them (an enum in the OpenAPI document).
 StrategyName = Literal.__getitem__(STRATEGIES)  # type: ignore[attr-defined]
 
-
-class SelectionCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"keep": 0.3, "strategy": "flexrand", "split": 0.5, "seed": 0},
-                {"keep": 500, "strategy": "stratified", "seed": 7},
-                {"keep": 0.1, "strategy": "easy"},
-            ]
-        },
-    )
-
-    keep: float = Field(
-        gt=0,
-        description="a ratio in (0, 1], or a count of samples (a whole number above 1)",
-    )
-    strategy: StrategyName = Field(  # type: ignore[valid-type]
-        default=DEFAULT_STRATEGY,
-        description="flexrand (the default), easy / hard (top-K lowest / highest scores per "
-        "class), random, stratified (random per class), or ccs (coverage-centric: the hardest "
-        "hard_cutoff share dropped, the rest drawn evenly across score strata)",
-    )
-    split: float = Field(
-        default=DEFAULT_SPLIT,
-        ge=0,
-        le=1,
-        description="FlexRand's easy share g: the easy pool is that share of each class's lowest "
-        "scores, and half the kept samples come from each pool",
-    )
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    hard_cutoff: float = Field(
-        default=DEFAULT_HARD_CUTOFF,
-        ge=0,
-        lt=1,
-        description="ccs: the share of hardest samples dropped",
-    )
+# The fields, defaults, bounds and descriptions are SelectionParams' (the CLI's options too).
+SelectionCreate = request_model(
+    SelectionParams,
+    "SelectionCreate",
+    None,
+    json_schema_extra={
+        "examples": [
+            {"keep": 0.3, "strategy": "flexrand", "split": 0.5, "seed": 0},
+            {"keep": 500, "strategy": "stratified", "seed": 7},
+            {"keep": 0.1, "strategy": "easy"},
+        ]
+    },
+)
 
 
 class ProvenanceSelection(BaseModel):

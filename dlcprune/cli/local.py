@@ -26,14 +26,8 @@ from dlcprune.core.params import (
     BaselineParams,
     DLCParams,
 )
-from dlcprune.names import (
-    DEFAULT_HARD_CUTOFF,
-    DEFAULT_METHOD,
-    DEFAULT_SPLIT,
-    DEFAULT_STRATEGY,
-    METHODS,
-    STRATEGIES,
-)
+from dlcprune.core.selection.params import SelectionParams
+from dlcprune.names import DEFAULT_METHOD, METHODS
 
 
 def keep_value(text: str) -> float | int:
@@ -47,14 +41,8 @@ def keep_value(text: str) -> float | int:
     return value
 
 
-Keep = Annotated[
-    float,
-    typer.Option(
-        parser=keep_value,
-        metavar="RATIO|COUNT",
-        help="ratio in (0, 1] or a count (a whole number above 1)",
-    ),
-]
+# ``--keep``'s own parser and metavar, for ``param_options(SelectionParams, parsers=...)``.
+KEEP_PARSER = {"keep": (keep_value, "RATIO|COUNT")}
 Progress = Annotated[
     bool, typer.Option("--progress", help="show the progress bar even when not on a terminal")
 ]
@@ -68,7 +56,8 @@ def score(
     data: Annotated[
         str,
         typer.Argument(
-            help="image folder, .zip/.tar(.gz) archive, .csv/.jsonl manifest, .npz, JSON lines"
+            metavar="DATA",
+            help="image folder, .zip/.tar(.gz) archive, .csv/.jsonl manifest, .npz, JSON lines",
         ),
     ],
     out: Annotated[str, typer.Option("--out", help="output CSV: sample_id,label,score")],
@@ -119,11 +108,13 @@ def score(
     backbone = load_backbone(
         model, weights, mask_layers=mask_layers, hf_kind=hf_kind, device=resolve_device(device)
     )
-    bar, update = _progress_bar(wants_bar(quiet, progress))
+    show = wants_bar(quiet, progress)
     if method != "dlc":
-        _score_baseline(data, out, backbone, method, baseline_params, bar, update)
+        _score_baseline(data, out, backbone, method, baseline_params, show)
         return
     with open_dataset(data) as ds:
+        # The bar starts once the data opened: a bad dataset fails with its error line alone.
+        bar, update = _progress_bar(show)
         try:
             result = score_dlc(
                 ds, backbone, dlc_params, return_losses=losses is not None, progress=update
@@ -173,8 +164,7 @@ def _score_baseline(
     backbone: Any,
     method: str,
     params: BaselineParams,
-    bar: Any,
-    update: Any,
+    show: bool,
 ) -> None:
     import time
 
@@ -184,6 +174,7 @@ def _score_baseline(
 
     t0 = time.perf_counter()
     with open_dataset(data) as ds:
+        bar, update = _progress_bar(show)
         try:
             scores, _ = score_baseline(ds, backbone, method, params, progress=update)
         finally:
@@ -201,34 +192,23 @@ def _score_baseline(
     )
 
 
+@param_options(SelectionParams, into="params", parsers=KEEP_PARSER)
 def select(
-    scores: Annotated[str, typer.Argument(help="CSV with header sample_id,label,score")],
-    keep: Keep,
+    scores: Annotated[
+        str, typer.Argument(metavar="SCORES", help="CSV with header sample_id,label,score")
+    ],
     out: Annotated[str, typer.Option("--out", help="output: one kept sample id per line")],
-    strategy: Annotated[
-        Literal[STRATEGIES],  # type: ignore[valid-type]
-        typer.Option(help="how to choose among the scored samples"),
-    ] = DEFAULT_STRATEGY,
-    split: Annotated[float, typer.Option(help="FlexRand's easy share g")] = DEFAULT_SPLIT,
-    hard_cutoff: Annotated[
-        float, typer.Option(help="ccs: share of the hardest samples dropped")
-    ] = DEFAULT_HARD_CUTOFF,
-    seed: Annotated[int, typer.Option(min=0, help="seed of the random draws")] = 0,
+    *,
+    params: dict[str, Any],
 ) -> None:
     """Select a subset from a scores CSV."""
     from dlcprune.core.selection import select as run_select
 
+    # The definition's bounds first, as the API checks them (a hard cutoff is checked whatever
+    # the strategy); then the strategies' own rules (keep's: a ratio or a count).
+    chosen = pick(SelectionParams, params).validate()
     ids, labels, values = read_scores_csv(scores)
-    sel = run_select(
-        values,
-        labels,
-        keep=keep,
-        strategy=strategy,
-        split=split,
-        seed=seed,
-        unscored="exclude",
-        hard_cutoff=hard_cutoff,
-    )
+    sel = run_select(values, labels, unscored="exclude", **chosen.to_dict())
     with open(out, "w", encoding="utf-8", newline="\n") as fh:
         for i in sel.indices:
             fh.write(ids[i] + "\n")

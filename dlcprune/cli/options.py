@@ -1,21 +1,24 @@
-"""Command-line options generated from the parameters' one definition (``dlcprune.core.params``).
+"""Command-line options generated from the parameters' one definition (``dlcprune.core.params``;
+``dlcprune.core.selection.params`` for selections).
 
 ``param_options(DLCParams, BaselineParams, into="values")`` gives a typer command one option per
 field (``image_size`` -> ``--image-size``), with the field's default and help text, choices as
 ``Literal`` types, and hands the command the values as one dict. Bounds are not repeated here:
-``validate()`` checks them and says what is wrong in the same words as the API.
+``validate()`` checks them and says what is wrong in the same words as the API. A field without a
+default (a selection's ``keep``) is a required option; ``parsers`` gives a field its own parser and
+metavar (``keep``: a ratio or a count).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from dlcprune.core.params import Param, Spec, params_of
+from dlcprune.core.params import Param, Spec, params_of, required
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,24 +38,38 @@ def _help(spec: Spec, p: Param) -> str:
     return text
 
 
+# A field's own parser of the option's text, and the metavar it shows.
+Parser = tuple[Callable[[str], Any], str]
+
+
 def _parameter(
-    p: Param, help_text: str, *, given_only: bool, panel: str | None
+    p: Param,
+    help_text: str,
+    *,
+    given_only: bool,
+    panel: str | None,
+    must: bool = False,
+    parser: Parser | None = None,
 ) -> inspect.Parameter:
     kind: Any = p.type
     if p.spec.choices is not None:
         kind = Literal[p.spec.choices]  # type: ignore[valid-type]
-    optional = p.optional or given_only
+    optional = not must and (p.optional or given_only)
     if optional:
         kind = kind | None
-    default = None if given_only else p.default
+    default: Any = inspect.Parameter.empty if must else None if given_only else p.default
     decls = [option_name(p.name)]
     if p.type is bool:
         decls = [f"{option_name(p.name)}/--no-{option_name(p.name)[2:]}"]
+    extra: dict[str, Any] = {}
+    if parser is not None:
+        extra = {"parser": parser[0], "metavar": parser[1]}
     option = typer.Option(
         *decls,
         help=help_text,
         rich_help_panel=panel,
-        show_default=not given_only and p.default is not None,
+        show_default=not must and not given_only and p.default is not None,
+        **extra,
     )
     return inspect.Parameter(
         p.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
@@ -64,6 +81,7 @@ def param_options(
     into: str,
     given_only: bool = False,
     panels: tuple[str, ...] = (),
+    parsers: Mapping[str, Parser] | None = None,
 ) -> Callable[[F], F]:
     """Add one option per field of ``classes`` to a typer command; the command's parameter
     ``into`` receives ``{field: value}``.
@@ -71,8 +89,12 @@ def param_options(
     A name several classes share is one option (the first class's default; both help texts).
     ``given_only``: for a remote service, which fills its own defaults: execution details (the
     batch size, a worker setting) are left out, every option defaults to None, and only the
-    options given on the command line are passed on."""
+    options given on the command line are passed on (a required field is required still).
+    ``parsers``: ``{field: (parser, metavar)}`` for fields whose text has rules of its own; their
+    help does not repeat the bounds."""
+    parsers = dict(parsers or {})
     chosen: dict[str, tuple[Param, str, str | None]] = {}
+    owner: dict[str, type] = {}
     for i, cls in enumerate(classes):
         panel = panels[i] if i < len(panels) else None
         for p in params_of(cls):
@@ -84,9 +106,21 @@ def param_options(
                     text = f"{text}. {cls.__name__.removesuffix('Params')}: {p.spec.help}"
                 chosen[p.name] = (first, text, first_panel)
             else:
-                chosen[p.name] = (p, _help(p.spec, p), panel)
+                text = p.spec.help if p.name in parsers else _help(p.spec, p)
+                chosen[p.name] = (p, text, panel)
+                owner[p.name] = cls
+    unknown = set(parsers) - set(chosen)
+    if unknown:
+        raise TypeError(f"parsers for fields that are not options: {sorted(unknown)}")
     generated = [
-        _parameter(p, text, given_only=given_only, panel=panel)
+        _parameter(
+            p,
+            text,
+            given_only=given_only,
+            panel=panel,
+            must=required(owner[p.name], p.name),
+            parser=parsers.get(p.name),
+        )
         for p, text, panel in chosen.values()
     ]
 

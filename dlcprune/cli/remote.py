@@ -4,7 +4,9 @@
 prints an id or a path on stdout, or with ``--json`` the resource as the API answered it; a
 summary goes to stderr. The service's errors become ``<code>: <message>`` error lines.
 ``remote score`` takes every job parameter of DLC and the baselines, generated from
-``dlcprune.core.params``; only the ones given are sent, the service fills in the rest.
+``dlcprune.core.params``, and ``remote select`` every selection parameter (``hard_cutoff``
+included), from ``dlcprune.core.selection.params``; only the ones given are sent, the service
+fills in the rest.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ from typing import Annotated, Any, Literal
 import typer
 
 from dlcprune.cli.common import CLIError, permille_bar, print_json, wants_bar
-from dlcprune.cli.local import Keep, Progress, Quiet
+from dlcprune.cli.local import KEEP_PARSER, Progress, Quiet
 from dlcprune.cli.options import param_options
 from dlcprune.core.params import DEFAULT_MODEL, BaselineParams, DLCParams
+from dlcprune.core.selection.params import SelectionParams
 from dlcprune.names import (
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_METHOD,
-    DEFAULT_STRATEGY,
     EXPORT_FORMATS,
     METHODS,
-    STRATEGIES,
 )
 
 remote = typer.Typer(help="Use a running dlcprune service.", no_args_is_help=True)
@@ -78,7 +79,9 @@ def zip_folder(folder: str, workdir: str) -> str:
 def upload(
     data: Annotated[
         str,
-        typer.Argument(help=".zip/.tar(.gz)/.npz/.jsonl file, or a folder of class folders"),
+        typer.Argument(
+            metavar="DATA", help=".zip/.tar(.gz)/.npz/.jsonl file, or a folder of class folders"
+        ),
     ],
     name: Annotated[str | None, typer.Option(help="a name for the dataset")] = None,
     as_json: Json = False,
@@ -111,7 +114,7 @@ def upload(
     panels=("DLC parameters", "Baseline parameters"),
 )
 def score(
-    dataset_id: Annotated[str, typer.Argument(help="the dataset to score")],
+    dataset_id: Annotated[str, typer.Argument(metavar="DATASET_ID", help="the dataset to score")],
     model: Annotated[
         str, typer.Option(help="a registry name, or an architecture with --weights-id")
     ] = DEFAULT_MODEL,
@@ -178,27 +181,20 @@ def _job_bar(show: bool) -> tuple[Any, Any]:
 
 
 @remote.command("select")
+@param_options(SelectionParams, into="params", given_only=True, parsers=KEEP_PARSER)
 def select(
-    job_id: Annotated[str, typer.Argument(help="a succeeded job")],
-    keep: Keep,
-    strategy: Annotated[
-        Literal[STRATEGIES],  # type: ignore[valid-type]
-        typer.Option(help="how to choose among the scored samples"),
-    ] = DEFAULT_STRATEGY,
-    split: Annotated[
-        float | None,
-        typer.Option(help="FlexRand's easy share g (default: the service's)", show_default=False),
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="seed of the random draws")] = 0,
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a succeeded job")],
     out: Annotated[str | None, typer.Option(help="also write the kept ids, one per line")] = None,
     as_json: Json = False,
     url: Url = None,
     key: Key = None,
     timeout: Timeout = 60.0,
+    *,
+    params: dict[str, Any],
 ) -> None:
     """Select a subset of a job's samples; prints its id."""
     with _client(url, key, timeout) as client:
-        sel = client.select(job_id, keep, strategy=strategy, split=split, seed=seed)
+        sel = client.select(job_id, **params)
         if out:
             with open(out, "w", encoding="utf-8", newline="\n") as fh:
                 for item in client.iter_items(sel.id):
@@ -214,7 +210,9 @@ def select(
 
 @remote.command()
 def download(
-    selection_id: Annotated[str, typer.Argument(help="the selection to export")],
+    selection_id: Annotated[
+        str, typer.Argument(metavar="SELECTION_ID", help="the selection to export")
+    ],
     out: Annotated[str, typer.Option("--out", help="directory to write into")],
     export_format: Annotated[
         Literal[EXPORT_FORMATS],  # type: ignore[valid-type]
@@ -239,7 +237,7 @@ def download(
 
 @remote.command()
 def status(
-    job_id: Annotated[str, typer.Argument(help="the job")],
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="the job")],
     as_json: Json = False,
     url: Url = None,
     key: Key = None,

@@ -289,11 +289,18 @@ class Client(Http):
     # Selections --------------------------------------------------------------------------------
 
     def _selection_body(
-        self, keep: float, strategy: str, split: float | None, seed: int
+        self,
+        keep: float,
+        strategy: str,
+        split: float | None,
+        seed: int,
+        hard_cutoff: float | None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"keep": keep, "strategy": strategy, "seed": seed}
         if split is not None:  # else the service's default (docs/quality.md)
             body["split"] = split
+        if hard_cutoff is not None:  # else the service's default
+            body["hard_cutoff"] = hard_cutoff
         return body
 
     def select(
@@ -303,10 +310,13 @@ class Client(Http):
         strategy: str = DEFAULT_STRATEGY,
         split: float | None = None,
         seed: int = 0,
+        hard_cutoff: float | None = None,
     ) -> Selection:
         """Store a subset of a succeeded job's samples: ``keep`` is a ratio in (0, 1] or a
-        count; strategies flexrand, easy, hard, random, stratified."""
-        body = self._selection_body(keep, strategy, split, seed)
+        count; strategies flexrand, easy, hard, random, stratified, ccs (coverage-centric).
+        ``split`` is FlexRand's easy share, ``hard_cutoff`` the share of the hardest samples ccs
+        drops; None leaves either to the service's default."""
+        body = self._selection_body(keep, strategy, split, seed, hard_cutoff)
         return Selection.from_json(self._json("POST", f"/v1/jobs/{job_id}/selections", json=body))
 
     def preview(
@@ -317,10 +327,11 @@ class Client(Http):
         split: float | None = None,
         seed: int = 0,
         bins: int = 30,
+        hard_cutoff: float | None = None,
     ) -> Preview:
         """What ``select`` would keep, with how far it moves the score and class distributions
         (Kolmogorov-Smirnov D, total variation); stores nothing."""
-        body = self._selection_body(keep, strategy, split, seed)
+        body = self._selection_body(keep, strategy, split, seed, hard_cutoff)
         data = self._json(
             "POST", f"/v1/jobs/{job_id}/selections/preview", json=body, params={"bins": bins}
         )

@@ -131,6 +131,18 @@ def param(default: Any, help: str, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": Spec(help=help, **spec)})
 
 
+def required_param(help: str, **spec: Any) -> Any:
+    """A dataclass field with its ``Spec`` and no default: every caller gives it (a
+    selection's ``keep``). ``params_of`` reports its default as None; ``required`` tells."""
+    return field(metadata={"spec": Spec(help=help, **spec)})
+
+
+def required(cls: type, name: str) -> bool:
+    """Whether the field ``name`` of a parameters dataclass has no default."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default is MISSING and f.default_factory is MISSING
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter as its definition states it: ``type`` is int, float, str or bool;
@@ -429,5 +441,8 @@ __all__ = [
     "Param",
     "Spec",
     "check_fields",
+    "param",
     "params_of",
+    "required",
+    "required_param",
 ]

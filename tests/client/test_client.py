@@ -33,6 +33,7 @@ from dlcprune.client import (
     Selection,
     filename_from,
 )
+from dlcprune.names import DEFAULT_HARD_CUTOFF
 from tests.client.conftest import DLCPRUNE, FAST, Embedded
 from tests.service.conftest import free_port
 from tests.service.data import image_members
@@ -199,6 +200,28 @@ def test_errors_carry_the_status_code_and_message(  # type: ignore[no-untyped-de
         nowhere.job(done)
     assert down.value.status is None and down.value.code == "connection_error"
     assert str(down.value).startswith("connection_error: ")
+
+
+def test_a_ccs_selection_with_a_hard_cutoff(client_a: Client, scored: dict) -> None:
+    """hard_cutoff reaches the service from the client: a cutoff of a half with keep a half
+    leaves CCS exactly the easier half, and the provenance records what was asked."""
+    job = scored["job"]["id"]
+    scores = client_a.scores(job)
+    order = sorted(range(len(scores)), key=lambda i: (scores[i].score, i))
+    easier = sorted(scores[i].sample_id for i in order[:12])
+
+    preview = client_a.preview(job, keep=0.5, strategy="ccs", hard_cutoff=0.5, seed=1)
+    assert (preview.size, preview.strategy) == (12, "ccs")
+    sel = client_a.select(job, keep=0.5, strategy="ccs", hard_cutoff=0.5, seed=1)
+    assert sel.size == 12 and sel.raw["hard_cutoff"] == 0.5
+    assert sorted(i.sample_id for i in client_a.items(sel.id)) == easier
+    assert sel.provenance is not None
+    asked = {k: sel.provenance["selection"][k] for k in ("strategy", "keep", "hard_cutoff", "seed")}
+    assert asked == {"strategy": "ccs", "keep": 0.5, "hard_cutoff": 0.5, "seed": 1}
+    assert sel.provenance["selection"]["size"] == 12
+    # Without it, the service's default (dlcprune.names.DEFAULT_HARD_CUTOFF).
+    default = client_a.select(job, keep=0.5, strategy="ccs", seed=1)
+    assert default.raw["hard_cutoff"] == DEFAULT_HARD_CUTOFF
 
 
 def test_idempotency_keys_and_cached_jobs(client_a: Client, scored: dict) -> None:
@@ -391,6 +414,15 @@ def test_cli_remote_commands_end_to_end(embedded: Embedded, tmp_path: Path) -> N
     assert len(kept) == 9 and "kept 9 of 18 samples (50.0%)" in select.stderr
     with Client(embedded.url, api_key=embedded.key) as client:
         assert kept == [i.sample_id for i in client.items(selection_id)]
+
+    ccs = _cli(
+        embedded, "select", job_id, "--keep", "6", "--strategy", "ccs", "--hard-cutoff", "0.25",
+        "--json", env=env,
+    )  # fmt: skip
+    assert ccs.returncode == 0, ccs.stderr
+    made = json.loads(ccs.stdout)
+    assert (made["strategy"], made["size"], made["hard_cutoff"]) == ("ccs", 6, 0.25)
+    assert made["provenance"]["selection"]["hard_cutoff"] == 0.25
 
     out = tmp_path / "exports"
     download = _cli(embedded, "download", selection_id, "--out", str(out), env=env)
