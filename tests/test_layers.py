@@ -74,8 +74,10 @@ def test_the_cli_help_loads_no_torch() -> None:
 
 
 def _sources() -> list[Path]:
+    """The Python sources, and the dashboard's scripts (plain modules the page loads)."""
     tops = ("app", "worker", "dlcprune", "tests", "bench", "docs", "migrations")
-    return sorted(p for top in tops for p in (ROOT / top).rglob("*.py"))
+    python = [p for top in tops for p in (ROOT / top).rglob("*.py")]
+    return sorted([*python, *(ROOT / "app" / "dashboard" / "static").glob("*.js")])
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -17,7 +17,9 @@ STATIC_PATH = "/dashboard/static"
 
 
 def static_files() -> StaticFiles:
-    """The dashboard's static files (``index.html``, ``app.js``, ``app.css``)."""
+    """The dashboard's static files: ``index.html``, ``app.css`` and the scripts, ``app.js`` and
+    the JavaScript modules it imports (``api.js``, ``dom.js``, ``vocabulary.js``, ``home.js``,
+    ``job.js``, ``builder.js``; no build step)."""
     return StaticFiles(directory=STATIC_DIR)
 
 

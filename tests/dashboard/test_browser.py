@@ -141,6 +141,22 @@ def test_dashboard_in_a_browser(service: str, tmp_path: Path) -> None:
             expect(page.locator("#datasets-table")).to_contain_text("No datasets yet")
             page.evaluate("window.__sameDocument = true")
 
+            # The job form's models, bounds and choices are the service's OpenAPI document's.
+            schemas = httpx.get(f"{service}/openapi.json").json()["components"]["schemas"]
+            dlc = schemas["DLCParamsIn"]["properties"]
+            for field, box in (("image_size", "#job-image-size"), ("levels", "#job-levels")):
+                (bounds,) = [s for s in dlc[field]["anyOf"] if s["type"] != "null"]
+                for attr, key in (("min", "minimum"), ("max", "maximum")):
+                    assert page.get_attribute(box, attr) == f"{bounds[key]:g}", (field, attr)
+            (schedules,) = [s["enum"] for s in dlc["schedule"]["anyOf"] if s["type"] != "null"]
+            options = "el => [...el.options].map(o => o.value)"
+            assert page.eval_on_selector("#job-schedule", options) == ["", *schedules]
+            assert page.eval_on_selector("#job-masking", options) == dlc["masking"]["enum"]
+            expect(page.locator("#job-masking")).to_have_value(dlc["masking"]["default"])
+            model = schemas["JobCreate"]["properties"]["model"]["default"]
+            expect(page.locator("#job-model")).to_have_value(model)
+            assert model in page.eval_on_selector("#model-names", options)
+
             # Upload through the form.
             page.set_input_files("#upload-file", str(archive))
             page.click("#upload-button")

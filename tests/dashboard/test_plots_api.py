@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from app import plots
+from app.dashboard import STATIC_DIR
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.service.conftest import Api
 from tests.service.data import (
@@ -463,14 +465,29 @@ def test_api_routes_need_a_key_and_the_page_does_not(app_client, scored: dict) -
     page = app_client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<title>dlcprune</title>" in page.text
-    assert 'src="dashboard/static/app.js"' in page.text
-    for name, ctype in (("app.js", "javascript"), ("app.css", "text/css")):
+    assert '<script type="module" src="dashboard/static/app.js">' in page.text
+    css = app_client.get("/dashboard/static/app.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+    # The scripts: app.js and the modules it imports, each served as JavaScript, each importing
+    # only its neighbours (nothing from elsewhere, no build step).
+    seen: set[str] = set()
+    todo = ["app.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
         resp = app_client.get(f"/dashboard/static/{name}")
-        assert resp.status_code == 200 and ctype in resp.headers["content-type"]
-        assert len(resp.content) > 1000
+        assert resp.status_code == 200 and "javascript" in resp.headers["content-type"], name
+        assert len(resp.content) > 1000, name
+        assert not any(far in resp.text for far in ("http://", "https://", "//cdn")), name
+        imports = re.findall(r'^import [^;]*? from "([^"]+)";', resp.text, flags=re.M | re.S)
+        assert all(re.fullmatch(r"\./\w+\.js", i) for i in imports), (name, imports)
+        todo.extend(i.removeprefix("./") for i in imports)
+    on_disk = {p.name for p in STATIC_DIR.glob("*.js")}
+    assert seen == on_disk, "every script is loaded by the page, and only those"
     # Nothing is loaded from elsewhere: every script and stylesheet is relative.
     assert "http://" not in page.text and "https://" not in page.text
-    assert "//cdn" not in app_client.get("/dashboard/static/app.js").text
 
 
 # Unlabelled data with unscored samples -----------------------------------------------------------
