@@ -8,8 +8,8 @@ resizes them to the job's image size.
 
 from __future__ import annotations
 
+import argparse
 import io
-import sys
 import zipfile
 
 import numpy as np
@@ -28,4 +28,6 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "digits.zip")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="digits.zip", help="the zip to write")
+    main(parser.parse_args().out)
