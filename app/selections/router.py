@@ -39,9 +39,33 @@ from app.selections.schemas import (
     StrategyName,
 )
 from dlcprune.core.errors import DatasetError
-from dlcprune.names import DEFAULT_EXPORT_FORMAT, DEFAULT_SPLIT, DEFAULT_STRATEGY, EXPORT_FORMATS
+from dlcprune.core.params import params_of
+from dlcprune.core.selection.params import SelectionParams
+from dlcprune.names import (
+    DEFAULT_EXPORT_FORMAT,
+    DEFAULT_HARD_CUTOFF,
+    DEFAULT_SPLIT,
+    DEFAULT_STRATEGY,
+    EXPORT_FORMATS,
+)
 
 router = APIRouter(tags=["selections"])
+
+
+def _query(name: str) -> object:
+    """A selection parameter as a query parameter: its bounds and help from the definition
+    (``SelectionParams``), as the request body's are."""
+    (p,) = (p for p in params_of(SelectionParams) if p.name == name)
+    spec = p.spec
+    return Annotated[
+        p.type, Query(ge=spec.ge, gt=spec.gt, le=spec.le, lt=spec.lt, description=spec.help)
+    ]
+
+
+KeepQuery = _query("keep")
+SplitQuery = _query("split")
+SeedQuery = _query("seed")
+HardCutoffQuery = _query("hard_cutoff")
 
 ERRORS = {
     401: {"description": "missing or invalid API key"},
@@ -324,14 +348,17 @@ def preview_distribution_plot(
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    keep: Annotated[float, Query(gt=0)],
+    keep: KeepQuery,  # type: ignore[valid-type]
     strategy: StrategyName = DEFAULT_STRATEGY,  # type: ignore[valid-type]
-    split: Annotated[float, Query(ge=0, le=1)] = DEFAULT_SPLIT,
-    seed: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    split: SplitQuery = DEFAULT_SPLIT,  # type: ignore[valid-type]
+    seed: SeedQuery = 0,  # type: ignore[valid-type]
+    hard_cutoff: HardCutoffQuery = DEFAULT_HARD_CUTOFF,  # type: ignore[valid-type]
     bins: Annotated[int, Query(ge=2, le=200)] = 30,
 ) -> Response:
     try:
-        body = SelectionCreate(keep=keep, strategy=strategy, split=split, seed=seed)
+        body = SelectionCreate(
+            keep=keep, strategy=strategy, split=split, seed=seed, hard_cutoff=hard_cutoff
+        )
     except ValidationError as exc:  # pragma: no cover - the Query constraints are the same
         raise unprocessable("validation_error", str(exc)) from exc
     scored = summary.load_scored(session, blobs, tenant, job_id)

@@ -350,6 +350,14 @@ def test_plot_errors(api_a: Api, scored: dict) -> None:
         422,
         "invalid_selection",
     )
+    # The query's bounds are the selection body's (SelectionParams), hard_cutoff included.
+    ccs = f"/v1/jobs/{jid}/plots/distribution.png?keep=0.5&strategy=ccs"
+    assert error_of(api_a.get(ccs + "&hard_cutoff=1")) == (422, "validation_error")
+    assert error_of(api_a.get(ccs + "&split=1.5")) == (422, "validation_error")
+    cut = api_a.get(ccs + "&hard_cutoff=0.5")
+    _check_image(cut, "png")
+    assert api_a.get(ccs).content == api_a.get(ccs).content
+    assert cut.content != api_a.get(ccs).content  # the cutoff reaches the strategy
     missing = "00000000-0000-0000-0000-000000000000"
     assert error_of(api_a.get(f"/v1/jobs/{missing}/plots/histogram.png")) == (404, "not_found")
     assert error_of(api_a.get(f"/v1/selections/{missing}/plots/distribution.svg")) == (
