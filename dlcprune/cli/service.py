@@ -114,7 +114,9 @@ def create_key(
 
 
 @keys.command("revoke")
-def revoke_key(prefix: Annotated[str, typer.Argument(help="the key's prefix", metavar="PREFIX")]) -> None:
+def revoke_key(
+    prefix: Annotated[str, typer.Argument(help="the key's prefix", metavar="PREFIX")],
+) -> None:
     """Revoke keys by their prefix."""
     from app.auth import revoke_key as revoke
     from app.db import migrate as run_migrations
