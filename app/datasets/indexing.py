@@ -128,11 +128,15 @@ def public_message(err: DatasetError, local_path: str | os.PathLike[str], name: 
     user knows (the upload's filename or the reference URI)."""
     text = str(err)
     local = str(local_path)
+    # A message may already name the reference URI, which holds the local path
+    # (file:///refs/x.zip): keep those as they are rather than nesting the URI in itself.
+    keep = "\x00name\x00"
+    text = text.replace(name, keep)
     if err.path and str(err.path).startswith(local):
         rel = str(err.path)[len(local) :].lstrip("/")
-        shown = f"{name}/{rel}" if rel else name
+        shown = f"{keep}/{rel}" if rel else keep
         text = text.replace(str(err.path), shown, 1)
-    return text.replace(local, name)
+    return text.replace(local, keep).replace(keep, name)
 
 
 def index_path(path: str | os.PathLike[str], settings: Settings) -> IndexResult:
