@@ -10,29 +10,13 @@ importing ``dlcprune.core`` does not load the client, and importing the client l
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-_CLIENT_NAMES = (
-    "Client",
-    "Dataset",
-    "DlcpruneError",
-    "Item",
-    "Job",
-    "JobFailed",
-    "Preview",
-    "Progress",
-    "Score",
-    "Selection",
-    "WaitTimeout",
-    "Weights",
-)
-
-__all__ = list(_CLIENT_NAMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CLIENT_NAMES:
-        from dlcprune import client
-
+    # import_module, not "from dlcprune import client": that would ask this very hook first.
+    client = importlib.import_module("dlcprune.client")
+    if name in client.__all__:
         return getattr(client, name)
     raise AttributeError(f"module 'dlcprune' has no attribute {name!r}")

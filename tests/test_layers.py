@@ -84,3 +84,10 @@ def _sources() -> list[Path]:
 def test_no_source_file_is_over_600_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it by concern"
+
+
+def test_the_package_loads_the_client_only_when_asked() -> None:
+    loaded = _loaded_after("import dlcprune, dlcprune.core.params")
+    assert "httpx" not in loaded, "importing the core must not load the client"
+    loaded = _loaded_after("from dlcprune import Client, Selection, DlcpruneError")
+    assert "httpx" in loaded
