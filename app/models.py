@@ -97,6 +97,10 @@ class Dataset(Base):
     blob_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     filename: Mapped[str] = mapped_column(String(500), default="")
     format: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What the request named: the format to read the data as (``format`` is what it was read
+    # as) and the columns mapping (role -> column name); both null when not given.
+    requested_format: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    columns: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)

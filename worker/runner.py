@@ -19,7 +19,7 @@ import numpy as np
 from app.blobstore import BlobStore, get_blobstore
 from app.config import Settings, get_settings
 from app.datasets import service as datasets
-from app.datasets.indexing import public_message, read_limits
+from app.datasets.indexing import open_reader, public_message
 from app.db import session_factory
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
@@ -250,7 +250,6 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
 ) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
-    from dlcprune.core.formats import open_dataset
     from worker.scoring.dlc import DLCParams, score
 
     t0 = time.perf_counter()
@@ -271,12 +270,12 @@ def _score(
     if job.method != "dlc":
         from worker.scoring.baselines import BaselineParams, score_baseline
 
-        with open_dataset(path, limits=read_limits(settings)) as ds:
+        with open_reader(dataset, path, settings) as ds:
             scores, info = score_baseline(
                 ds, backbone, job.method, BaselineParams(**params), progress=reporter
             )
         return scores, None, None, None, {"load_model_s": load_s, **info}
-    with open_dataset(path, limits=read_limits(settings)) as ds:
+    with open_reader(dataset, path, settings) as ds:
         result = score(ds, backbone, DLCParams(**params), return_losses=True, progress=reporter)
     timings = {"load_model_s": load_s, **result.timings}
     assert result.losses is not None

@@ -32,7 +32,7 @@ from app import queue
 from app.blobstore import get_blobstore
 from app.config import Settings
 from app.datasets import service as datasets
-from app.datasets.indexing import read_limits
+from app.datasets.indexing import open_reader
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, Weights, utcnow
@@ -174,7 +174,6 @@ def _fault_injected(shard: JobShard) -> bool:
 def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str:
     """Run one shard task; returns what happened (for logs and tests)."""
     from dlcprune.core.errors import Cancelled, ScoringError
-    from dlcprune.core.formats import open_dataset
     from dlcprune.core.params import DLCParams
     from worker.runner import _backbone
 
@@ -208,7 +207,7 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
             path = datasets.local_data_path(dataset, settings, blobs)
             weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
             backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
-            with open_dataset(path, limits=read_limits(settings)) as ds:
+            with open_reader(dataset, path, settings) as ds:
                 if shard.phase == PROTOTYPES:
                     result = _prototype_phase(ds, backbone, params, shard, progress)
                 else:

@@ -12,6 +12,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from app.config import Settings
 from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import Reader, ReadLimits, open_dataset
+
+if TYPE_CHECKING:
+    from app.models import Dataset
 
 
 @dataclass
@@ -139,9 +143,22 @@ def public_message(err: DatasetError, local_path: str | os.PathLike[str], name: 
     return text.replace(local, keep).replace(keep, name)
 
 
-def index_path(path: str | os.PathLike[str], settings: Settings) -> IndexResult:
-    """Open and deep-check the data at ``path``; raises ``DatasetError`` when it is not valid."""
-    with open_dataset(Path(path), limits=read_limits(settings)) as ds:
+def open_reader(dataset: Dataset, path: str | os.PathLike[str], settings: Settings) -> Reader:
+    """The reader of ``dataset``'s data at ``path`` (its local copy): read with the settings'
+    limits and the format and columns mapping its registration named. Every place that opens a
+    dataset's files opens them here."""
+    return open_dataset(
+        Path(path),
+        format=dataset.requested_format,
+        limits=read_limits(settings),
+        columns=dataset.columns or None,
+    )
+
+
+def index_path(dataset: Dataset, path: str | os.PathLike[str], settings: Settings) -> IndexResult:
+    """Open and deep-check ``dataset``'s data at ``path``; raises ``DatasetError`` when it is not
+    valid."""
+    with open_reader(dataset, path, settings) as ds:
         ds.verify()
         return IndexResult(
             format=ds.format,

@@ -3,6 +3,7 @@ sample (its snippet or thumbnail; :mod:`app.datasets.samples`)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.datasets import repository, samples, service
-from app.datasets.schemas import DatasetList, DatasetRead, DatasetReference
+from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, error_body
 from app.uploads import receive_file
@@ -37,11 +38,24 @@ _UPLOAD_BODY = {
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "name": {"type": "string"},
+                    "format": {
+                        **DatasetOptions.model_json_schema()["properties"]["format"]["anyOf"][0],
+                        "description": "read the file as this format instead of detecting it",
+                    },
+                    "columns": {
+                        "type": "string",
+                        "description": "a JSON object: which column holds each role "
+                        '(\'{"image": "img", "label": "y"}\'); roles as in the JSON reference',
+                    },
                 },
                 "required": ["file"],
             },
             "examples": {
-                "upload": {"summary": "an image archive", "value": {"file": "digits.zip"}}
+                "upload": {"summary": "an image archive", "value": {"file": "digits.zip"}},
+                "columns": {
+                    "summary": "a Parquet table whose columns have other names",
+                    "value": {"file": "pets.parquet", "columns": '{"image": "img", "label": "y"}'},
+                },
             },
         },
         "application/json": {
@@ -59,6 +73,34 @@ _UPLOAD_BODY = {
 
 def base_url(request: Request, settings: SettingsDep) -> str:
     return (settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    """A 422 naming each field that failed (``columns.image: ...``)."""
+    return APIError(
+        422,
+        "validation_error",
+        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+    )
+
+
+def upload_options(fields: dict[str, str]) -> DatasetOptions:
+    """An upload's ``format`` and ``columns`` form fields (``columns`` a JSON object string),
+    validated as the JSON reference's fields are; empty fields count as not given."""
+    raw: dict[str, object] = {}
+    if fields.get("format", "").strip():
+        raw["format"] = fields["format"].strip()
+    if fields.get("columns", "").strip():
+        try:
+            raw["columns"] = json.loads(fields["columns"])
+        except ValueError as exc:
+            raise APIError(
+                422, "validation_error", f"columns: not valid JSON ({exc.msg}); send an object"
+            ) from exc
+    try:
+        return DatasetOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
 
 
 @router.post(
@@ -92,11 +134,7 @@ async def create_dataset(
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise APIError(400, "malformed_json", "the request body is not valid JSON") from exc
-            raise APIError(
-                422,
-                "validation_error",
-                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
-            ) from exc
+            raise validation_error(exc) from exc
         dataset, queued = await run_in_threadpool(
             service.create_from_reference, session, settings, blobs, tenant, body
         )
@@ -109,8 +147,16 @@ async def create_dataset(
             max_bytes=settings.max_upload_bytes,
         )
         try:
+            options = upload_options(received.fields)
             dataset, queued = await run_in_threadpool(
-                service.create_from_upload, session, settings, blobs, tenant, dataset_id, received
+                service.create_from_upload,
+                session,
+                settings,
+                blobs,
+                tenant,
+                dataset_id,
+                received,
+                options,
             )
         except BaseException:
             blobs.delete_prefix(f"datasets/{dataset_id}")

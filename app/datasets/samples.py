@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 from app.blobstore import BlobStore, BlobStoreError
 from app.config import Settings
 from app.datasets import service as datasets_service
-from app.datasets.indexing import DatasetIndex, load_index, read_limits
+from app.datasets.indexing import DatasetIndex, load_index, open_reader
 from app.errors import APIError, conflict, not_found
 from app.models import Dataset, DatasetStatus
 from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
-from dlcprune.core.formats import Reader, open_dataset
+from dlcprune.core.formats import Reader
 
 THUMBNAIL_PX = 96
 SNIPPET_CHARS = 300
@@ -93,15 +93,17 @@ def ready_dataset(
     return dataset, idx
 
 
-def _open(path: Path, settings: Settings) -> _OpenReader:
-    return _OpenReader(open_dataset(path, limits=read_limits(settings)))
+def _open(dataset: Dataset, path: Path, settings: Settings) -> _OpenReader:
+    return _OpenReader(open_reader(dataset, path, settings))
 
 
 def _payload(dataset: Dataset, index: int, settings: Settings, blobs: BlobStore) -> Any:
     """Sample ``index``'s payload: a PIL image, a str, an Instruction or a vector."""
     try:
         path = datasets_service.local_data_path(dataset, settings, blobs)
-        reader = _readers.get_or_make(f"{dataset.id}:{path}", lambda: _open(path, settings))
+        reader = _readers.get_or_make(
+            f"{dataset.id}:{path}", lambda: _open(dataset, path, settings)
+        )
         return reader.payload(index)
     except DatasetError as exc:
         raise APIError(

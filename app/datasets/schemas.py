@@ -4,13 +4,46 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dlcprune.core.formats import FORMATS
+from dlcprune.core.formats.columns import ROLES
+
+# The values ``format`` and a ``columns`` key may take: the formats registry's own lists.
+FormatName = Literal[FORMATS]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+
+# How to read the data, for a reference (JSON fields) or an upload (form fields).
+FormatOption = Annotated[
+    FormatName | None,
+    Field(description="read the data as this format instead of detecting it"),
+]
+ColumnsOption = Annotated[
+    dict[Role, ColumnName] | None,
+    Field(
+        max_length=len(ROLES),
+        description="which column (or field) holds each role, for formats with named fields "
+        '(manifests, Parquet, Hugging Face, JSONL, WebDataset): {"image": "img", "label": "y"}',
+    ),
+]
+
+
+class DatasetOptions(BaseModel):
+    """An upload's ``format`` and ``columns`` form fields (``columns`` as a JSON object)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: FormatOption = None
+    columns: ColumnsOption = None
 
 
 class DatasetReference(BaseModel):
@@ -22,6 +55,11 @@ class DatasetReference(BaseModel):
             "examples": [
                 {"uri": "file:///datasets/digits", "name": "digits"},
                 {"uri": "s3://my-bucket/datasets/cifar10-train.tar.gz"},
+                {
+                    "uri": "file:///datasets/pets/manifest.parquet",
+                    "format": "parquet",
+                    "columns": {"image": "img", "label": "y"},
+                },
             ]
         },
     )
@@ -33,6 +71,8 @@ class DatasetReference(BaseModel):
         "(s3://, gs://)",
     )
     name: str | None = Field(default=None, max_length=500)
+    format: FormatOption = None
+    columns: ColumnsOption = None
 
 
 class DatasetRead(BaseModel):
@@ -64,7 +104,13 @@ class DatasetRead(BaseModel):
     source: str = Field(description="upload or uri")
     uri: str | None = None
     filename: str
-    format: str | None = None
+    format: str | None = Field(default=None, description="the format the data was read as")
+    requested_format: str | None = Field(
+        default=None, description="the format the registration named; null when detected"
+    )
+    columns: dict[str, str] | None = Field(
+        default=None, description="the columns mapping the registration named (role to column)"
+    )
     kind: str | None = Field(default=None, description="image, vector, text or instruction")
     size_bytes: int | None = None
     sha256: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -19,7 +20,7 @@ from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets import repository
 from app.datasets.indexing import index_path, public_message
-from app.datasets.schemas import DatasetRead, DatasetReference, ErrorInfo
+from app.datasets.schemas import DatasetOptions, DatasetRead, DatasetReference, ErrorInfo
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
 from app.uploads import ReceivedFile, sha256_path
@@ -140,6 +141,18 @@ def local_data_path(dataset: Dataset, settings: Settings, blobs: BlobStore) -> P
     return _remote_copy(dataset.uri, settings)
 
 
+def content_identity(dataset: Dataset) -> str:
+    """What identifies the samples a dataset's bytes are read as, for the score cache: the bytes'
+    SHA-256 and, when the registration named them, the format and the columns mapping (the same
+    bytes read with other columns are other samples). Without either it is the SHA-256 alone, so
+    score sets cached before these options existed keep their keys."""
+    digest = dataset.sha256 or ""
+    if not dataset.requested_format and not dataset.columns:
+        return digest
+    options = {"sha256": digest, "format": dataset.requested_format, "columns": dataset.columns}
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
+
+
 def _data_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -161,11 +174,14 @@ def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: Blo
         _invalid(dataset, "unreadable", f"{shown}: cannot read the data: {exc}")
         return
     try:
-        result = index_path(path, settings)
+        result = index_path(dataset, path, settings)
         if dataset.sha256 is None:
             dataset.sha256, dataset.size_bytes = sha256_path(path)
     except DatasetError as exc:
-        _invalid(dataset, exc.code, public_message(exc, path, shown))
+        message = public_message(exc, path, shown)
+        if dataset.requested_format:
+            message += f" (read as format {dataset.requested_format!r}, as the request named)"
+        _invalid(dataset, exc.code, message)
         return
     key = f"datasets/{dataset.id}/index.npz"
     blobs.put_bytes(key, result.index_bytes)
@@ -206,9 +222,11 @@ def create_from_upload(
     tenant_id: uuid.UUID,
     dataset_id: uuid.UUID,
     received: ReceivedFile,
+    options: DatasetOptions | None = None,
 ) -> tuple[Dataset, bool]:
     """Record an upload already in the blob store. Returns (dataset, queued for indexing)."""
     name = (received.fields.get("name") or received.filename).strip()[:500]
+    options = options or DatasetOptions()
     now = utcnow()
     dataset = Dataset(
         created_at=now,
@@ -222,6 +240,8 @@ def create_from_upload(
         filename=received.filename,
         size_bytes=received.size,
         sha256=received.sha256,
+        requested_format=options.format,
+        columns=dict(options.columns) if options.columns else None,
     )
     return _finish_create(session, settings, blobs, dataset, received.size)
 
@@ -250,6 +270,8 @@ def create_from_reference(
         source="uri",
         uri=body.uri,
         filename=filename[:500],
+        requested_format=body.format,
+        columns=dict(body.columns) if body.columns else None,
     )
     return _finish_create(session, settings, blobs, dataset, size)
 
@@ -325,6 +347,8 @@ def to_read(dataset: Dataset, base_url: str) -> DatasetRead:
         uri=dataset.uri,
         filename=dataset.filename,
         format=dataset.format,
+        requested_format=dataset.requested_format,
+        columns=dataset.columns,
         kind=dataset.kind,
         size_bytes=dataset.size_bytes,
         sha256=dataset.sha256,

@@ -57,12 +57,13 @@ def canonical(value: Any) -> str:
 
 
 def cache_key(
-    dataset_sha256: str, model: str, weights_sha256: str | None, method: str, identity: dict
+    dataset_identity: str, model: str, weights_sha256: str | None, method: str, identity: dict
 ) -> str:
-    """Scores depend on the data's content, the model and its weights, the method and the
+    """Scores depend on the data's content (``datasets.content_identity``: its bytes, and the
+    format and columns they are read with), the model and its weights, the method and the
     parameters that change scores; two jobs with the same key share one score set."""
     payload = {
-        "dataset": dataset_sha256,
+        "dataset": dataset_identity,
         "model": model,
         "weights": weights_sha256,
         "method": method,
@@ -168,7 +169,7 @@ def create(
         )
     params = _params(body, kind)
     key = cache_key(
-        dataset.sha256 or "",
+        datasets.content_identity(dataset),
         body.model,
         weights.sha256 if weights else None,
         body.method,

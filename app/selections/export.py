@@ -51,10 +51,9 @@ import numpy as np
 
 from app.blobstore import BlobStore
 from app.config import Settings
-from app.datasets.indexing import DatasetIndex, read_limits
+from app.datasets.indexing import DatasetIndex, open_reader
 from app.datasets.service import local_data_path
 from app.models import Dataset, Selection
-from dlcprune.core.formats import open_dataset
 
 ROW_BLOCK = 4096
 MANIFEST_BLOCK = 20_000
@@ -108,7 +107,7 @@ def build_export(
         return ExportFile(key, filename, media_type)
     keep = [int(i) for i in kept]
     extra = provenance if with_provenance else None
-    with open_dataset(path, limits=read_limits(settings)) as ds:
+    with open_reader(dataset, path, settings) as ds:
         if len(ds) != (dataset.num_samples or 0):
             raise RuntimeError("the dataset changed since it was indexed")
         with blobs.writer(key) as out:

@@ -505,7 +505,7 @@ def test_every_request_body_has_examples(app_client) -> None:  # type: ignore[no
     datasets = spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
     reference = datasets["application/json"]  # DatasetReference, inline
     assert reference["schema"]["examples"] and reference["examples"]
-    assert set(reference["schema"]["properties"]) == {"uri", "name"}
+    assert set(reference["schema"]["properties"]) == {"uri", "name", "format", "columns"}
     for path in ("/v1/datasets", "/v1/weights"):
         multipart = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
         assert multipart["examples"], path
