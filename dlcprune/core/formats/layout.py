@@ -6,12 +6,42 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from dlcprune.core.errors import EmptyClassError, EmptyDatasetError, MissingFieldError
-from dlcprune.core.formats.limits import Parts, ReadLimits, check_samples
+from dlcprune.core.errors import (
+    EmptyClassError,
+    EmptyDatasetError,
+    InvalidRecordError,
+    MissingFieldError,
+)
+from dlcprune.core.formats.limits import Parts, ReadLimits, check_samples, is_ignored
 
-__all__ = ["resolve_layout"]
+__all__ = ["ArchiveMembers", "resolve_layout"]
 
 _T = TypeVar("_T")
+
+
+class ArchiveMembers:
+    """What a zip or tar listing says about the layout: its folders, and its files once each."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.dirs: set[Parts] = set()
+        self._seen: set[Parts] = set()
+
+    def add_dir(self, parts: Parts) -> None:
+        if parts and not is_ignored(parts):
+            self.dirs.add(parts)
+
+    def add_file(self, parts: Parts, name: str) -> bool:
+        """Record a file member; False when it is ignored (no name, or a hidden or system file).
+        A second member with the same path is an error naming it."""
+        if not parts or is_ignored(parts):
+            return False
+        if parts in self._seen:
+            raise InvalidRecordError("duplicate member", path=self.path, member=name)
+        self._seen.add(parts)
+        if len(parts) > 1:
+            self.dirs.add(parts[:-1])
+        return True
 
 
 def resolve_layout(

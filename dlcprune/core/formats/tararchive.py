@@ -8,17 +8,16 @@ from collections.abc import Collection, Iterator
 
 from PIL import Image
 
-from dlcprune.core.errors import CorruptArchiveError, InvalidRecordError
+from dlcprune.core.errors import CorruptArchiveError
 from dlcprune.core.formats.base import ImageReader
 from dlcprune.core.formats.images import decode_image, is_image_name
-from dlcprune.core.formats.layout import resolve_layout
+from dlcprune.core.formats.layout import ArchiveMembers, resolve_layout
 from dlcprune.core.formats.limits import (
     ArchiveBudget,
     Parts,
     ReadLimits,
     archive_errors,
     check_archive_file,
-    is_ignored,
     open_binary,
     read_capped,
     split_relative,
@@ -70,41 +69,36 @@ class TarReader(ImageReader):
     def __init__(self, path: str, limits: ReadLimits) -> None:
         super().__init__(path, limits)
         files: list[tuple[Parts, str]] = []
-        dirs: set[Parts] = set()
+        members = ArchiveMembers(path)
         with archive_errors(path):
             tf, plain = open_tar(path)
             try:
-                self._index(tf, files, dirs)
+                self._index(tf, files, members)
                 if plain:
                     self._check_end(tf)
             finally:
                 tf.close()
         self.ids, self.labels, self._names = resolve_layout(
-            files, dirs, path=path, limits=limits, describe=lambda name: name
+            files, members.dirs, path=path, limits=limits, describe=lambda name: name
         )
 
-    def _index(self, tf: tarfile.TarFile, files: list[tuple[Parts, str]], dirs: set[Parts]) -> None:
+    def _index(
+        self, tf: tarfile.TarFile, files: list[tuple[Parts, str]], members: ArchiveMembers
+    ) -> None:
         limits = self.limits
         budget = ArchiveBudget(limits, self.path)
-        seen: set[Parts] = set()
         while (info := next_member(tf)) is not None:
             budget.add_member()
             name = info.name
             parts = split_relative(name, path=self.path, what="member name")
             if tar_member_kind(info, path=self.path) == "dir":
-                if parts and not is_ignored(parts):
-                    dirs.add(parts)
+                members.add_dir(parts)
                 continue
             check_archive_file(name, parts, path=self.path, limits=limits, size=info.size)
             # Skipping a member still decompresses it, so its declared size is real work.
             budget.take(info.size, name)
-            if not parts or is_ignored(parts):
+            if not members.add_file(parts, name):
                 continue
-            if parts in seen:
-                raise InvalidRecordError("duplicate member", path=self.path, member=name)
-            seen.add(parts)
-            if len(parts) > 1:
-                dirs.add(parts[:-1])
             if is_image_name(parts[-1]):
                 files.append((parts, name))
 

@@ -8,10 +8,10 @@ from collections.abc import Collection, Iterator
 
 from PIL import Image
 
-from dlcprune.core.errors import DatasetError, InvalidRecordError, LimitExceededError
+from dlcprune.core.errors import DatasetError, LimitExceededError
 from dlcprune.core.formats.base import ImageReader
 from dlcprune.core.formats.images import decode_image, is_image_name
-from dlcprune.core.formats.layout import resolve_layout
+from dlcprune.core.formats.layout import ArchiveMembers, resolve_layout
 from dlcprune.core.formats.limits import (
     ArchiveBudget,
     Parts,
@@ -19,7 +19,6 @@ from dlcprune.core.formats.limits import (
     archive_errors,
     check_archive_file,
     check_compression_ratio,
-    is_ignored,
     read_capped,
     split_relative,
     zip_member_kind,
@@ -59,25 +58,18 @@ class ZipReader(ImageReader):
             )
         budget = ArchiveBudget(limits, self.path)
         files: list[tuple[Parts, zipfile.ZipInfo]] = []
-        dirs: set[Parts] = set()
-        seen: set[Parts] = set()
+        members = ArchiveMembers(self.path)
         for info in infos:
             name = info.filename
             parts = split_relative(name, path=self.path, what="member name")
             if zip_member_kind(info, path=self.path) == "dir":
-                if parts and not is_ignored(parts):
-                    dirs.add(parts)
+                members.add_dir(parts)
                 continue
             check_compression_ratio(info, path=self.path, limits=limits)
             check_archive_file(name, parts, path=self.path, limits=limits, size=info.file_size)
             budget.take(info.file_size, name)
-            if not parts or is_ignored(parts):
+            if not members.add_file(parts, name):
                 continue
-            if parts in seen:
-                raise InvalidRecordError("duplicate member", path=self.path, member=name)
-            seen.add(parts)
-            if len(parts) > 1:
-                dirs.add(parts[:-1])
             if is_image_name(parts[-1]):
                 if info.flag_bits & 0x1:
                     raise DatasetError(
@@ -85,7 +77,7 @@ class ZipReader(ImageReader):
                     )
                 files.append((parts, info))
         self.ids, self.labels, self._infos = resolve_layout(
-            files, dirs, path=self.path, limits=limits, describe=lambda info: info.filename
+            files, members.dirs, path=self.path, limits=limits, describe=lambda info: info.filename
         )
 
     def source(self, i: int) -> str:
