@@ -1,5 +1,9 @@
 """Job state transitions on PostgreSQL: claims are exclusive, stale jobs are requeued, late or
-repeated deliveries change nothing."""
+repeated deliveries change nothing.
+
+These tests run the reaper by hand, so they use a database of their own: the session's database
+may have a real worker whose own reaper holds the reaper's advisory lock (a round by hand would
+then do nothing) or requeues these jobs first."""
 
 from __future__ import annotations
 
@@ -8,16 +12,46 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import update
 
 from app.auth import get_or_create_tenant
-from app.db import session_factory
+from app.config import Settings
+from app.db import dispose_engines, migrate
+from app.db import session_factory as _session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, ScoreSet, utcnow
-from worker.reaper import reap
+from worker.reaper import reap as _reap
 
 STALE = timedelta(seconds=10)
+_OWN: list[Settings] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_database(service_env: dict[str, str]) -> object:
+    from tests.service.conftest import ADMIN_URL
+
+    name = f"dlcprune_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = service_env["DLCPRUNE_DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    settings = Settings(database_url=url)
+    migrate(settings)
+    _OWN.append(settings)
+    yield settings
+    _OWN.clear()
+    dispose_engines()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def session_factory():  # type: ignore[no-untyped-def]
+    return _session_factory(_OWN[0])
+
+
+def reap():  # type: ignore[no-untyped-def]
+    return _reap(_OWN[0])
 
 
 @pytest.fixture
