@@ -1,6 +1,6 @@
 """Rig of the client, CLI, metrics, export and log tests.
 
-- The service's own fixtures (``app_client`` on PostgreSQL, ``key_a``/``key_b``), re-exported:
+- The service's own fixtures (``app_client`` on PostgreSQL, ``key_a``/``key_b``; tests/conftest.py):
   in-process tests run jobs with the worker's task code, as ``tests/service`` does.
 - ``client_a``: ``dlcprune.client.Client`` bound to the in-process app (``http=app_client``).
 - ``embedded``: a real ``dlcprune serve`` on the embedded default (SQLite, blobs and the embedded
@@ -19,17 +19,7 @@ import pytest
 
 from dlcprune.client import Client
 from dlcprune.devserver import clean_env, serve
-from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for these tests
-    DLCPRUNE,
-    Api,
-    api_a,
-    api_b,
-    app_client,
-    key_a,
-    key_b,
-    pg_url,
-    service_env,
-)
+from tests.conftest import DLCPRUNE, Api
 from tests.service.data import write_image_zip
 
 FAST = {"image_size": 32, "levels": 2}
@@ -42,13 +32,13 @@ def colours(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def client_a(app_client, key_a: str) -> Iterator[Client]:  # type: ignore[no-untyped-def]  # noqa: F811
+def client_a(app_client, key_a: str) -> Iterator[Client]:  # type: ignore[no-untyped-def]
     with Client("http://testserver", api_key=key_a, http=app_client) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def scored(app_client, key_a: str, colours: Path) -> dict:  # type: ignore[no-untyped-def]  # noqa: F811
+def scored(app_client, key_a: str, colours: Path) -> dict:  # type: ignore[no-untyped-def]
     """Tenant A's upload of ``colours`` with a finished job (run in this process)."""
     from worker.runner import run_job
 

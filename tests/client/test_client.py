@@ -35,7 +35,7 @@ from dlcprune.client import (
 )
 from dlcprune.names import DEFAULT_HARD_CUTOFF
 from tests.client.conftest import DLCPRUNE, FAST, Embedded
-from tests.service.conftest import free_port
+from tests.conftest import free_port
 from tests.service.data import image_members
 
 

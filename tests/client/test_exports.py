@@ -19,7 +19,7 @@ import pytest
 
 from dlcprune.core.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import image_members, write_npz
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from app import logs
 from tests.client.conftest import FAST, Embedded
-from tests.service.conftest import Api
+from tests.conftest import Api
 
 
 class _Tty(io.StringIO):

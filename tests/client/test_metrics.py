@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client.conftest import FAST
-from tests.service.conftest import Api, free_port
+from tests.conftest import Api, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from dlcprune import devserver
 from dlcprune.core.selection import resolve_keep
-from tests.service.conftest import DLCPRUNE
+from tests.conftest import DLCPRUNE
 from tests.service.data import write_image_zip
 
 pytestmark = pytest.mark.slow

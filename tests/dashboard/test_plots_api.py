@@ -18,7 +18,7 @@ from PIL import Image
 from app import plots
 from app.dashboard import STATIC_DIR
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import (
     TINTS,
     image_bytes,

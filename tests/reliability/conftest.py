@@ -18,15 +18,7 @@ import psycopg
 import pytest
 
 from dlcprune.devserver import Process, Service, free_port
-from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for these tests
-    DLCPRUNE,
-    app_client,
-    key_a,
-    key_b,
-    make_key,
-    pg_url,
-    service_env,
-)
+from tests.conftest import DLCPRUNE
 
 PG_BIN = Path(f"/usr/lib/postgresql/{sorted(os.listdir('/etc/postgresql'))[-1]}/bin")
 

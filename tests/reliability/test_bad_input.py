@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.service.conftest import Api, make_key
+from tests.conftest import Api, make_key
 from tests.service.data import image_members
 
 

@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import _purge_queue, make_key
 from tests.reliability.conftest import PrivatePostgres, PrivateRedis, Stack
-from tests.service.conftest import _purge_queue, make_key
 from tests.service.data import write_image_zip
 
 pytestmark = pytest.mark.slow
@@ -187,7 +187,7 @@ def test_a_postgres_restart_mid_job(
     stack.start_worker()
     # An API key in the private database.
     monkeypatch.setenv("DLCPRUNE_DATABASE_URL", private_postgres.url)
-    from tests.service.conftest import _reset_caches
+    from tests.conftest import _reset_caches
 
     _reset_caches()
     try:

@@ -79,7 +79,7 @@ def vector_job_factory(app_client, key_a: str, tmp_path_factory: pytest.TempPath
     import torch
     from torch import nn
 
-    from tests.service.conftest import Api
+    from tests.conftest import Api
 
     root = tmp_path_factory.mktemp("vectors")
     rng = np.random.default_rng(0)

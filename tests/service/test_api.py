@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import (
     image_members,
     write_image_tar,
@@ -459,7 +459,7 @@ def test_keys_are_required_and_checked(app_client, key_a: str) -> None:  # type:
     assert app_client.get("/healthz").status_code == 200
     from app.auth import revoke_key
     from app.db import session_scope
-    from tests.service.conftest import make_key
+    from tests.conftest import make_key
 
     key = make_key("tenant-revoked")
     assert app_client.get("/v1/datasets", headers={"X-API-Key": key}).status_code == 200

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import write_image_zip
 from tests.service.test_api import error_of
 from worker.runner import run_job

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import image_members
 from worker.runner import run_job
 

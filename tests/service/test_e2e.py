@@ -14,7 +14,7 @@ import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
 from dlcprune.devserver import Process, Service, clean_env, free_port
-from tests.service.conftest import make_key
+from tests.conftest import make_key
 from tests.service.data import image_members, write_image_zip
 
 pytestmark = pytest.mark.slow

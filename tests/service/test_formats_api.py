@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import image_members
 from worker.runner import run_job
 

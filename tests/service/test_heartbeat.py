@@ -18,7 +18,7 @@ from app.jobs import service as jobs
 from app.logs import ContextFilter, log_context
 from app.models import Job, JobShard, ShardStatus
 from dlcprune.devserver import free_port
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import write_image_zip
 from worker.heartbeat import Heartbeat
 

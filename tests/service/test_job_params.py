@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import write_image_zip
 from worker.runner import run_job
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import write_instructions, write_text_jsonl, write_tiny_lm, zip_directory
 from tests.service.test_api import error_of
 from worker.runner import run_job

@@ -30,7 +30,7 @@ _OWN: list[Settings] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def own_database(service_env: dict[str, str]) -> object:
-    from tests.service.conftest import ADMIN_URL
+    from tests.conftest import ADMIN_URL
 
     name = f"dlcprune_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlcprune.devserver import Process, Service
-from tests.service.conftest import DLCPRUNE, _purge_queue, make_key
+from tests.conftest import DLCPRUNE, _purge_queue, make_key
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,9 @@
 """The service's test rig: a PostgreSQL database of its own, real Redis, real processes.
 
+Its fixtures are registered here, once, for every folder of tests: a folder that imported them
+into its own conftest registered a second ``service_env`` (a second database in the same
+environment variables), so a key made in one database was used against the other.
+
 - ``pg_url``: a fresh database ``dlcprune_test_<random>`` on 127.0.0.1:5432 (trust auth), dropped
   at the end (override the server with DLCPRUNE_TEST_PG_ADMIN_URL).
 - ``service_env``: the environment for the API and workers (PostgreSQL, Redis, a private Celery
