@@ -31,6 +31,7 @@ from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
 from app.selections.router import router as selections_router
+from app.webhooks.router import router as webhooks_router
 from app.weights.router import router as weights_router
 
 log = logging.getLogger("dlcprune.api")
@@ -207,7 +208,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if migrate:
+        if migrate and settings.migrate_on_start:
             db.migrate(settings)
         log.info("dlcprune API ready")
         yield
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
             {"name": "selections", "description": "pruned subsets from cached scores"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
+            {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -233,6 +235,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         jobs_router,
         selections_router,
         weights_router,
+        webhooks_router,
         dashboard_router,
     ):
         app.include_router(router)

@@ -44,7 +44,8 @@ def serve(
     if port:
         os.environ["DLCPRUNE_PORT"] = str(port)
     settings = get_settings()
-    migrate(settings)
+    if settings.migrate_on_start:
+        migrate(settings)
     child = None
     if settings.embedded_worker and not no_embedded_worker:
         # A process of its own: the API never imports torch, the worker does. It watches this
