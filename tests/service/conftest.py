@@ -97,10 +97,15 @@ def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _purge_queue(name: str) -> None:
+    """Delete the queues named after the prefix ``name``: one per kind of work and priority
+    (``<name>.<kind>``, ``<name>.<kind>:<priority>``)."""
     import redis
 
     with contextlib.suppress(redis.RedisError):
-        redis.Redis.from_url(REDIS_URL).delete(name)
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{name}*"):
+            client.delete(key)
+        client.close()
 
 
 @pytest.fixture(scope="session")
