@@ -22,7 +22,10 @@ from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for th
 
 
 @pytest.fixture
-def loopback_allowed(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
+def loopback_allowed(
+    service_env: dict[str, str],  # noqa: F811 - the fixture re-exported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator:
     monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
     reset_settings()
     yield

@@ -60,40 +60,40 @@ def test_embedded_default_retries_until_the_receiver_recovers(tmp_path: Path) ->
     with (
         receiver(script=[500, 500]) as rx,
         serve(env=_env(tmp_path), log=tmp_path / "s.log") as svc,
+        httpx.Client(base_url=svc.url, timeout=60) as api,
     ):
-        with httpx.Client(base_url=svc.url, timeout=60) as api:
-            # Loopback targets are allowed on the embedded default.
-            made = api.post(
-                "/v1/webhooks", json={"url": rx.url, "events": ["dataset.ready", "job.succeeded"]}
-            )
-            assert made.status_code == 201, made.text
-            hook = made.json()
-            up = api.post("/v1/datasets", files={"file": ("tiny.zip", data.read_bytes())})
-            assert up.status_code == 202, up.text
-            assert up.headers["retry-after"] == "2" and up.headers["location"] == up.json()["url"]
-            got = _wait_delivered(rx, 1, 60)
-            job = api.post("/v1/jobs", json={"dataset_id": up.json()["id"], "params": FAST}).json()
-            got = _wait_delivered(rx, 2, 240)
-            verifier = Verifier(hook["secret"])
-            bodies = {}
-            for message, requests in got.items():
-                assert [r.answered for r in requests] == [500, 500, 200], message
-                for r in requests:
-                    verifier.verify(r.body, r.headers)
-                assert len({r.body for r in requests}) == 1  # the same bytes every time
-                body = json.loads(requests[-1].body)
-                bodies[body["type"]] = body["data"]
-            dataset = api.get(up.headers["location"]).json()
-            assert dataset["status"] == "ready"
-            assert _paths(bodies["dataset.ready"]) == _paths(dataset)
-            final = api.get(job["url"]).json()
-            assert final["status"] == "succeeded"
-            assert bodies["job.succeeded"] == final  # URLs included: the service's own base
-            log = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()
-            assert log["total"] == 2
-            for delivery in log["items"]:
-                assert delivery["status"] == "delivered"
-                assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
+        # Loopback targets are allowed on the embedded default.
+        made = api.post(
+            "/v1/webhooks", json={"url": rx.url, "events": ["dataset.ready", "job.succeeded"]}
+        )
+        assert made.status_code == 201, made.text
+        hook = made.json()
+        up = api.post("/v1/datasets", files={"file": ("tiny.zip", data.read_bytes())})
+        assert up.status_code == 202, up.text
+        assert up.headers["retry-after"] == "2" and up.headers["location"] == up.json()["url"]
+        got = _wait_delivered(rx, 1, 60)
+        job = api.post("/v1/jobs", json={"dataset_id": up.json()["id"], "params": FAST}).json()
+        got = _wait_delivered(rx, 2, 240)
+        verifier = Verifier(hook["secret"])
+        bodies = {}
+        for message, requests in got.items():
+            assert [r.answered for r in requests] == [500, 500, 200], message
+            for r in requests:
+                verifier.verify(r.body, r.headers)
+            assert len({r.body for r in requests}) == 1  # the same bytes every time
+            body = json.loads(requests[-1].body)
+            bodies[body["type"]] = body["data"]
+        dataset = api.get(up.headers["location"]).json()
+        assert dataset["status"] == "ready"
+        assert _paths(bodies["dataset.ready"]) == _paths(dataset)
+        final = api.get(job["url"]).json()
+        assert final["status"] == "succeeded"
+        assert bodies["job.succeeded"] == final  # URLs included: the service's own base
+        log = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()
+        assert log["total"] == 2
+        for delivery in log["items"]:
+            assert delivery["status"] == "delivered"
+            assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
 
 
 def test_an_event_survives_a_restart_of_the_service(tmp_path: Path) -> None:
