@@ -38,7 +38,7 @@ log = logging.getLogger("dlcprune.api")
 access_log = logging.getLogger("dlcprune.access")
 
 # Probes and scrapes are logged at DEBUG: they would drown the rest.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/metrics/backlog"})
 UNMATCHED_ROUTE = "<unmatched>"
 
 DESCRIPTION = """
@@ -245,6 +245,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         """Prometheus metrics in the text format (no key: scrapers are not tenants)."""
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    @app.get("/metrics/backlog", include_in_schema=False)
+    def backlog() -> dict[str, int]:
+        """Work queued or running per kind of work, as JSON: what an autoscaler sizes each
+        kind of worker by (deploy/kubernetes: KEDA's metrics-api scaler reads ``gpu``)."""
+        with db.session_factory()() as session:
+            return metrics.backlog(session)
 
     app.mount(STATIC_PATH, static_files(), name="dashboard-static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)

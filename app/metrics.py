@@ -51,9 +51,19 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import session_factory
-from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet, WorkerPresence, utcnow
+from app.models import (
+    Dataset,
+    DatasetStatus,
+    Job,
+    JobShard,
+    JobStatus,
+    ScoreSet,
+    ShardStatus,
+    WorkerPresence,
+    utcnow,
+)
 from app.queue import priority_lists
-from dlcprune.names import WORK_KINDS, WORKER_KINDS
+from dlcprune.names import GPU_WORK, WORK_KINDS, WORKER_KINDS
 
 log = logging.getLogger("dlcprune.metrics")
 
@@ -113,6 +123,7 @@ class DatabaseCollector:
             GaugeMetricFamily("dlcprune_datasets", ""),
             HistogramMetricFamily("dlcprune_job_duration_seconds", ""),
             CounterMetricFamily("dlcprune_samples_scored", ""),
+            GaugeMetricFamily("dlcprune_backlog", ""),
             GaugeMetricFamily("dlcprune_workers", ""),
             GaugeMetricFamily("dlcprune_worker_busy", ""),
             GaugeMetricFamily("dlcprune_worker_gpu_memory_bytes", ""),
@@ -243,6 +254,15 @@ class DatabaseCollector:
         )
         samples.add_metric([], int(scored or 0))
         yield samples
+        pending = GaugeMetricFamily(
+            "dlcprune_backlog",
+            "work queued or running, per kind of work: what that kind's workers are busy with or "
+            "will be (autoscaling's measure, also at /metrics/backlog)",
+            labels=["kind"],
+        )
+        for kind, count in backlog(session).items():
+            pending.add_metric([kind], count)
+        yield pending
         yield from _worker_families(session)
 
     def _broker_queue_lengths(self, settings: Settings) -> dict[str, int] | None:
@@ -274,6 +294,28 @@ class DatabaseCollector:
         except Exception as exc:
             log.debug("metrics: broker unavailable: %s", exc)
             return None
+
+
+def backlog(session: Session) -> dict[str, int]:
+    """Work queued or running per kind of work (``dlcprune.names.WORK_KINDS``), from the
+    database, and ``gpu``: the scoring kinds together. Running work counts: a queue's length
+    drops as soon as a worker takes a task, but the worker stays busy for hours, so autoscaling
+    on the queue's length alone would stop a running job."""
+    active = (JobStatus.queued.value, JobStatus.running.value)
+    counts = dict.fromkeys(WORK_KINDS, 0)
+    counts["score"] = session.scalar(select(func.count()).where(Job.status.in_(active))) or 0
+    counts["shards"] = (
+        session.scalar(
+            select(func.count()).where(
+                JobShard.status.in_((ShardStatus.queued.value, ShardStatus.running.value))
+            )
+        )
+        or 0
+    )
+    counts["index"] = (
+        session.scalar(select(func.count()).where(Dataset.status == DatasetStatus.indexing)) or 0
+    )
+    return {**counts, "gpu": sum(counts[kind] for kind in GPU_WORK)}
 
 
 def _worker_families(session: Session) -> Iterator[Metric]:
@@ -359,6 +401,7 @@ __all__ = [
     "REGISTRY",
     "SELECTION_LATENCY",
     "DatabaseCollector",
+    "backlog",
     "observe_request",
     "render",
 ]

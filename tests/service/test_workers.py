@@ -136,6 +136,9 @@ def test_a_long_scoring_job_does_not_delay_indexing_on_its_own_queue(
                     if name == "dlcprune_worker_busy"
                 }
                 assert busy == {"gpu": 1.0, "cpu": 0.0}
+                # What autoscaling reads: the running job counts, not only the waiting ones.
+                backlog = c.get("/metrics/backlog").json()
+                assert backlog["score"] == backlog["gpu"] == 4 and backlog["index"] == 0
 
                 jobs = [job, *waiting]
                 done = _until(
