@@ -5,9 +5,10 @@
   dlcprune`` installs.
 - In a fresh isolated interpreter (``python -I``) whose imports outside the standard library are
   refused except for httpx, its own dependencies, tenacity and ``dlcprune``,
-  ``import dlcprune.client`` works, a ``Client`` is built, and none of the service's or the engine's packages got loaded.
+  ``import dlcprune.client`` works, a ``Client`` is built, and none of the service's or the
+  engine's packages got loaded.
 - The same interpreter talks to a running service (the embedded ``dlcprune serve``): the client
-  works on httpx alone, it does not just import.
+  works on httpx and tenacity alone, it does not just import.
 """
 
 from __future__ import annotations
