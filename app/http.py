@@ -13,6 +13,21 @@ from fastapi.responses import JSONResponse
 
 from app.config import Settings
 
+# For the OpenAPI document: the headers of a 202 answer and of a tagged 200.
+ACCEPTED_HEADERS = {
+    "Location": {"description": "where to poll", "schema": {"type": "string"}},
+    "Retry-After": {
+        "description": "seconds before polling is worth it",
+        "schema": {"type": "integer"},
+    },
+}
+ETAG_HEADERS = {
+    "ETag": {
+        "description": "send it back in If-None-Match: 304 while unchanged",
+        "schema": {"type": "string"},
+    }
+}
+
 
 def accepted(
     body: dict[str, Any], location: str, settings: Settings, headers: dict[str, str] | None = None

@@ -16,7 +16,7 @@ from app.datasets import repository, samples, service
 from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, error_body
-from app.http import accepted, conditional_json
+from app.http import ACCEPTED_HEADERS, ETAG_HEADERS, accepted, conditional_json
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -109,7 +109,11 @@ def upload_options(fields: dict[str, str]) -> DatasetOptions:
     status_code=201,
     response_model=DatasetRead,
     responses={
-        202: {"model": DatasetRead, "description": "accepted; indexing"},
+        202: {
+            "model": DatasetRead,
+            "description": "accepted; indexing",
+            "headers": ACCEPTED_HEADERS,
+        },
         **ERRORS,
         422: {
             "description": "unsupported format or reference, or the data is invalid (the "
@@ -197,7 +201,11 @@ def list_datasets(
 @router.get(
     "/{dataset_id}",
     response_model=DatasetRead,
-    responses={**ERRORS, 304: {"description": "not modified since the ETag sent"}},
+    responses={
+        **ERRORS,
+        200: {"headers": ETAG_HEADERS},
+        304: {"description": "not modified since the ETag sent", "headers": ETAG_HEADERS},
+    },
     summary="A dataset (ETag; 304 to a matching If-None-Match)",
 )
 def get_dataset(

@@ -17,7 +17,7 @@ from app import plots
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
-from app.http import accepted, conditional_json
+from app.http import ACCEPTED_HEADERS, ETAG_HEADERS, accepted, conditional_json
 from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
 
@@ -36,7 +36,7 @@ ERRORS = {
     "",
     status_code=202,
     response_model=JobRead,
-    responses=ERRORS,
+    responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Start a scoring job (answered at once; poll the job's URL)",
 )
 def create_job(
@@ -78,7 +78,11 @@ def list_jobs(
 @router.get(
     "/{job_id}",
     response_model=JobRead,
-    responses={**ERRORS, 304: {"description": "not modified since the ETag sent"}},
+    responses={
+        **ERRORS,
+        200: {"headers": ETAG_HEADERS},
+        304: {"description": "not modified since the ETag sent", "headers": ETAG_HEADERS},
+    },
     summary="A job and its progress (ETag; 304 to a matching If-None-Match)",
 )
 def get_job(
@@ -96,7 +100,7 @@ def get_job(
     "/{job_id}/cancel",
     response_model=JobRead,
     status_code=202,
-    responses=ERRORS,
+    responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Cancel a queued or running job",
 )
 def cancel_job(

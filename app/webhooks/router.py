@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from app.datasets.router import base_url
 from app.deps import SessionDep, SettingsDep, TenantDep
-from app.http import accepted
+from app.http import ACCEPTED_HEADERS, accepted
 from app.webhooks import repository, service
 from app.webhooks.schemas import (
     DeliveryList,
@@ -142,7 +142,7 @@ def get_delivery(
     "/{webhook_id}/deliveries/{delivery_id}/replay",
     status_code=202,
     response_model=DeliveryRead,
-    responses=ERRORS,
+    responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Send a delivery again (same webhook-id and body; a fresh retry schedule)",
 )
 def replay_delivery(
