@@ -421,6 +421,46 @@ class Client(Http):
         with self._stream("GET", path, params=params) as resp:
             return self._save(resp, dest_dir, f"selection-{selection_id}-{format}")
 
+    # What the data and the scores look like ----------------------------------------------------
+
+    def sample(self, dataset_id: Id, index: int) -> dict[str, Any]:
+        """One sample of a ready dataset: its id, label, and a text snippet or thumbnail URL."""
+        return dict(self._json("GET", f"/v1/datasets/{dataset_id}/samples/{index}"))
+
+    def thumbnail(self, dataset_id: Id, index: int, dest_dir: str | os.PathLike[str]) -> Path:
+        """An image sample's PNG thumbnail, saved into ``dest_dir``."""
+        path = f"/v1/datasets/{dataset_id}/samples/{index}/thumbnail"
+        with self._stream("GET", path) as resp:
+            return self._save(resp, dest_dir, f"sample-{index}.png")
+
+    def summary(self, job_id: Id, bins: int = 30, k: int = 6) -> dict[str, Any]:
+        """A finished job's histograms, loss curve and easiest and hardest samples."""
+        params = {"bins": bins, "k": k}
+        return dict(self._json("GET", f"/v1/jobs/{job_id}/summary", params=params))
+
+    def plot(
+        self,
+        job_id: Id,
+        name: str,
+        dest_dir: str | os.PathLike[str],
+        fmt: str = "png",
+        **params: Any,
+    ) -> Path:
+        """A job's plot saved into ``dest_dir``: ``histogram``, ``loss-curve``, or
+        ``distribution`` (what a selection with ``params`` — keep, strategy, ... — would keep);
+        ``fmt`` png or svg."""
+        path = f"/v1/jobs/{job_id}/plots/{name}.{fmt}"
+        with self._stream("GET", path, params=params or None) as resp:
+            return self._save(resp, dest_dir, f"{name}-{str(job_id)[:8]}.{fmt}")
+
+    def selection_plot(
+        self, selection_id: Id, dest_dir: str | os.PathLike[str], fmt: str = "png"
+    ) -> Path:
+        """A selection's scores against the full set's, saved into ``dest_dir``."""
+        path = f"/v1/selections/{selection_id}/plots/distribution.{fmt}"
+        with self._stream("GET", path) as resp:
+            return self._save(resp, dest_dir, f"distribution-{str(selection_id)[:8]}.{fmt}")
+
     # Webhooks ----------------------------------------------------------------------------------
 
     def create_webhook(
