@@ -29,6 +29,13 @@ ETAG_HEADERS = {
 }
 
 
+# The responses of a GET that answers conditionally (``conditional_json``).
+CONDITIONAL_RESPONSES: dict[int | str, dict] = {
+    200: {"headers": ETAG_HEADERS},
+    304: {"description": "not modified since the ETag sent", "headers": ETAG_HEADERS},
+}
+
+
 def accepted(
     body: dict[str, Any], location: str, settings: Settings, headers: dict[str, str] | None = None
 ) -> JSONResponse:

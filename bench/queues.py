@@ -16,7 +16,6 @@ dataset was ready.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,9 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
+from bench.load import ADMIN, REDIS  # noqa: E402 - the same local services
 from dlcprune.devserver import Process, Service, clean_env, dlcprune_command  # noqa: E402
 
-ADMIN = os.environ.get(
-    "DLCPRUNE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS = os.environ.get("DLCPRUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SETUPS = {
     "shared": [["worker"]],
     "split": [["worker", "--kind", "gpu"], ["worker", "--kind", "cpu"]],

@@ -16,7 +16,7 @@ from app.datasets import repository, samples, service
 from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, error_body
-from app.http import ACCEPTED_HEADERS, ETAG_HEADERS, accepted, conditional_json
+from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -201,11 +201,7 @@ def list_datasets(
 @router.get(
     "/{dataset_id}",
     response_model=DatasetRead,
-    responses={
-        **ERRORS,
-        200: {"headers": ETAG_HEADERS},
-        304: {"description": "not modified since the ETag sent", "headers": ETAG_HEADERS},
-    },
+    responses={**ERRORS, **CONDITIONAL_RESPONSES},
     summary="A dataset (ETag; 304 to a matching If-None-Match)",
 )
 def get_dataset(

@@ -17,7 +17,7 @@ from app import plots
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
-from app.http import ACCEPTED_HEADERS, ETAG_HEADERS, accepted, conditional_json
+from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
 
@@ -78,11 +78,7 @@ def list_jobs(
 @router.get(
     "/{job_id}",
     response_model=JobRead,
-    responses={
-        **ERRORS,
-        200: {"headers": ETAG_HEADERS},
-        304: {"description": "not modified since the ETag sent", "headers": ETAG_HEADERS},
-    },
+    responses={**ERRORS, **CONDITIONAL_RESPONSES},
     summary="A job and its progress (ETag; 304 to a matching If-None-Match)",
 )
 def get_job(

@@ -134,8 +134,7 @@ def get_delivery(
     tenant: TenantDep,
 ) -> DeliveryRead:
     found = service.get_delivery(session, tenant, webhook_id, delivery_id)
-    attempts = repository.attempts(session, [found.id])[found.id]
-    return service.delivery_read(found, attempts, base_url(request, settings))
+    return service.read_one(session, found, base_url(request, settings))
 
 
 @router.post(
@@ -154,6 +153,5 @@ def replay_delivery(
     tenant: TenantDep,
 ) -> Response:
     found = service.replay(session, tenant, webhook_id, delivery_id)
-    attempts = repository.attempts(session, [found.id])[found.id]
-    read = service.delivery_read(found, attempts, base_url(request, settings))
+    read = service.read_one(session, found, base_url(request, settings))
     return accepted(read.model_dump(mode="json"), read.location, settings)

@@ -111,6 +111,11 @@ def to_created(hook: Webhook, secret: str, base_url: str) -> WebhookCreated:
     return WebhookCreated(**to_read(hook, base_url).model_dump(), secret=secret)
 
 
+def read_one(session: Session, found: WebhookDelivery, base_url: str) -> DeliveryRead:
+    """A delivery with its attempts, as the API answers it."""
+    return delivery_read(found, repository.attempts(session, [found.id])[found.id], base_url)
+
+
 def delivery_read(
     found: WebhookDelivery, attempts: list[WebhookAttempt], base_url: str
 ) -> DeliveryRead:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -62,6 +64,43 @@ def _client(url: str | None, key: str | None, timeout: float) -> Iterator[Any]:
             yield client
     except DlcpruneError as exc:
         raise CLIError(f"{exc.code}: {exc.message}") from exc
+
+
+def connected(fn: Any) -> Any:
+    """A remote command over an open client: ``fn(client, ..., as_json=...)`` gets the options
+    every remote command takes (``--json``, ``--url``, ``--key``, ``--timeout``) beside its own;
+    the client is open while it runs, and the service's errors become one line."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in ("client", "as_json")]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=a)
+        for name, a, d in (
+            ("as_json", Json, False),
+            ("url", Url, None),
+            ("key", Key, None),
+            ("timeout", Timeout, 60.0),
+        )
+    ]
+    keyword_only = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    parameters = [p for p in own if p not in keyword_only] + shared + keyword_only
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any,
+        as_json: bool = False,
+        url: str | None = None,
+        key: str | None = None,
+        timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> Any:
+        with _client(url, key, timeout) as client:
+            return fn(client, *args, as_json=as_json, **kwargs)
+
+    # typer reads the signature and the annotations; neither may see through to ``fn``.
+    del command.__wrapped__  # type: ignore[attr-defined]
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
 
 
 def zip_folder(folder: str, workdir: str) -> str:
@@ -269,7 +308,9 @@ def status(
 
 
 @remote.command("list")
+@connected
 def list_resources(
+    client: Any,
     what: Annotated[
         Literal["datasets", "jobs"],
         typer.Argument(metavar="WHAT", help="datasets or jobs"),
@@ -282,81 +323,69 @@ def list_resources(
         str | None, typer.Option(help="jobs: only this dataset's", show_default=False)
     ] = None,
     limit: Annotated[int | None, typer.Option(help="at most this many, newest first")] = None,
-    as_json: Json = False,
-    url: Url = None,
-    key: Key = None,
-    timeout: Timeout = 60.0,
+    *,
+    as_json: bool,
 ) -> None:
     """List datasets or jobs, newest first: one per line (id, state, ...)."""
-    with _client(url, key, timeout) as client:
-        if what == "datasets":
-            rows = client.datasets(status=status_)[:limit]
-            lines = [f"{d.id}\t{d.status}\t{d.num_samples}\t{d.name}" for d in rows]
-        else:
-            rows = client.jobs(status=status_, dataset_id=dataset_id, limit=limit)
-            lines = [
-                f"{j.id}\t{j.status}\t{j.progress.fraction:.0%}\t{j.model}\t{j.dataset_id}"
-                for j in rows
-            ]
-    if as_json:
-        print_json([r.raw for r in rows])
+    if what == "datasets":
+        rows = client.datasets(status=status_)[:limit]
+        lines = [f"{d.id}\t{d.status}\t{d.num_samples}\t{d.name}" for d in rows]
     else:
-        for line in lines:
-            print(line)
+        rows = client.jobs(status=status_, dataset_id=dataset_id, limit=limit)
+        lines = [
+            f"{j.id}\t{j.status}\t{j.progress.fraction:.0%}\t{j.model}\t{j.dataset_id}"
+            for j in rows
+        ]
+    print_json([r.raw for r in rows]) if as_json else print("\n".join(lines))
 
 
 @remote.command()
+@connected
 def cancel(
+    client: Any,
     job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a queued or running job")],
-    as_json: Json = False,
-    url: Url = None,
-    key: Key = None,
-    timeout: Timeout = 60.0,
+    *,
+    as_json: bool,
 ) -> None:
     """Cancel a job (a running one stops at its next progress report)."""
-    with _client(url, key, timeout) as client:
-        job = client.cancel(job_id)
+    job = client.cancel(job_id)
     print_json(job.raw) if as_json else print(job.id)
     print(f"job {job.id}: {job.status}", file=sys.stderr)
 
 
 @remote.command()
+@connected
 def delete(
+    client: Any,
     dataset_id: Annotated[str, typer.Argument(metavar="DATASET_ID", help="the dataset")],
-    as_json: Json = False,
-    url: Url = None,
-    key: Key = None,
-    timeout: Timeout = 60.0,
+    *,
+    as_json: bool,
 ) -> None:
     """Delete a dataset with its jobs, scores, selections and exports."""
-    with _client(url, key, timeout) as client:
-        client.delete_dataset(dataset_id)
+    client.delete_dataset(dataset_id)
     print_json({"deleted": dataset_id}) if as_json else print(dataset_id)
-    print(f"dataset {dataset_id}: deleted", file=sys.stderr)
 
 
 @remote.command()
+@connected
 def scores(
+    client: Any,
     job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a succeeded job")],
     out: Annotated[
         str | None, typer.Option(help="write the CSV here (default: standard output)")
     ] = None,
-    as_json: Json = False,
-    url: Url = None,
-    key: Key = None,
-    timeout: Timeout = 60.0,
+    *,
+    as_json: bool,
 ) -> None:
     """A job's scores as CSV (sample_id,label,score), or with --json as a list."""
     import tempfile
     from pathlib import Path
 
-    with _client(url, key, timeout) as client:
-        if as_json:
-            print_json([dataclasses.asdict(s) for s in client.scores(job_id)])
-            return
-        if out:
-            print(client.scores_csv(job_id, out))
-            return
+    if as_json:
+        print_json([dataclasses.asdict(s) for s in client.scores(job_id)])
+    elif out:
+        print(client.scores_csv(job_id, out))
+    else:
         with tempfile.TemporaryDirectory(prefix="dlcprune-scores-") as tmp:
             path = client.scores_csv(job_id, Path(tmp) / "scores.csv")
             sys.stdout.write(path.read_text(encoding="utf-8"))
@@ -364,18 +393,16 @@ def scores(
 
 @remote.command("preview")
 @param_options(SelectionParams, into="params", given_only=True, parsers=KEEP_PARSER)
+@connected
 def preview(
+    client: Any,
     job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a succeeded job")],
-    as_json: Json = False,
-    url: Url = None,
-    key: Key = None,
-    timeout: Timeout = 60.0,
     *,
+    as_json: bool,
     params: dict[str, Any],
 ) -> None:
     """What a selection would keep, and how far it moves the distributions (stores nothing)."""
-    with _client(url, key, timeout) as client:
-        seen = client.preview(job_id, **params)
+    seen = client.preview(job_id, **params)
     if as_json:
         print_json(seen.raw)
         return

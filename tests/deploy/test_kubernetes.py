@@ -296,27 +296,13 @@ def test_the_renderer_agrees_with_kustomize(tree: Path, rendered: dict, overlay:
 def test_the_renderer_runs_as_a_script(tree: Path) -> None:
     import sys
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy" / "kustomize.py"),
-            str(tree / "overlays" / "production"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def script(directory: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(ROOT / "deploy" / "kustomize.py"), str(directory)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    proc = script(tree / "overlays" / "production")
     assert proc.returncode == 0, proc.stderr
     assert len([d for d in yaml.safe_load_all(proc.stdout) if d]) == 12
-    missing = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy" / "kustomize.py"),
-            str(KUBERNETES / "overlays" / "production"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = script(KUBERNETES / "overlays" / "production")
     if not (KUBERNETES / "overlays" / "production" / "database.env").exists():
         assert missing.returncode == 1 and "database.env.example" in missing.stderr
