@@ -16,7 +16,7 @@ import pytest
 from dlcprune.client import AsyncClient, Client, verify_webhook
 from tests.client.conftest import FAST, Embedded
 from tests.service.conftest import DLCPRUNE
-from tests.webhooks.receiver import receiver
+from tests.service.receiver import receiver
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dlcprune.devserver import Process, Service
 from tests.service.conftest import DLCPRUNE, _purge_queue, make_key
-from tests.webhooks.receiver import receiver
+from tests.service.receiver import receiver
 
 pytestmark = pytest.mark.slow
 

@@ -8,20 +8,40 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from app.config import Settings, get_settings, reset_settings
 from app.webhooks.delivery import deliver_due
 from tests.problems import error_code, problem
 from tests.service.conftest import Api
 from tests.service.data import write_image_zip
-from tests.webhooks.conftest import sender_settings
-from tests.webhooks.receiver import receiver
+from tests.service.receiver import receiver
 
 FAST = {"image_size": 32, "levels": 2}
+
+
+@pytest.fixture
+def loopback_allowed(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """This process's settings let webhook targets on 127.0.0.0/8 through (the receivers run
+    there), as an operator's DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS would."""
+    monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+def sender_settings(**changes: object) -> Settings:
+    """This process's settings for calling the sender directly: retries at once by default."""
+    update = {"webhook_retry_schedule": [0.0, 0.0, 0.0], "webhook_timeout_s": 5.0, **changes}
+    return get_settings().model_copy(update=update)
+
+
 EVENTS = ["dataset.ready", "dataset.invalid", "job.succeeded", "job.failed", "job.cancelled"]
 
 
@@ -128,8 +148,6 @@ def test_bad_targets_and_events_are_refused(
 
 
 def test_a_listed_network_is_let_through(api_a: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.config import reset_settings
-
     monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "10.1.0.0/16")
     reset_settings()
     try:

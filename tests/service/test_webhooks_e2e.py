@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from dlcprune.devserver import clean_env, serve
 from tests.service.data import write_image_zip
-from tests.webhooks.receiver import Receiver, receiver
+from tests.service.receiver import Receiver, receiver
 
 pytestmark = pytest.mark.slow
 
