@@ -197,6 +197,8 @@ def test_queue_names_and_settings_are_ones_the_service_reads(rendered: dict) -> 
     assert {f"DLCPRUNE_QUEUE_{k.upper()}" for k in WORK_KINDS} <= set(config)
     assert len({settings.queue_name(kind) for kind in WORK_KINDS}) == len(WORK_KINDS)
     assert settings.migrate_on_start is False  # the migration job runs them
+    # Webhook payloads are written by workers, outside any request: their URLs need it.
+    assert urlsplit(settings.public_url).scheme == "https"
 
 
 def test_the_migration_job_and_the_secrets(rendered: dict) -> None:

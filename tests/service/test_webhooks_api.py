@@ -303,3 +303,23 @@ def test_deleting_a_webhook_deletes_its_deliveries(
     assert gone.status_code == 404
     unknown = api_a.get(f"/v1/webhooks/{uuid.uuid4()}/deliveries")
     assert unknown.status_code == 404 and error_code(unknown) == "not_found"
+
+
+def test_a_tenant_has_at_most_the_configured_number_of_webhooks(
+    api_b: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLCPRUNE_WEBHOOK_MAX_PER_TENANT", "2")
+    reset_settings()
+    made = []
+    try:
+        body = {"url": "https://example.com/h", "events": ["job.failed"]}
+        for _ in range(2 - len(api_b.get("/v1/webhooks").json()["items"])):
+            made.append(api_b.post("/v1/webhooks", json=body).json()["id"])
+        third = api_b.post("/v1/webhooks", json=body)
+        assert third.status_code == 409 and error_code(third) == "too_many_webhooks"
+        assert "DLCPRUNE_WEBHOOK_MAX_PER_TENANT" in problem(third)["message"]
+    finally:
+        for ident in made:
+            api_b.delete(f"/v1/webhooks/{ident}")
+        monkeypatch.undo()
+        reset_settings()
