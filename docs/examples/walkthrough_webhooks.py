@@ -88,7 +88,8 @@ def webhooks(w: Walkthrough, page: Page, dataset_id: str) -> None:
 
             ```python
             from dlcprune.client import verify_webhook
-            event = verify_webhook(body, headers, secret)   # event.type, event.data
+
+            event = verify_webhook(body, headers, secret)  # event.type, event.data
             ```
 
             Each delivery and every attempt at it (status, time, the first bytes answered):
