@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Whether this process's worker sends deliveries (the embedded worker, CPU Celery workers);
+    # off to leave sending to other workers.
+    webhook_sender: bool = True
     # Targets must be public addresses, except: loopback where this is on (default: on in the
     # embedded default, off with a broker) and the networks listed (CIDR, e.g. 10.0.0.0/8).
     webhook_allow_loopback: bool | None = None

@@ -118,7 +118,7 @@ def _start_threads(sender: Any = None, **_: Any) -> None:
     global _presence
     settings = get_settings()
     _threads.append(ReaperThread(settings))
-    if any(kind in CPU_WORK for kind in _role["work"]):
+    if settings.webhook_sender and any(kind in CPU_WORK for kind in _role["work"]):
         _threads.append(DeliverySender(settings))
     _presence = Presence(
         settings,

@@ -37,12 +37,14 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
     stop = stop or threading.Event()
     migrate(settings)
     log.info("embedded worker polling %s", settings.database_url.split("://", 1)[0])
-    sender = DeliverySender(settings)
-    sender.start()
+    sender = DeliverySender(settings) if settings.webhook_sender else None
+    if sender is not None:
+        sender.start()
     try:
         _loop(settings, stop)
     finally:
-        sender.stop()
+        if sender is not None:
+            sender.stop()
 
 
 def _loop(settings: Settings, stop: threading.Event) -> None:

@@ -309,10 +309,11 @@ def test_a_tenant_has_at_most_the_configured_number_of_webhooks(
     api_b: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DLCPRUNE_WEBHOOK_MAX_PER_TENANT", "2")
+    monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
     reset_settings()
     made = []
     try:
-        body = {"url": "https://example.com/h", "events": ["job.failed"]}
+        body = {"url": "http://127.0.0.1:9/h", "events": ["job.failed"]}
         for _ in range(2 - len(api_b.get("/v1/webhooks").json()["items"])):
             made.append(api_b.post("/v1/webhooks", json=body).json()["id"])
         third = api_b.post("/v1/webhooks", json=body)
