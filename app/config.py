@@ -88,16 +88,73 @@ class Settings(BaseSettings):
     job_hard_time_limit_seconds: float = 0.0
     transient_retries: int = 8
 
-    # Celery.
+    # Celery. Each kind of work (dlcprune.names.WORK_KINDS) has a queue of its own, named by
+    # queue_<kind>, or "<task_queue>.<kind>" when that is empty; GPU workers consume the scoring
+    # queues, CPU workers the rest (``dlcprune worker --kind``).
     task_queue: str = "dlcprune"
+    queue_index: str = ""
+    queue_score: str = ""
+    queue_shards: str = ""
+    queue_export: str = ""
+    queue_evaluate: str = ""
     visibility_timeout_s: int = 12 * 3600
+    # The migrations run when the API starts; off where a migration job runs them (Kubernetes).
+    migrate_on_start: bool = True
+    # Seconds a 202 answer suggests waiting before polling (Retry-After).
+    retry_after_s: int = Field(default=2, ge=1, le=3600)
+
+    # Webhooks. Deliveries are retried this many seconds after each failed attempt (the
+    # Standard Webhooks schedule: about 28 hours in all), then marked failed.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Whether this process's worker sends deliveries (the embedded worker, CPU Celery workers);
+    # off to leave sending to other workers.
+    webhook_sender: bool = True
+    # Targets must be public addresses, except: loopback where this is on (default: on in the
+    # embedded default, off with a broker) and the networks listed (CIDR, e.g. 10.0.0.0/8).
+    webhook_allow_loopback: bool | None = None
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_max_per_tenant: int = Field(default=20, ge=1, le=1000)
 
     log_level: str = "INFO"
 
-    @field_validator("file_roots", "reference_schemes", mode="before")
+    @field_validator(
+        "file_roots",
+        "reference_schemes",
+        "webhook_retry_schedule",
+        "webhook_allowed_networks",
+        mode="before",
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 <= v <= 7 * 86400 for v in value):
+            raise ValueError("give one or more delays in seconds, each from 0 to 604800")
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(v, strict=False)) for v in value]
+        except ValueError as exc:
+            raise ValueError(f"not a network in CIDR notation: {exc}") from exc
+
+    @field_validator(
+        "task_queue", "queue_index", "queue_score", "queue_shards", "queue_export", "queue_evaluate"
+    )
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if value and (len(value) > 200 or not all(c.isalnum() or c in "._-" for c in value)):
+            raise ValueError(f"queue names take letters, digits, '.', '_' and '-': {value!r}")
+        return value
 
     @field_validator("reference_schemes")
     @classmethod
@@ -131,7 +188,19 @@ class Settings(BaseSettings):
             self.cache_dir = (self.data_dir / "cache").resolve()
         if self.auth_enabled is None:
             self.auth_enabled = not (self.embedded_worker and _is_loopback(self.host))
+        if self.webhook_allow_loopback is None:
+            self.webhook_allow_loopback = self.embedded_worker
         return self
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the API, for URLs written outside a request (webhook payloads):
+        ``public_url``, else this process's host and port."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def queue_name(self, kind: str) -> str:
+        """The Celery queue of a kind of work (``dlcprune.names.WORK_KINDS``)."""
+        return getattr(self, f"queue_{kind}") or f"{self.task_queue}.{kind}"
 
     @property
     def embedded_worker(self) -> bool:

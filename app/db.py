@@ -105,6 +105,27 @@ def migrate(settings: Settings | None = None) -> None:
         command.upgrade(cfg, "head")
 
 
+_heads: dict[str, str] = {}
+
+
+def check_schema(settings: Settings | None = None) -> None:
+    """Raise unless the database's schema is at the latest migration (a readiness check: where
+    a migration job runs the migrations, the API is not ready before it finished)."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    settings = settings or get_settings()
+    if "head" not in _heads:
+        _heads["head"] = str(ScriptDirectory.from_config(alembic_config("")).get_current_head())
+    with get_engine(settings).connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != _heads["head"]:
+        raise RuntimeError(
+            f"the database schema is at {current or 'nothing'}, this code needs "
+            f"{_heads['head']} (dlcprune migrate)"
+        )
+
+
 def ping(settings: Settings | None = None) -> None:
     with get_engine(settings).connect() as conn:
         conn.execute(text("SELECT 1"))

@@ -31,13 +31,14 @@ from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
 from app.selections.router import router as selections_router
+from app.webhooks.router import router as webhooks_router
 from app.weights.router import router as weights_router
 
 log = logging.getLogger("dlcprune.api")
 access_log = logging.getLogger("dlcprune.access")
 
 # Probes and scrapes are logged at DEBUG: they would drown the rest.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/metrics/backlog"})
 UNMATCHED_ROUTE = "<unmatched>"
 
 DESCRIPTION = """
@@ -207,7 +208,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if migrate:
+        if migrate and settings.migrate_on_start:
             db.migrate(settings)
         log.info("dlcprune API ready")
         yield
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
             {"name": "selections", "description": "pruned subsets from cached scores"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
+            {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -233,6 +235,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         jobs_router,
         selections_router,
         weights_router,
+        webhooks_router,
         dashboard_router,
     ):
         app.include_router(router)
@@ -242,6 +245,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         """Prometheus metrics in the text format (no key: scrapers are not tenants)."""
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    @app.get("/metrics/backlog", include_in_schema=False)
+    def backlog() -> dict[str, int]:
+        """Work queued or running per kind of work, as JSON: what an autoscaler sizes each
+        kind of worker by (deploy/kubernetes: KEDA's metrics-api scaler reads ``gpu``)."""
+        with db.session_factory()() as session:
+            return metrics.backlog(session)
 
     app.mount(STATIC_PATH, static_files(), name="dashboard-static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)

@@ -6,9 +6,11 @@ Two kinds:
   process (API, Celery worker, embedded worker) changed the rows, and the same from every API
   replica: jobs and datasets by state, the duration of finished jobs as a histogram by final state,
   the samples scored (a counter), the queue depth (queued jobs in the database, and the broker's
-  task list length via Redis ``LLEN`` when a Redis broker is configured). Each is one aggregate SQL
-  query; a database or broker that is down only sets ``dlcprune_database_up`` /
-  ``dlcprune_broker_up`` to 0, the scrape still answers.
+  task lists via Redis ``LLEN`` when a Redis broker is configured: in all, and per kind of work's
+  queue in ``dlcprune_broker_queue_depth``), and the Celery workers (``worker.presence`` rows:
+  live workers by kind, busy or not, their GPU memory). Each is one aggregate SQL query; a
+  database or broker that is down only sets ``dlcprune_database_up`` / ``dlcprune_broker_up`` to
+  0, the scrape still answers.
 - Observed in the API process: HTTP requests by method, route template and status, their
   latency, and the time to create a selection.
 
@@ -25,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import (
@@ -48,7 +51,19 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import session_factory
-from app.models import Dataset, DatasetStatus, Job, JobStatus, ScoreSet
+from app.models import (
+    Dataset,
+    DatasetStatus,
+    Job,
+    JobShard,
+    JobStatus,
+    ScoreSet,
+    ShardStatus,
+    WorkerPresence,
+    utcnow,
+)
+from app.queue import priority_lists
+from dlcprune.names import GPU_WORK, WORK_KINDS, WORKER_KINDS
 
 log = logging.getLogger("dlcprune.metrics")
 
@@ -74,6 +89,8 @@ SELECTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 FINISHED_STATES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 BROKER_TIMEOUT_S = 0.5
+# A worker whose presence row is older than this is not counted (it refreshes every 5 s).
+WORKER_STALE_S = 30.0
 
 
 def _duration_seconds(dialect: str) -> Any:
@@ -106,6 +123,11 @@ class DatabaseCollector:
             GaugeMetricFamily("dlcprune_datasets", ""),
             HistogramMetricFamily("dlcprune_job_duration_seconds", ""),
             CounterMetricFamily("dlcprune_samples_scored", ""),
+            GaugeMetricFamily("dlcprune_backlog", ""),
+            GaugeMetricFamily("dlcprune_workers", ""),
+            GaugeMetricFamily("dlcprune_worker_busy", ""),
+            GaugeMetricFamily("dlcprune_worker_gpu_memory_bytes", ""),
+            GaugeMetricFamily("dlcprune_broker_queue_depth", ""),
             GaugeMetricFamily("dlcprune_queue_depth", ""),
             GaugeMetricFamily("dlcprune_broker_up", ""),
             GaugeMetricFamily("dlcprune_scrape_duration_seconds", ""),
@@ -137,10 +159,18 @@ class DatabaseCollector:
                 "dlcprune_broker_up",
                 "1 when the broker's queue length could be read, else 0 (Redis brokers only)",
             )
-            length = self._broker_queue_length(settings)
-            broker_up.add_metric([], 0 if length is None else 1)
-            if length is not None:
-                queue.add_metric(["broker"], length)
+            lengths = self._broker_queue_lengths(settings)
+            broker_up.add_metric([], 0 if lengths is None else 1)
+            if lengths is not None:
+                queue.add_metric(["broker"], sum(lengths.values()))
+                per_queue = GaugeMetricFamily(
+                    "dlcprune_broker_queue_depth",
+                    "task messages waiting in each kind of work's queue (all priorities)",
+                    labels=["kind", "queue"],
+                )
+                for kind, length in lengths.items():
+                    per_queue.add_metric([kind, settings.queue_name(kind)], length)
+                yield per_queue
             yield broker_up
         yield queue
         took = GaugeMetricFamily(
@@ -224,9 +254,20 @@ class DatabaseCollector:
         )
         samples.add_metric([], int(scored or 0))
         yield samples
+        pending = GaugeMetricFamily(
+            "dlcprune_backlog",
+            "work queued or running, per kind of work: what that kind's workers are busy with or "
+            "will be (autoscaling's measure, also at /metrics/backlog)",
+            labels=["kind"],
+        )
+        for kind, count in backlog(session).items():
+            pending.add_metric([kind], count)
+        yield pending
+        yield from _worker_families(session)
 
-    def _broker_queue_length(self, settings: Settings) -> int | None:
-        """``LLEN`` of the task queue on a Redis broker; None when it cannot be read."""
+    def _broker_queue_lengths(self, settings: Settings) -> dict[str, int] | None:
+        """Messages waiting per kind of work on a Redis broker (``LLEN`` of each of its queue's
+        priority lists, summed); None when they cannot be read."""
         url = settings.broker_url
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return None
@@ -243,10 +284,66 @@ class DatabaseCollector:
                         retry_on_timeout=False,
                     )
                     self._redis[url] = client
-            return int(client.llen(settings.task_queue))
+            pipe = client.pipeline(transaction=False)
+            for kind in WORK_KINDS:
+                for name in priority_lists(settings.queue_name(kind)):
+                    pipe.llen(name)
+            counts = iter(pipe.execute())
+            steps = len(priority_lists(""))
+            return {kind: sum(int(next(counts)) for _ in range(steps)) for kind in WORK_KINDS}
         except Exception as exc:
             log.debug("metrics: broker unavailable: %s", exc)
             return None
+
+
+def backlog(session: Session) -> dict[str, int]:
+    """Work queued or running per kind of work (``dlcprune.names.WORK_KINDS``), from the
+    database, and ``gpu``: the scoring kinds together. Running work counts: a queue's length
+    drops as soon as a worker takes a task, but the worker stays busy for hours, so autoscaling
+    on the queue's length alone would stop a running job."""
+    active = (JobStatus.queued.value, JobStatus.running.value)
+    counts = dict.fromkeys(WORK_KINDS, 0)
+    counts["score"] = session.scalar(select(func.count()).where(Job.status.in_(active))) or 0
+    counts["shards"] = (
+        session.scalar(
+            select(func.count()).where(
+                JobShard.status.in_((ShardStatus.queued.value, ShardStatus.running.value))
+            )
+        )
+        or 0
+    )
+    counts["index"] = (
+        session.scalar(select(func.count()).where(Dataset.status == DatasetStatus.indexing)) or 0
+    )
+    return {**counts, "gpu": sum(counts[kind] for kind in GPU_WORK)}
+
+
+def _worker_families(session: Session) -> Iterator[Metric]:
+    """The live Celery workers (``worker.presence`` rows refreshed within ``WORKER_STALE_S``):
+    how many of each kind, which are busy, their GPU memory."""
+    cutoff = utcnow() - timedelta(seconds=WORKER_STALE_S)
+    rows = session.scalars(select(WorkerPresence).where(WorkerPresence.seen_at >= cutoff)).all()
+    count = GaugeMetricFamily("dlcprune_workers", "live workers by kind", labels=["kind"])
+    busy = GaugeMetricFamily(
+        "dlcprune_worker_busy", "1 while the worker runs a task, else 0", labels=["worker", "kind"]
+    )
+    memory = GaugeMetricFamily(
+        "dlcprune_worker_gpu_memory_bytes",
+        "GPU memory of a GPU worker's device: used (by every process on it) and total",
+        labels=["worker", "kind", "memory"],
+    )
+    kinds = dict.fromkeys(WORKER_KINDS, 0)
+    for row in rows:
+        kinds[row.kind] = kinds.get(row.kind, 0) + 1
+        busy.add_metric([row.name, row.kind], 1 if row.busy else 0)
+        if row.gpu_memory_total_bytes is not None:
+            memory.add_metric([row.name, row.kind, "used"], row.gpu_memory_used_bytes or 0)
+            memory.add_metric([row.name, row.kind, "total"], row.gpu_memory_total_bytes)
+    for kind, n in kinds.items():
+        count.add_metric([kind], n)
+    yield count
+    yield busy
+    yield memory
 
 
 def _le(bound: float) -> str:
@@ -304,6 +401,7 @@ __all__ = [
     "REGISTRY",
     "SELECTION_LATENCY",
     "DatabaseCollector",
+    "backlog",
     "observe_request",
     "render",
 ]

@@ -215,7 +215,9 @@ def main() -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         import redis
 
-        redis.Redis.from_url(REDIS).delete(queue)
+        broker = redis.Redis.from_url(REDIS)
+        for name in broker.scan_iter(f"{queue}*"):  # one queue per kind of work and priority
+            broker.delete(name)
     lat = result["latencies"]
     total = sum(len(v) for v in lat.values())
     print(

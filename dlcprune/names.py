@@ -44,3 +44,25 @@ EXPORT_FORMATS: tuple[str, ...] = (
     "bundle",
 )
 DEFAULT_EXPORT_FORMAT = "original"
+
+# Kinds of work, each on its own Celery queue (app.queue routes a task to its kind's queue; the
+# queue names are settings, DLCPRUNE_QUEUE_<KIND>). GPU workers take the scoring kinds, CPU
+# workers the rest (``dlcprune worker --kind gpu|cpu|all``).
+WORK_KINDS: tuple[str, ...] = ("index", "score", "shards", "export", "evaluate")
+GPU_WORK: tuple[str, ...] = ("score", "shards")
+CPU_WORK: tuple[str, ...] = tuple(kind for kind in WORK_KINDS if kind not in GPU_WORK)
+WORKER_KINDS: tuple[str, ...] = ("gpu", "cpu", "all")
+
+# Priorities within a queue: work of a higher priority is taken first, in order of arrival
+# within one priority.
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+DEFAULT_PRIORITY = "normal"
+
+# Webhook events: "<resource>.<what happened>" (app.webhooks emits them with the resource).
+WEBHOOK_EVENTS: tuple[str, ...] = (
+    "dataset.ready",
+    "dataset.invalid",
+    "job.succeeded",
+    "job.failed",
+    "job.cancelled",
+)

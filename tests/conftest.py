@@ -78,6 +78,9 @@ def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DLCPRUNE_HEARTBEAT_SECONDS": "0.5",
         "DLCPRUNE_FILE_ROOTS": str(root / "refs"),
         "DLCPRUNE_MAX_UPLOAD_BYTES": str(4 * 2**20),
+        # The shared live workers send no webhooks: the webhook tests send them by hand and
+        # count every attempt (tests/service/test_workers.py turns it on for its own workers).
+        "DLCPRUNE_WEBHOOK_SENDER": "false",
     }
     (root / "refs").mkdir()
     saved = {k: os.environ.get(k) for k in env}
@@ -101,10 +104,15 @@ def service_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _purge_queue(name: str) -> None:
+    """Delete the queues named after the prefix ``name``: one per kind of work and priority
+    (``<name>.<kind>``, ``<name>.<kind>:<priority>``)."""
     import redis
 
     with contextlib.suppress(redis.RedisError):
-        redis.Redis.from_url(REDIS_URL).delete(name)
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{name}*"):
+            client.delete(key)
+        client.close()
 
 
 @pytest.fixture(scope="session")

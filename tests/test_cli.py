@@ -252,6 +252,16 @@ def test_select_ccs_with_a_hard_cutoff(scored: tuple[Path, Path], tmp_path: Path
         (["remote", "select"], "dlcprune remote select [OPTIONS] {JOB_ID}"),
         (["remote", "download"], "dlcprune remote download [OPTIONS] {SELECTION_ID}"),
         (["remote", "status"], "dlcprune remote status [OPTIONS] {JOB_ID}"),
+        (["remote", "cancel"], "dlcprune remote cancel [OPTIONS] {JOB_ID}"),
+        (["remote", "delete"], "dlcprune remote delete [OPTIONS] {DATASET_ID}"),
+        (["remote", "scores"], "dlcprune remote scores [OPTIONS] {JOB_ID}"),
+        (["remote", "preview"], "dlcprune remote preview [OPTIONS] {JOB_ID}"),
+        (["remote", "list"], "dlcprune remote list [OPTIONS] {WHAT}"),
+        (["remote", "webhooks", "create"], "dlcprune remote webhooks create [OPTIONS] {URL}"),
+        (
+            ["remote", "webhooks", "replay"],
+            "dlcprune remote webhooks replay [OPTIONS] {WEBHOOK_ID} {DELIVERY_ID}",
+        ),
     ],
 )
 def test_usage_lines_name_the_arguments(argv: list[str], usage: str) -> None:
@@ -316,3 +326,10 @@ def test_serve_without_the_embedded_worker_needs_no_worker_package(tmp_path: Pat
     command = [sys.executable, "-c", code]
     with serve(command=command, port=port, env=env, log=tmp_path / "serve.log", stop_timeout=30):
         pass  # ready: serving loaded no worker code
+
+
+def test_worker_kinds_are_checked_before_the_worker_starts() -> None:
+    wrong = run("worker", "--kind", "tpu")
+    assert wrong.returncode == 1 and "--kind must be one of gpu, cpu, all" in wrong.stderr
+    unknown = run("worker", "--work", "index,painting")
+    assert unknown.returncode == 1 and "unknown kinds ['painting']" in unknown.stderr

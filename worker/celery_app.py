@@ -17,12 +17,19 @@ import uuid
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.config import get_settings
 from app.logs import configure as configure_logging
 from app.logs import log_context
-from app.queue import INDEX_DATASET, RUN_JOB, RUN_SHARD, celery_config
+from app.queue import INDEX_DATASET, RUN_JOB, RUN_SHARD, celery_config, worker_queues
+from dlcprune.names import CPU_WORK, GPU_WORK, WORK_KINDS
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -92,37 +99,80 @@ def index_dataset_task(self: Any, dataset_id: str) -> str | None:
     return str(status) if status is not None else None
 
 
-@worker_ready.connect
-def _start_reaper(**_: Any) -> None:
-    from worker.reaper import ReaperThread
+# What this process takes (set by ``main``): its kind (gpu, cpu, all) and kinds of work.
+KIND_WORK = {"gpu": GPU_WORK, "cpu": CPU_WORK, "all": WORK_KINDS}
+_role: dict[str, Any] = {"kind": "all", "work": WORK_KINDS}
+_threads: list[Any] = []
+_presence: Any = None
 
-    global _reaper
-    _reaper = ReaperThread(get_settings())
-    _reaper.start()
-    log.info("reaper started (every %s s)", get_settings().reaper_seconds)
+
+@worker_ready.connect
+def _start_threads(sender: Any = None, **_: Any) -> None:
+    """The reaper in every worker; the webhook sender where CPU work is taken; the presence
+    row (busy, GPU memory) in every worker."""
+    from app.webhooks.delivery import DeliverySender
+    from worker.presence import Presence
+    from worker.reaper import ReaperThread
+    from worker.runner import worker_name
+
+    global _presence
+    settings = get_settings()
+    _threads.append(ReaperThread(settings))
+    if settings.webhook_sender and any(kind in CPU_WORK for kind in _role["work"]):
+        _threads.append(DeliverySender(settings))
+    _presence = Presence(
+        settings,
+        getattr(sender, "hostname", None) or worker_name(),
+        _role["kind"],
+        worker_queues(tuple(_role["work"]), settings),
+        gpu=any(kind in GPU_WORK for kind in _role["work"]),
+    )
+    _threads.append(_presence)
+    for thread in _threads:
+        thread.start()
+    log.info(
+        "%s worker ready: %s",
+        _role["kind"],
+        ", ".join(type(t).__name__ for t in _threads),
+    )
 
 
 @worker_shutdown.connect
-def _stop_reaper(**_: Any) -> None:
-    if _reaper is not None:
-        _reaper.stop()
+def _stop_threads(**_: Any) -> None:
+    for thread in _threads:
+        thread.stop()
 
 
-_reaper: Any = None
+@task_prerun.connect
+def _busy(task: Any = None, **_: Any) -> None:
+    if _presence is not None:
+        _presence.busy(getattr(task, "name", "?"))
 
 
-def main(extra_args: list[str] | None = None) -> None:
-    """Start a worker process (solo pool: one job at a time in this process)."""
+@task_postrun.connect
+def _idle(**_: Any) -> None:
+    if _presence is not None:
+        _presence.idle()
+
+
+def main(
+    kind: str = "all", work: tuple[str, ...] | None = None, extra_args: list[str] | None = None
+) -> None:
+    """Start a worker process (solo pool: one job at a time in this process) that consumes the
+    queues of ``work`` (default: the kinds of work of ``kind``: gpu, cpu or all)."""
     import socket
 
     settings = get_settings()
+    chosen = tuple(work) if work else KIND_WORK[kind]
+    queues = worker_queues(chosen, settings)
+    _role.update(kind=kind, work=chosen)
     argv = [
         "worker",
         "--pool=solo",
         "--concurrency=1",
-        f"--queues={settings.task_queue}",
+        f"--queues={','.join(queues)}",
         f"--loglevel={settings.log_level}",
-        f"--hostname=dlcprune-{socket.gethostname()}-%i@%h",
+        f"--hostname=dlcprune-{kind}-{socket.gethostname()}-%i@%h",
         "--without-gossip",
         "--without-mingle",
         *(extra_args or []),

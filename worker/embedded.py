@@ -4,7 +4,9 @@ It runs the same task code as the Celery worker, in its own process (the API nev
 torch). Jobs left ``running`` by a worker that stopped beating (the service was stopped while
 they ran) are queued again by the reaper (``worker.reaper``), so work that was queued or running
 when the service stopped resumes when it starts. The loop: reap, index datasets waiting for it,
-run the oldest queued job, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+run the oldest queued job of the highest priority, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+Webhook deliveries are sent by a thread of this process (``app.webhooks.delivery``), so a long
+job does not hold them back.
 
 Started by ``dlcprune serve`` with ``--parent PID``: it stops when that process is gone, so a
 killed service never leaves a worker behind. Its logs are JSON lines (``app.logs``), each record
@@ -24,6 +26,7 @@ from app.config import Settings, get_settings
 from app.db import migrate
 from app.logs import configure as configure_logging
 from app.logs import log_context
+from app.webhooks.delivery import DeliverySender
 from worker import reaper, runner
 
 log = logging.getLogger("dlcprune.worker")
@@ -34,6 +37,17 @@ def serve(settings: Settings | None = None, stop: threading.Event | None = None)
     stop = stop or threading.Event()
     migrate(settings)
     log.info("embedded worker polling %s", settings.database_url.split("://", 1)[0])
+    sender = DeliverySender(settings) if settings.webhook_sender else None
+    if sender is not None:
+        sender.start()
+    try:
+        _loop(settings, stop)
+    finally:
+        if sender is not None:
+            sender.stop()
+
+
+def _loop(settings: Settings, stop: threading.Event) -> None:
     last_reap = -float("inf")
     while not stop.is_set():
         try:

@@ -10,7 +10,8 @@ embedded worker's loop. Each round:
   message, or the send after the commit failed) is sent again, waiting twice as long each time;
 - a running shard whose heartbeat is stale is queued and sent again (or fails its job after
   ``shard_attempts``); a sharded job whose phase is complete but was not advanced is advanced;
-- a dataset still indexing after ``redeliver_after_seconds`` gets its indexing task sent again.
+- a dataset still indexing after ``redeliver_after_seconds`` gets its indexing task sent again;
+- a worker's presence row (``worker.presence``) not refreshed for an hour is deleted.
 
 Claims are exclusive (one conditional UPDATE), so a repeated send only ever runs once. With
 several workers, PostgreSQL's advisory lock lets one reaper work per round.
@@ -22,14 +23,14 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app import queue
 from app.config import Settings, get_settings
 from app.db import get_engine, session_factory
 from app.jobs import service as jobs
-from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, utcnow
+from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, WorkerPresence, utcnow
 
 log = logging.getLogger("dlcprune.reaper")
 
@@ -56,6 +57,7 @@ def reap(settings: Settings | None = None) -> dict[str, int]:
                     _stale_shards(session, settings, counts)
                     _unsent_jobs(session, settings, counts)
                     _unindexed(session, settings, counts)
+                    _gone_workers(session)
         finally:
             if postgres:
                 lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_ID})
@@ -193,6 +195,13 @@ def _unindexed(session: Session, settings: Settings, counts: dict[str, int]) -> 
         session.commit()
         if queue.enqueue_index(dataset_id):
             counts["indexing"] += 1
+
+
+def _gone_workers(session: Session) -> None:
+    session.execute(
+        delete(WorkerPresence).where(WorkerPresence.seen_at < utcnow() - timedelta(hours=1))
+    )
+    session.commit()
 
 
 class ReaperThread(threading.Thread):

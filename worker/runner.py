@@ -166,8 +166,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
         weights = session.get(Weights, job.weights_id) if job.weights_id else None
         hit = jobs_repo.score_set_by_key(session, job.tenant_id, job.cache_key)
         if hit is not None:
-            jobs._mark_succeeded(job, hit, cached=True)
-            session.commit()
+            jobs.succeed_from_cache(session, job, hit)
             return JobStatus.succeeded
         if dataset is None:
             return "skipped"

@@ -36,6 +36,7 @@ from app.datasets.indexing import open_reader
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, Weights, utcnow
+from dlcprune.names import DEFAULT_PRIORITY
 from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("dlcprune.worker")
@@ -83,6 +84,7 @@ def start(session: Session, job: Job, dataset: Dataset, settings: Settings) -> N
 
 
 def _enqueue_pending(session: Session, job_id: uuid.UUID, phase: str) -> None:
+    priority = session.scalar(select(Job.priority).where(Job.id == job_id))
     ids = session.scalars(
         select(JobShard.id).where(
             JobShard.job_id == job_id,
@@ -91,7 +93,7 @@ def _enqueue_pending(session: Session, job_id: uuid.UUID, phase: str) -> None:
         )
     ).all()
     for shard_id in ids:
-        queue.send(queue.RUN_SHARD, shard_id)
+        queue.send(queue.RUN_SHARD, shard_id, priority=priority or DEFAULT_PRIORITY)
 
 
 def _claim(session: Session, shard_id: uuid.UUID, worker: str, settings: Settings) -> bool:

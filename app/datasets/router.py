@@ -16,6 +16,7 @@ from app.datasets import repository, samples, service
 from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError, error_body
+from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -108,7 +109,11 @@ def upload_options(fields: dict[str, str]) -> DatasetOptions:
     status_code=201,
     response_model=DatasetRead,
     responses={
-        202: {"model": DatasetRead, "description": "accepted; indexing"},
+        202: {
+            "model": DatasetRead,
+            "description": "accepted; indexing",
+            "headers": ACCEPTED_HEADERS,
+        },
         **ERRORS,
         422: {
             "description": "unsupported format or reference, or the data is invalid (the "
@@ -171,7 +176,9 @@ async def create_dataset(
             status_code=422,
             headers={"Location": read.url},
         )
-    return JSONResponse(body, status_code=202 if queued else 201, headers={"Location": read.url})
+    if queued:
+        return accepted(body, read.url, settings)
+    return JSONResponse(body, status_code=201, headers={"Location": read.url})
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS, summary="List datasets")
@@ -191,15 +198,21 @@ def list_datasets(
     )
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, responses=ERRORS, summary="A dataset")
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRead,
+    responses={**ERRORS, **CONDITIONAL_RESPONSES},
+    summary="A dataset (ETag; 304 to a matching If-None-Match)",
+)
 def get_dataset(
     dataset_id: uuid.UUID,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-) -> DatasetRead:
-    return service.to_read(service.get(session, tenant, dataset_id), base_url(request, settings))
+) -> Response:
+    read = service.to_read(service.get(session, tenant, dataset_id), base_url(request, settings))
+    return conditional_json(request, read.model_dump(mode="json"))
 
 
 @router.delete(

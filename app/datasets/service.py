@@ -24,6 +24,7 @@ from app.datasets.schemas import DatasetOptions, DatasetRead, DatasetReference, 
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
 from app.uploads import ReceivedFile, sha256_path
+from app.webhooks import outbox
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import registry as format_registry
 
@@ -163,7 +164,16 @@ def _data_size(path: Path) -> int:
 
 
 def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
-    """Validate and index ``dataset`` (status becomes ready or invalid); the caller commits."""
+    """Validate and index ``dataset`` (status becomes ready or invalid, and the webhook event
+    ``dataset.ready`` or ``dataset.invalid`` is emitted); the caller commits both."""
+    _index(dataset, settings, blobs)
+    read = to_read(dataset, settings.base_url)
+    outbox.emit(
+        session, dataset.tenant_id, f"dataset.{dataset.status}", read.model_dump(mode="json")
+    )
+
+
+def _index(dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
     shown = dataset.filename if dataset.source == "upload" else (dataset.uri or dataset.filename)
     try:
         path = local_data_path(dataset, settings, blobs)

@@ -28,13 +28,14 @@ def _check(fn) -> str | None:  # type: ignore[no-untyped-def]
 
 @router.get(
     "/readyz",
-    summary="Database, broker and blob store are reachable",
+    summary="Database (at the latest schema), broker and blob store are reachable",
     responses={503: {"description": "a dependency is down"}},
 )
 async def readyz() -> JSONResponse:
     settings = get_settings()
     checks = {
         "database": await run_in_threadpool(_check, db.ping),
+        "schema": await run_in_threadpool(_check, db.check_schema),
         "broker": await run_in_threadpool(_check, queue.broker_ping)
         if not settings.embedded_worker
         else None,

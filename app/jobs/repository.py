@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Job, JobStatus, ScoreSet
+from dlcprune.names import PRIORITIES
 
 
 def get(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
@@ -61,9 +62,14 @@ def load_tokens(session: Session, score_set_id: uuid.UUID) -> np.ndarray | None:
 
 
 def next_queued(session: Session) -> Job | None:
-    """The oldest queued job of any tenant (the embedded worker's poll)."""
+    """The oldest queued job of the highest priority, of any tenant (the embedded worker's
+    poll)."""
+    rank = case({name: i for i, name in enumerate(PRIORITIES)}, value=Job.priority, else_=1)
     return session.scalar(
-        select(Job).where(Job.status == JobStatus.queued).order_by(Job.created_at).limit(1)
+        select(Job)
+        .where(Job.status == JobStatus.queued)
+        .order_by(rank, Job.created_at, Job.id)
+        .limit(1)
     )
 
 

@@ -17,6 +17,7 @@ from app import plots
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
+from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
 
@@ -35,7 +36,7 @@ ERRORS = {
     "",
     status_code=202,
     response_model=JobRead,
-    responses=ERRORS,
+    responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Start a scoring job (answered at once; poll the job's URL)",
 )
 def create_job(
@@ -48,10 +49,8 @@ def create_job(
 ) -> Response:
     job, replayed = service.create(session, tenant, body, idempotency_key)
     read = service.to_read(job, base_url(request, settings))
-    headers = {"Location": read.url}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(read.model_dump(mode="json"), status_code=202, headers=headers)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return accepted(read.model_dump(mode="json"), read.url, settings, headers)
 
 
 @router.get("", response_model=JobList, responses=ERRORS, summary="List jobs")
@@ -76,22 +75,28 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=ERRORS, summary="A job and its progress")
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    responses={**ERRORS, **CONDITIONAL_RESPONSES},
+    summary="A job and its progress (ETag; 304 to a matching If-None-Match)",
+)
 def get_job(
     job_id: uuid.UUID,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-) -> JobRead:
-    return service.to_read(service.get(session, tenant, job_id), base_url(request, settings))
+) -> Response:
+    read = service.to_read(service.get(session, tenant, job_id), base_url(request, settings))
+    return conditional_json(request, read.model_dump(mode="json"))
 
 
 @router.post(
     "/{job_id}/cancel",
     response_model=JobRead,
     status_code=202,
-    responses=ERRORS,
+    responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Cancel a queued or running job",
 )
 def cancel_job(
@@ -100,8 +105,9 @@ def cancel_job(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-) -> JobRead:
-    return service.to_read(service.cancel(session, tenant, job_id), base_url(request, settings))
+) -> Response:
+    read = service.to_read(service.cancel(session, tenant, job_id), base_url(request, settings))
+    return accepted(read.model_dump(mode="json"), read.url, settings)
 
 
 @router.get(

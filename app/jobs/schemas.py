@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.datasets.schemas import ErrorInfo
 from dlcprune.core.params import BaselineParams, DLCParams, params_of, required
-from dlcprune.names import DEFAULT_METHOD, DEFAULT_MODEL, DEFAULT_STRATEGY, METHODS
+from dlcprune.names import (
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_PRIORITY,
+    DEFAULT_STRATEGY,
+    METHODS,
+    PRIORITIES,
+)
 
 
 def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[BaseModel]:
@@ -110,6 +117,11 @@ class JobCreate(BaseModel):
         default_factory=DLCParamsIn,
         description="the method's parameters: DLCParamsIn for dlc, BaselineParamsIn otherwise",
     )
+    priority: Literal[PRIORITIES] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_PRIORITY,
+        description="queued jobs of a higher priority are taken first (high, normal, low); "
+        "within one priority, in order of arrival",
+    )
 
 
 class ProgressRead(BaseModel):
@@ -151,6 +163,7 @@ class JobRead(BaseModel):
     method: str
     params: dict[str, Any]
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    priority: str = Field(default=DEFAULT_PRIORITY, description="high, normal or low")
     cached: bool = Field(description="answered from scores computed before, without recomputing")
     recommended_strategy: str = Field(
         default=DEFAULT_STRATEGY,

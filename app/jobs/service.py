@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import queue
+from app.config import get_settings
 from app.datasets import service as datasets
 from app.datasets.schemas import ErrorInfo
 from app.errors import APIError, conflict, not_found, unprocessable
@@ -35,6 +36,7 @@ from app.models import (
     as_utc,
     utcnow,
 )
+from app.webhooks import outbox
 from dlcprune.core.errors import ParameterError
 from dlcprune.core.params import (
     IMAGE_MODELS,
@@ -47,7 +49,7 @@ from dlcprune.core.params import (
     DLCParams,
     params_of,
 )
-from dlcprune.names import DEFAULT_STRATEGY
+from dlcprune.names import DEFAULT_PRIORITY, DEFAULT_STRATEGY
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -187,6 +189,7 @@ def create(
             p.name: getattr(params, p.name) for p in params_of(type(params)) if not p.spec.execution
         },
         cache_key=key,
+        priority=body.priority,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
@@ -195,6 +198,8 @@ def create(
         _mark_succeeded(job, hit, cached=True)
     session.add(job)
     try:
+        if hit is not None:
+            announce(session, job)
         session.commit()
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert.
@@ -213,7 +218,8 @@ def create(
 def dispatch(session: Session, job_id: uuid.UUID) -> bool:
     """Hand a committed job to the broker and note it (the outbox). A failed send leaves
     ``enqueued_at`` as it was: the reaper sends the job again."""
-    if not queue.enqueue_job(job_id):
+    priority = session.scalar(select(Job.priority).where(Job.id == job_id))
+    if not queue.enqueue_job(job_id, priority or DEFAULT_PRIORITY):
         return False
     session.execute(
         update(Job)
@@ -265,6 +271,21 @@ def _replay(job: Job, request_hash: str) -> Job:
     return job
 
 
+def announce(session: Session, job: Job) -> None:
+    """The ``job.<status>`` webhook event with the job as the API shows it, in the caller's
+    transaction (``app.webhooks.outbox``)."""
+    session.flush()
+    read = to_read(job, get_settings().base_url)
+    outbox.emit(session, job.tenant_id, f"job.{job.status}", read.model_dump(mode="json"))
+
+
+def succeed_from_cache(session: Session, job: Job, score_set: ScoreSet) -> None:
+    """A queued job whose scores another job stored meanwhile: succeeded, from the cache."""
+    _mark_succeeded(job, score_set, cached=True)
+    announce(session, job)
+    session.commit()
+
+
 def _mark_succeeded(job: Job, score_set: ScoreSet, *, cached: bool) -> None:
     now = utcnow()
     job.status = JobStatus.succeeded
@@ -301,6 +322,7 @@ def cancel(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         job.status = JobStatus.cancelled
         job.stage = "cancelled"
         job.finished_at = utcnow()
+        announce(session, job)
     session.commit()
     return job
 
@@ -321,6 +343,7 @@ def to_read(job: Job, base_url: str) -> JobRead:
         method=job.method,
         params=job.params,
         status=job.status,
+        priority=job.priority,
         cached=job.cached,
         recommended_strategy=STRATEGY.get(job.method, DEFAULT_STRATEGY),
         unscored=job.unscored or 0,
@@ -497,6 +520,7 @@ def store_scores(
         session.flush()
     job.timings = timings_
     _mark_succeeded(job, score_set, cached=False)
+    announce(session, job)
     session.commit()
     return job
 
@@ -510,6 +534,7 @@ def mark_failed(session: Session, job_id: uuid.UUID, code: str, message: str) ->
     job.error_message = message[:4000]
     job.stage = "failed"
     job.finished_at = utcnow()
+    announce(session, job)
     session.commit()
 
 
@@ -520,4 +545,5 @@ def mark_cancelled(session: Session, job_id: uuid.UUID) -> None:
     job.status = JobStatus.cancelled
     job.stage = "cancelled"
     job.finished_at = utcnow()
+    announce(session, job)
     session.commit()

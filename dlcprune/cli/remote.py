@@ -1,4 +1,6 @@
-"""``dlcprune remote ...``: a running service's API through ``dlcprune.client``.
+"""``dlcprune remote ...``: a running service's API through ``dlcprune.client``: upload, score,
+status, list, cancel, delete, scores, preview, select, download, and ``webhooks ...``
+(``remote_webhooks``).
 
 ``--url`` and ``--key`` default to ``DLCPRUNE_URL`` and ``DLCPRUNE_API_KEY``. Every command
 prints an id or a path on stdout, or with ``--json`` the resource as the API answered it; a
@@ -12,6 +14,9 @@ fills in the rest.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -27,8 +32,10 @@ from dlcprune.core.selection.params import SelectionParams
 from dlcprune.names import (
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_METHOD,
+    DEFAULT_PRIORITY,
     EXPORT_FORMATS,
     METHODS,
+    PRIORITIES,
 )
 
 remote = typer.Typer(help="Use a running dlcprune service.", no_args_is_help=True)
@@ -57,6 +64,43 @@ def _client(url: str | None, key: str | None, timeout: float) -> Iterator[Any]:
             yield client
     except DlcpruneError as exc:
         raise CLIError(f"{exc.code}: {exc.message}") from exc
+
+
+def connected(fn: Any) -> Any:
+    """A remote command over an open client: ``fn(client, ..., as_json=...)`` gets the options
+    every remote command takes (``--json``, ``--url``, ``--key``, ``--timeout``) beside its own;
+    the client is open while it runs, and the service's errors become one line."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in ("client", "as_json")]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=a)
+        for name, a, d in (
+            ("as_json", Json, False),
+            ("url", Url, None),
+            ("key", Key, None),
+            ("timeout", Timeout, 60.0),
+        )
+    ]
+    keyword_only = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    parameters = [p for p in own if p not in keyword_only] + shared + keyword_only
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any,
+        as_json: bool = False,
+        url: str | None = None,
+        key: str | None = None,
+        timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> Any:
+        with _client(url, key, timeout) as client:
+            return fn(client, *args, as_json=as_json, **kwargs)
+
+    # typer reads the signature and the annotations; neither may see through to ``fn``.
+    del command.__wrapped__  # type: ignore[attr-defined]
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
 
 
 def zip_folder(folder: str, workdir: str) -> str:
@@ -126,6 +170,10 @@ def score(
     idempotency_key: Annotated[
         str | None, typer.Option(help="the same key returns the same job")
     ] = None,
+    priority: Annotated[
+        Literal[PRIORITIES],  # type: ignore[valid-type]
+        typer.Option(help="queued jobs of a higher priority run first"),
+    ] = DEFAULT_PRIORITY,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
     poll: Annotated[float, typer.Option(help="seconds between polls (--wait)")] = 1.0,
     wait_timeout: Annotated[
@@ -151,6 +199,7 @@ def score(
             weights_id=weights_id,
             idempotency_key=idempotency_key,
             method=method,
+            priority=priority,
         )
         if wait and not job.finished:
             bar, update = _job_bar(wants_bar(quiet, progress))
@@ -256,3 +305,115 @@ def status(
     if job.error is not None:
         line += f"\t{job.error.code}: {job.error.message}"
     print(line)
+
+
+@remote.command("list")
+@connected
+def list_resources(
+    client: Any,
+    what: Annotated[
+        Literal["datasets", "jobs"],
+        typer.Argument(metavar="WHAT", help="datasets or jobs"),
+    ],
+    status_: Annotated[
+        str | None,
+        typer.Option("--status", help="only these (indexing/ready/invalid, queued/running/...)"),
+    ] = None,
+    dataset_id: Annotated[
+        str | None, typer.Option(help="jobs: only this dataset's", show_default=False)
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many, newest first")] = None,
+    *,
+    as_json: bool,
+) -> None:
+    """List datasets or jobs, newest first: one per line (id, state, ...)."""
+    if what == "datasets":
+        rows = client.datasets(status=status_)[:limit]
+        lines = [f"{d.id}\t{d.status}\t{d.num_samples}\t{d.name}" for d in rows]
+    else:
+        rows = client.jobs(status=status_, dataset_id=dataset_id, limit=limit)
+        lines = [
+            f"{j.id}\t{j.status}\t{j.progress.fraction:.0%}\t{j.model}\t{j.dataset_id}"
+            for j in rows
+        ]
+    print_json([r.raw for r in rows]) if as_json else print("\n".join(lines))
+
+
+@remote.command()
+@connected
+def cancel(
+    client: Any,
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a queued or running job")],
+    *,
+    as_json: bool,
+) -> None:
+    """Cancel a job (a running one stops at its next progress report)."""
+    job = client.cancel(job_id)
+    print_json(job.raw) if as_json else print(job.id)
+    print(f"job {job.id}: {job.status}", file=sys.stderr)
+
+
+@remote.command()
+@connected
+def delete(
+    client: Any,
+    dataset_id: Annotated[str, typer.Argument(metavar="DATASET_ID", help="the dataset")],
+    *,
+    as_json: bool,
+) -> None:
+    """Delete a dataset with its jobs, scores, selections and exports."""
+    client.delete_dataset(dataset_id)
+    print_json({"deleted": dataset_id}) if as_json else print(dataset_id)
+
+
+@remote.command()
+@connected
+def scores(
+    client: Any,
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a succeeded job")],
+    out: Annotated[
+        str | None, typer.Option(help="write the CSV here (default: standard output)")
+    ] = None,
+    *,
+    as_json: bool,
+) -> None:
+    """A job's scores as CSV (sample_id,label,score), or with --json as a list."""
+    import tempfile
+    from pathlib import Path
+
+    if as_json:
+        print_json([dataclasses.asdict(s) for s in client.scores(job_id)])
+    elif out:
+        print(client.scores_csv(job_id, out))
+    else:
+        with tempfile.TemporaryDirectory(prefix="dlcprune-scores-") as tmp:
+            path = client.scores_csv(job_id, Path(tmp) / "scores.csv")
+            sys.stdout.write(path.read_text(encoding="utf-8"))
+
+
+@remote.command("preview")
+@param_options(SelectionParams, into="params", given_only=True, parsers=KEEP_PARSER)
+@connected
+def preview(
+    client: Any,
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="a succeeded job")],
+    *,
+    as_json: bool,
+    params: dict[str, Any],
+) -> None:
+    """What a selection would keep, and how far it moves the distributions (stores nothing)."""
+    seen = client.preview(job_id, **params)
+    if as_json:
+        print_json(seen.raw)
+        return
+    print(f"keep\t{seen.size}/{seen.num_samples}\t{seen.strategy}")
+    print(f"ks_statistic\t{seen.ks_statistic:.4f}")
+    if seen.tv_distance is not None:
+        print(f"tv_distance\t{seen.tv_distance:.4f}")
+    for name, counts in sorted(seen.class_counts.items()):
+        print(f"class\t{name}\t" + "\t".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+from dlcprune.cli.remote_webhooks import webhooks  # noqa: E402 - uses this module's options
+
+remote.add_typer(webhooks, name="webhooks")

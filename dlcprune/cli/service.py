@@ -44,7 +44,8 @@ def serve(
     if port:
         os.environ["DLCPRUNE_PORT"] = str(port)
     settings = get_settings()
-    migrate(settings)
+    if settings.migrate_on_start:
+        migrate(settings)
     child = None
     if settings.embedded_worker and not no_embedded_worker:
         # A process of its own: the API never imports torch, the worker does. It watches this
@@ -78,11 +79,34 @@ def serve(
                 child.kill()
 
 
-def worker() -> None:
-    """Run a Celery worker (solo pool, one job at a time)."""
+def worker(
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="gpu: the scoring queues (score, shards); cpu: the rest (index, export, "
+            "evaluate; and it sends the webhooks); all: every queue"
+        ),
+    ] = "all",
+    work: Annotated[
+        str | None,
+        typer.Option(
+            help="consume these kinds of work instead, comma-separated (e.g. index,export)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run a Celery worker (solo pool, one job at a time) on its kind's queues."""
+    from dlcprune.names import WORK_KINDS, WORKER_KINDS
+
+    if kind not in WORKER_KINDS:
+        raise CLIError(f"--kind must be one of {', '.join(WORKER_KINDS)}, not {kind!r}")
+    chosen = tuple(k.strip() for k in work.split(",") if k.strip()) if work else None
+    unknown = [k for k in chosen or () if k not in WORK_KINDS]
+    if unknown:
+        raise CLIError(f"--work: unknown kinds {unknown}; known: {', '.join(WORK_KINDS)}")
     from worker.celery_app import main as worker_main
 
-    worker_main()
+    worker_main(kind, chosen)
 
 
 def migrate() -> None:

@@ -1,4 +1,5 @@
-"""A typed Python client for the dlcprune REST API (httpx, synchronous).
+"""A typed Python client for the dlcprune REST API (httpx; ``Client`` synchronous,
+``AsyncClient`` the same calls awaitable).
 
     from dlcprune.client import Client
 
@@ -10,6 +11,11 @@
         kept = [item.sample_id for item in dlc.items(sel.id)]
         path = dlc.download(sel.id, "out/")  # out/digits-<id8>.zip, the server's file name
 
+Calls that are safe to repeat (reads, deletes, and POSTs with an ``Idempotency-Key``: every
+``start_job`` sends one) are retried with backoff when the service did not answer or answered
+429/502/503/504 (``retries``, ``backoff``: see ``_http``). Webhook receivers check deliveries with
+``verify_webhook`` (``webhooks``).
+
 Every error the API answers raises ``DlcpruneError`` with the HTTP status and the API's error
 ``code`` and ``message`` (``not_found``, ``job_not_ready``, ``validation_error``, ...); a service
 that cannot be reached raises it with ``status=None`` and code ``connection_error`` or
@@ -20,9 +26,10 @@ Files go both ways as streams: ``upload`` sends the file from disk in chunks (mu
 read whole into memory) and ``download``, ``scores_csv`` and ``items`` read the answer
 incrementally.
 
-The package needs httpx and the standard library alone (``pip install dlcprune``): ``errors``
+The package needs httpx and tenacity alone (``pip install dlcprune``): ``errors``
 (``DlcpruneError`` and its kinds), ``models`` (the returned dataclasses), ``_http`` (transport,
-paging, streamed downloads) and this module's ``Client``, the API's calls. Names shared with the
+paging, streamed downloads, retries), ``webhooks`` (endpoints, deliveries, ``verify_webhook``),
+``_async`` (``AsyncClient``) and this module's ``Client``, the API's calls. Names shared with the
 service (strategies, export formats, defaults) come from ``dlcprune.names``.
 """
 
@@ -57,13 +64,23 @@ from dlcprune.client.models import (
     Selection,
     Weights,
 )
+from dlcprune.client.webhooks import (
+    Attempt,
+    Delivery,
+    Webhook,
+    WebhookEvent,
+    WebhookInvalid,
+    verify_webhook,
+)
 from dlcprune.names import (
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
+    DEFAULT_PRIORITY,
     DEFAULT_STRATEGY,
     EXPORT_FORMATS,
     STRATEGIES,
+    WEBHOOK_EVENTS,
 )
 
 __all__ = [
@@ -72,8 +89,12 @@ __all__ = [
     "FINISHED",
     "STRATEGIES",
     "VERSION",
+    "WEBHOOK_EVENTS",
+    "AsyncClient",
+    "Attempt",
     "Client",
     "Dataset",
+    "Delivery",
     "DlcpruneError",
     "ErrorInfo",
     "Item",
@@ -84,8 +105,12 @@ __all__ = [
     "Score",
     "Selection",
     "WaitTimeout",
+    "Webhook",
+    "WebhookEvent",
+    "WebhookInvalid",
     "Weights",
     "filename_from",
+    "verify_webhook",
 ]
 
 _MAX_OUTAGES = 30  # consecutive failed polls ``wait`` sits out without a timeout of its own
@@ -178,23 +203,36 @@ class Client(Http):
         weights_id: Id | None = None,
         idempotency_key: str | None = None,
         method: str = DEFAULT_METHOD,
+        priority: str = DEFAULT_PRIORITY,
     ) -> Job:
         """Start scoring a dataset (answered at once; ``wait`` for it). Scores computed before
         for the same content, model and parameters answer ``succeeded`` with ``cached=True``.
-        The same ``idempotency_key`` with the same body returns the same job."""
+        The same ``idempotency_key`` with the same body returns the same job; without one, a
+        new key is sent, so a retry after a lost answer does not start a second job.
+        ``priority`` (high, normal, low) orders the queued jobs."""
         body: dict[str, Any] = {
             "dataset_id": str(dataset_id),
             "model": model,
             "method": method,
             "params": dict(params or {}),
         }
+        if priority != DEFAULT_PRIORITY:
+            body["priority"] = priority
         if weights_id is not None:
             body["weights_id"] = str(weights_id)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
         return Job.from_json(self._json("POST", "/v1/jobs", json=body, headers=headers))
 
     def job(self, job_id: Id) -> Job:
         return Job.from_json(self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def _poll(self, job_id: Id, last: tuple[str, Job] | None) -> tuple[str, Job]:
+        """The job, asked with the ETag of ``last``: a 304 (unchanged) reuses it."""
+        headers = {"If-None-Match": last[0]} if last else None
+        resp = self._send("GET", f"/v1/jobs/{job_id}", headers=headers)
+        if resp.status_code == 304 and last is not None:
+            return last
+        return resp.headers.get("etag", ""), Job.from_json(resp.json())
 
     def jobs(
         self,
@@ -241,9 +279,11 @@ class Client(Http):
         seen: tuple[float, str] | None = None
         outages = 0
         job: Job | None = None
+        tagged: tuple[str, Job] | None = None
         while True:
             try:
-                job = self.job(job_id)
+                tagged = self._poll(job_id, tagged)
+                job = tagged[1]
                 outages = 0
             except DlcpruneError as exc:
                 outages += 1
@@ -380,3 +420,83 @@ class Client(Http):
         path = f"/v1/selections/{selection_id}/export"
         with self._stream("GET", path, params=params) as resp:
             return self._save(resp, dest_dir, f"selection-{selection_id}-{format}")
+
+    # What the data and the scores look like ----------------------------------------------------
+
+    def sample(self, dataset_id: Id, index: int) -> dict[str, Any]:
+        """One sample of a ready dataset: its id, label, and a text snippet or thumbnail URL."""
+        return dict(self._json("GET", f"/v1/datasets/{dataset_id}/samples/{index}"))
+
+    def thumbnail(self, dataset_id: Id, index: int, dest_dir: str | os.PathLike[str]) -> Path:
+        """An image sample's PNG thumbnail, saved into ``dest_dir``."""
+        path = f"/v1/datasets/{dataset_id}/samples/{index}/thumbnail"
+        with self._stream("GET", path) as resp:
+            return self._save(resp, dest_dir, f"sample-{index}.png")
+
+    def summary(self, job_id: Id, bins: int = 30, k: int = 6) -> dict[str, Any]:
+        """A finished job's histograms, loss curve and easiest and hardest samples."""
+        params = {"bins": bins, "k": k}
+        return dict(self._json("GET", f"/v1/jobs/{job_id}/summary", params=params))
+
+    def plot(
+        self,
+        job_id: Id,
+        name: str,
+        dest_dir: str | os.PathLike[str],
+        fmt: str = "png",
+        **params: Any,
+    ) -> Path:
+        """A job's plot saved into ``dest_dir``: ``histogram``, ``loss-curve``, or
+        ``distribution`` (what a selection with ``params`` — keep, strategy, ... — would keep);
+        ``fmt`` png or svg."""
+        path = f"/v1/jobs/{job_id}/plots/{name}.{fmt}"
+        with self._stream("GET", path, params=params or None) as resp:
+            return self._save(resp, dest_dir, f"{name}-{str(job_id)[:8]}.{fmt}")
+
+    def selection_plot(
+        self, selection_id: Id, dest_dir: str | os.PathLike[str], fmt: str = "png"
+    ) -> Path:
+        """A selection's scores against the full set's, saved into ``dest_dir``."""
+        path = f"/v1/selections/{selection_id}/plots/distribution.{fmt}"
+        with self._stream("GET", path) as resp:
+            return self._save(resp, dest_dir, f"distribution-{str(selection_id)[:8]}.{fmt}")
+
+    # Webhooks ----------------------------------------------------------------------------------
+
+    def create_webhook(
+        self, url: str, events: list[str] | tuple[str, ...], description: str = ""
+    ) -> Webhook:
+        """Register an endpoint for ``events`` (``WEBHOOK_EVENTS``); the answer's ``secret``
+        (shown this once) is what ``verify_webhook`` checks deliveries with."""
+        body = {"url": url, "events": list(events), "description": description}
+        return Webhook.from_json(self._json("POST", "/v1/webhooks", json=body))
+
+    def webhooks(self) -> list[Webhook]:
+        """This tenant's endpoints, newest first (all pages)."""
+        return [Webhook.from_json(w) for w in self._pages("/v1/webhooks", {}, 1000)]
+
+    def webhook(self, webhook_id: Id) -> Webhook:
+        return Webhook.from_json(self._json("GET", f"/v1/webhooks/{webhook_id}"))
+
+    def delete_webhook(self, webhook_id: Id) -> None:
+        """Delete an endpoint with its deliveries; nothing more is sent to it."""
+        self._send("DELETE", f"/v1/webhooks/{webhook_id}")
+
+    def deliveries(self, webhook_id: Id, status: str | None = None) -> list[Delivery]:
+        """An endpoint's deliveries, newest first, each with its attempts (all pages);
+        ``status``: pending, delivered or failed."""
+        params = {"status": status} if status else {}
+        path = f"/v1/webhooks/{webhook_id}/deliveries"
+        return [Delivery.from_json(d) for d in self._pages(path, params, 1000)]
+
+    def delivery(self, webhook_id: Id, delivery_id: Id) -> Delivery:
+        path = f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"
+        return Delivery.from_json(self._json("GET", path))
+
+    def replay(self, webhook_id: Id, delivery_id: Id) -> Delivery:
+        """Send a delivery again (the same ``webhook-id`` and body), now."""
+        path = f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"
+        return Delivery.from_json(self._json("POST", path))
+
+
+from dlcprune.client._async import AsyncClient  # noqa: E402 - it wraps the Client above

@@ -24,6 +24,7 @@ class DlcpruneError(Exception):
         *,
         details: Any = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
@@ -31,6 +32,8 @@ class DlcpruneError(Exception):
         self.message = message
         self.details = details
         self.request_id = request_id
+        # Seconds the service asked to wait before trying again (429, 503), when it said.
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (
@@ -85,4 +88,13 @@ def error_from(resp: httpx.Response) -> DlcpruneError:
         message,
         details=details,
         request_id=resp.headers.get("x-request-id"),
+        retry_after=_seconds(resp.headers.get("retry-after")),
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (its HTTP-date form is not used by the service)."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

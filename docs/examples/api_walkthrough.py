@@ -36,6 +36,7 @@ from walkthrough_page import (
     run_client_example,
     zip_listing,
 )
+from walkthrough_webhooks import webhooks
 
 from dlcprune.devserver import clean_env, serve
 from dlcprune.names import DEFAULT_EXPORT_FORMAT, EXPORT_FORMATS
@@ -208,7 +209,9 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
 
         ### Start a scoring job
 
-        `202` at once; the job is `queued` until a worker takes it. `params` are DLC's (names as
+        `202` at once, with the job's `Location` and a `Retry-After` (seconds before it is worth
+        polling); the job is `queued` until a worker takes it. `priority` (`high`, `normal`,
+        `low`) orders the queued jobs. `params` are DLC's (names as
         the CLI's options in snake case; unset ones get the defaults for the data's kind, shown
         in the answer). All of them come from one definition (`dlcprune/core/params.py`), so the
         engine's `early_stop` (with `early_stop_tol`, `early_stop_window`, `early_stop_min`) and
@@ -228,7 +231,13 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         """
     )
     w.wait(job["id"])
-    w.call("GET", f"/v1/jobs/{job['id']}", expect=200)
+    polled = w.call("GET", f"/v1/jobs/{job['id']}", expect=200)
+    page.text(
+        "A poller that sends the `ETag` back in `If-None-Match` gets `304`, no body, until the "
+        "job changes (datasets answer the same way):"
+    )
+    tag = {"If-None-Match": polled.headers["etag"]}
+    w.call("GET", f"/v1/jobs/{job['id']}", headers=tag, show="none", expect=304)
 
     page.text(
         """
@@ -383,6 +392,8 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
     bundle = w.call("GET", export, params={"format": "bundle"}, show="file", expect=200)
     page.block("text", zip_listing(bundle.content))
 
+    webhooks(w, page, ds["id"])
+
     # The Python client ------------------------------------------------------------------------
     page.text(
         """
@@ -408,6 +419,12 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         dlcprune remote select JOB_ID --keep 0.5 --out subset.txt
         dlcprune remote download SELECTION_ID --out exports/ --format bundle
         dlcprune remote status JOB_ID
+        dlcprune remote list jobs --status running --json
+        dlcprune remote preview JOB_ID --keep 0.3
+        dlcprune remote scores JOB_ID --out scores.csv
+        dlcprune remote cancel JOB_ID
+        dlcprune remote webhooks create https://ci.example.com/hooks --event job.succeeded
+        dlcprune remote webhooks deliveries WEBHOOK_ID
         ```
         """
     )
@@ -440,7 +457,8 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
 
         `GET /metrics` (no key; not in the OpenAPI document) serves Prometheus metrics: jobs and
         datasets by state, a histogram of job durations by final state, the samples scored
-        (`rate()` of it is samples per second), the queue depth, the time to create a selection,
+        (`rate()` of it is samples per second), the queue depth, the backlog per kind of work,
+        the Celery workers (none here: the embedded default), the time to create a selection,
         and HTTP requests by route template and status. The `dlcprune_` lines, histograms cut:
         """
     )

@@ -27,6 +27,8 @@ KEEP_LIST = 3
 SHOWN_HEADERS = (
     "content-type",
     "location",
+    "retry-after",
+    "etag",
     "content-disposition",
     "idempotent-replayed",
 )

@@ -1,12 +1,14 @@
-"""The Python client installs and works with httpx alone.
+"""The Python client installs and works with httpx and tenacity alone.
 
-- The installed project's metadata asks for httpx and nothing else outside an extra: that is what
-  ``pip install dlcprune`` installs.
+- The installed project's metadata asks for httpx and tenacity (its retries; pure Python, no
+  dependencies of its own) and nothing else outside an extra: that is what ``pip install
+  dlcprune`` installs.
 - In a fresh isolated interpreter (``python -I``) whose imports outside the standard library are
-  refused except for httpx, its own dependencies and ``dlcprune``, ``import dlcprune.client``
-  works, a ``Client`` is built, and none of the service's or the engine's packages got loaded.
+  refused except for httpx, its own dependencies, tenacity and ``dlcprune``,
+  ``import dlcprune.client`` works, a ``Client`` is built, and none of the service's or the
+  engine's packages got loaded.
 - The same interpreter talks to a running service (the embedded ``dlcprune serve``): the client
-  works on httpx alone, it does not just import.
+  works on httpx and tenacity alone, it does not just import.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from packaging.requirements import Requirement
 from tests.client.conftest import Embedded
 
 # httpx and what it imports (anyio and sniffio for its async side), and the project itself.
-ALLOWED = ("httpx", "httpcore", "h11", "anyio", "sniffio", "idna", "certifi", "dlcprune")
+ALLOWED = (
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "sniffio",
+    "idna",
+    "certifi",
+    "tenacity",
+    "dlcprune",
+)
 NEVER_LOADED = ("numpy", "fastapi", "starlette", "sqlalchemy", "celery", "torch", "pydantic")
 
 # Run with ``python -I -c``; argv[1] is a JSON object: the allowed top-level names and, when
@@ -80,14 +92,16 @@ def _run_isolated(url: str | None = None, key: str | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_installed_project_requires_httpx_alone() -> None:
+def test_the_installed_project_requires_httpx_and_tenacity_alone() -> None:
     declared = [Requirement(r) for r in requires("dlcprune") or []]
     base = [r for r in declared if r.marker is None or "extra" not in str(r.marker)]
-    assert [r.name for r in base] == ["httpx"], [str(r) for r in base]
-    assert not base[0].extras, str(base[0])
+    assert [r.name for r in base] == ["httpx", "tenacity"], [str(r) for r in base]
+    assert not any(r.extras for r in base), [str(r) for r in base]
+    webhooks = [r.name for r in declared if r.marker and "webhooks" in str(r.marker)]
+    assert webhooks == ["standardwebhooks"]
 
 
-def test_the_client_imports_with_httpx_and_the_standard_library_alone() -> None:
+def test_the_client_imports_with_httpx_tenacity_and_the_standard_library_alone() -> None:
     out = _run_isolated()
     assert out["repr"] == "Client('http://127.0.0.1:9')"
     loaded = set(out["loaded"])

@@ -224,3 +224,20 @@ def test_the_collector_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-d
     assert value(samples, "dlcprune_job_duration_seconds_bucket", state="failed", le="60.0") == 1
     assert value(samples, "dlcprune_samples_scored_total") == 10 * (1 + 4 * 2)
     assert "dlcprune_broker_up" not in families  # embedded: no broker
+
+
+def test_the_backlog_counts_queued_and_running_work(app_client, key_a: str, colours) -> None:  # type: ignore[no-untyped-def]
+    """/metrics/backlog (no key): jobs queued or running per kind, what autoscaling reads."""
+    api = Api(app_client, key_a)
+    before = app_client.get("/metrics/backlog").json()
+    assert set(before) == {"index", "score", "shards", "export", "evaluate", "gpu"}
+    ds = api.upload(colours).json()
+    job = api.post(
+        "/v1/jobs", json={"dataset_id": ds["id"], "params": {**FAST, "levels": 11}}
+    ).json()
+    during = app_client.get("/metrics/backlog").json()
+    assert during["score"] == before["score"] + 1 and during["gpu"] == before["gpu"] + 1
+    samples = scrape(app_client)
+    assert value(samples, "dlcprune_backlog", kind="score") == during["score"]
+    api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert app_client.get("/metrics/backlog").json()["score"] == before["score"]

@@ -24,10 +24,16 @@ SERVE_CMD = ["dlcprune", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-e
 WORKER_CMD = ["dlcprune", "worker"]
 TORCH_PINS = {"torch": "2.14.1", "torchvision": "0.29.1"}
 
-APP_SERVICES = ("api", "worker", "keys")
-LONG_RUNNING = ("postgres", "redis", "api", "worker")
-# Settings that only one process uses; everything else must be the same for api and worker.
-SERVICE_SPECIFIC = {"api": {"DLCPRUNE_HOST"}, "worker": {"DLCPRUNE_DEVICE"}, "keys": set()}
+# The two kinds of worker, each the worker image's command with its --kind.
+WORKER_SERVICES = {"gpu-worker": "gpu", "cpu-worker": "cpu"}
+APP_SERVICES = ("api", *WORKER_SERVICES, "keys")
+LONG_RUNNING = ("postgres", "redis", "api", *WORKER_SERVICES)
+# Settings that only one process uses; everything else must be the same for api and workers.
+SERVICE_SPECIFIC = {
+    "api": {"DLCPRUNE_HOST"},
+    **{name: {"DLCPRUNE_DEVICE"} for name in WORKER_SERVICES},
+    "keys": set(),
+}
 REQUIRED_APP_ENV = (
     "DLCPRUNE_DATABASE_URL",
     "DLCPRUNE_BROKER_URL",

@@ -23,6 +23,7 @@ from tests.deploy.parsing import (
     SERVE_CMD,
     SERVICE_SPECIFIC,
     WORKER_CMD,
+    WORKER_SERVICES,
     compose,
     environment,
     interpolate,
@@ -40,7 +41,7 @@ from tests.deploy.parsing import (
 
 def test_compose_specification_without_version() -> None:
     assert "version" not in compose(), "the Compose Specification has no top-level version"
-    assert set(compose()["services"]) >= {"postgres", "redis", "api", "worker", "keys"}
+    assert set(compose()["services"]) >= {"postgres", "redis", "api", *WORKER_SERVICES, "keys"}
 
 
 @pytest.mark.parametrize(("name", "major"), [("postgres", "16"), ("redis", "7")])
@@ -57,7 +58,8 @@ def test_backing_services_use_pinned_official_images(name: str, major: str) -> N
     ("name", "dockerfile"),
     [
         ("api", "docker/api.Dockerfile"),
-        ("worker", "docker/worker.Dockerfile"),
+        ("gpu-worker", "docker/worker.Dockerfile"),
+        ("cpu-worker", "docker/worker.Dockerfile"),
         ("keys", "docker/api.Dockerfile"),
     ],
 )
@@ -103,11 +105,13 @@ def test_app_configuration_values(name: str) -> None:
         assert root.startswith("/"), "file roots are absolute paths"
     if name == "api":
         assert env["DLCPRUNE_HOST"] == "0.0.0.0"
-    if name == "worker":
+    if name in WORKER_SERVICES:
         assert interpolate(env["DLCPRUNE_DEVICE"]) in ("auto", "cpu", "cuda")
+    if name == "cpu-worker":
+        assert env["DLCPRUNE_DEVICE"] == "cpu"
 
 
-@pytest.mark.parametrize("name", ["worker", "keys"])
+@pytest.mark.parametrize("name", [*WORKER_SERVICES, "keys"])
 def test_processes_share_one_configuration(name: str) -> None:
     def common(svc: str) -> dict[str, str]:
         env = environment(svc)
@@ -116,8 +120,9 @@ def test_processes_share_one_configuration(name: str) -> None:
     assert common(name) == common("api")
 
 
-def test_api_and_worker_share_the_blob_volume() -> None:
-    api, worker = set(volume_mounts("api")), set(volume_mounts("worker"))
+@pytest.mark.parametrize("name", WORKER_SERVICES)
+def test_api_and_worker_share_the_blob_volume(name: str) -> None:
+    api, worker = set(volume_mounts("api")), set(volume_mounts(name))
     shared = [m for m in api & worker if is_named_volume(m[0]) and m[2] == "rw"]
     assert shared, "api and worker must mount one named volume read-write"
     declared = compose().get("volumes") or {}
@@ -132,7 +137,7 @@ def test_api_and_worker_share_the_blob_volume() -> None:
 
 
 def test_datasets_are_mounted_read_only_where_file_roots_point() -> None:
-    for name in ("api", "worker"):
+    for name in ("api", *WORKER_SERVICES):
         mounts = {target: (source, mode) for source, target, mode in volume_mounts(name)}
         for root in environment(name)["DLCPRUNE_FILE_ROOTS"].split(","):
             assert root in mounts, f"{name}: DLCPRUNE_FILE_ROOTS {root} is not mounted"
@@ -146,7 +151,8 @@ def test_datasets_are_mounted_read_only_where_file_roots_point() -> None:
     ("name", "needs"),
     [
         ("api", {"postgres", "redis"}),
-        ("worker", {"api", "postgres", "redis"}),
+        ("gpu-worker", {"api", "postgres", "redis"}),
+        ("cpu-worker", {"api", "postgres", "redis"}),
         ("keys", {"api"}),
     ],
 )
@@ -213,18 +219,24 @@ def test_redis_persists_the_queue() -> None:
     )
 
 
-def test_worker_gpu_reservation_and_replicas() -> None:
-    worker = service("worker")
-    assert worker.get("command", WORKER_CMD) == WORKER_CMD
+@pytest.mark.parametrize(("name", "kind"), WORKER_SERVICES.items())
+def test_worker_kinds_commands_and_replicas(name: str, kind: str) -> None:
+    worker = service(name)
+    assert worker["command"] == [*WORKER_CMD, "--kind", kind]
     assert "ports" not in worker
+    assert "container_name" not in worker, "replicas cannot share a container name"
+    assert worker["stop_grace_period"] == "2m", "a warm shutdown finishes the current task"
     deploy = worker["deploy"]
     replicas = str(deploy["replicas"])
-    assert interpolations(replicas)[0][:2] == ("WORKER_REPLICAS", ":-")
+    variable = f"{kind.upper()}_WORKERS"
+    assert interpolations(replicas)[0][:2] == (variable, ":-")
     assert interpolate(replicas) == "1"
-    assert interpolate(replicas, {"WORKER_REPLICAS": "3"}) == "3"
-    devices = deploy["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert "container_name" not in worker, "replicas cannot share a container name"
+    assert interpolate(replicas, {variable: "3"}) == "3"
+    devices = deploy.get("resources", {}).get("reservations", {}).get("devices")
+    if kind == "gpu":
+        assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    else:
+        assert devices is None, "CPU workers reserve no GPU"
 
 
 def test_interpolations_are_valid() -> None:
@@ -238,7 +250,7 @@ def test_interpolations_are_valid() -> None:
             names.add(name)
             if op and op.endswith("?"):
                 assert arg and arg.strip(), f"{where}: give ${{{name}:?...}} a message"
-    assert {"POSTGRES_PASSWORD", "WORKER_REPLICAS", "DATASETS_DIR", "TENANT"} <= names
+    assert {"POSTGRES_PASSWORD", "GPU_WORKERS", "CPU_WORKERS", "DATASETS_DIR", "TENANT"} <= names
 
 
 def test_no_literal_secrets() -> None:

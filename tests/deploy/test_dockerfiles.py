@@ -150,10 +150,15 @@ def test_api_image_healthcheck_and_port() -> None:
     compile(command[2], "<healthcheck>", "exec")  # the probe itself is valid Python
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_compose_commands_match_the_images(name: str) -> None:
-    image_cmd = exec_form(last(final_stage(DOCKERFILES[name]), "CMD") or "[]")
-    assert service(name).get("command", image_cmd) == image_cmd
+@pytest.mark.parametrize(
+    ("name", "image"), [("api", "api"), ("gpu-worker", "worker"), ("cpu-worker", "worker")]
+)
+def test_compose_commands_match_the_images(name: str, image: str) -> None:
+    """The API runs the image's command; each worker the image's command with its --kind."""
+    image_cmd = exec_form(last(final_stage(DOCKERFILES[image]), "CMD") or "[]")
+    command = service(name).get("command", image_cmd)
+    assert command[: len(image_cmd)] == image_cmd
+    assert command[len(image_cmd) :] in ([], ["--kind", name.split("-")[0]])
 
 
 def test_console_script_is_the_one_the_images_call() -> None:

@@ -302,12 +302,22 @@ def test_every_route_hides_other_tenants(
     key_a: str,
     key_b: str,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from app.config import reset_settings
     from worker.runner import run_job
 
     a, b = Api(app_client, key_a), Api(app_client, key_b)
+    # A webhook (on loopback, which this configuration lets through) and, with the upload
+    # below, a delivery of it.
+    monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    reset_settings()
+    hook = a.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": ["dataset.ready"]})
+    monkeypatch.undo()
+    reset_settings()
     archive = zip_of(tmp_path / "t.zip", GOOD)
     ds = a.upload(archive).json()
+    (delivery,) = a.get(f"/v1/webhooks/{hook.json()['id']}/deliveries").json()["items"]
     job = a.post(
         "/v1/jobs", json={"dataset_id": ds["id"], "params": {"image_size": 16, "levels": 1}}
     ).json()
@@ -321,6 +331,8 @@ def test_every_route_hides_other_tenants(
         "job_id": job["id"],
         "selection_id": sel["id"],
         "weights_id": weights["id"],
+        "webhook_id": hook.json()["id"],
+        "delivery_id": delivery["id"],
         "index": "0",
         "fmt": "png",
         "name": "histogram.png",
@@ -339,7 +351,8 @@ def test_every_route_hides_other_tenants(
         if method == "GET":
             mine = a.get(url, params={"keep": 0.5})
             assert mine.status_code in (200, 409, 422), (url, mine.text[:200])
-    for url, key in (("/v1/datasets", "id"), ("/v1/jobs", "id")):
+    for url, key in (("/v1/datasets", "id"), ("/v1/jobs", "id"), ("/v1/webhooks", "id")):
         assert not {item[key] for item in b.get(url, params={"limit": 1000}).json()["items"]} & set(
             ids.values()
         )
+    a.delete(f"/v1/webhooks/{ids['webhook_id']}")

@@ -69,7 +69,12 @@ def test_celery_stack_end_to_end(live_api: str, celery_worker: Process, tmp_path
     key = make_key("e2e-celery")
     with httpx.Client(base_url=live_api, headers={"X-API-Key": key}, timeout=60) as client:
         ready = client.get("/readyz").json()
-        assert ready["checks"] == {"database": "ok", "broker": "ok", "blob_store": "ok"}
+        assert ready["checks"] == {
+            "database": "ok",
+            "schema": "ok",
+            "broker": "ok",
+            "blob_store": "ok",
+        }
         prune_flow(client, archive)
 
 
