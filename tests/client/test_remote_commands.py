@@ -15,7 +15,7 @@ import pytest
 
 from dlcprune.client import AsyncClient, Client, verify_webhook
 from tests.client.conftest import FAST, Embedded
-from tests.service.conftest import DLCPRUNE
+from tests.conftest import DLCPRUNE
 from tests.service.receiver import receiver
 
 pytestmark = pytest.mark.slow

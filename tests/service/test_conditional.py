@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Api
+from tests.conftest import Api
 from tests.service.data import write_image_zip
 
 

@@ -11,7 +11,7 @@ import redis
 
 from app import queue
 from app.config import Settings
-from tests.service.conftest import REDIS_URL
+from tests.conftest import REDIS_URL
 
 
 def test_a_producer_is_built_from_and_cached_per_the_settings_given() -> None:

@@ -17,8 +17,8 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from app.config import Settings, get_settings, reset_settings
 from app.webhooks.delivery import deliver_due
+from tests.conftest import Api
 from tests.problems import error_code, problem
-from tests.service.conftest import Api
 from tests.service.data import write_image_zip
 from tests.service.receiver import receiver
 

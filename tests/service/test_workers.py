@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dlcprune.devserver import Process, Service
-from tests.service.conftest import DLCPRUNE, _purge_queue, make_key
+from tests.conftest import DLCPRUNE, _purge_queue, make_key
 from tests.service.receiver import receiver
 
 pytestmark = pytest.mark.slow
