@@ -19,7 +19,7 @@ import pytest
 
 from dlcprune.core.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.service.data import image_members, write_npz
 
 
@@ -154,13 +154,12 @@ def test_the_original_format_is_unchanged_by_default(api_a: Api, selection: dict
 
 
 def test_npz_exports_carry_provenance_in_the_bundle(app_client, key_a: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from worker.runner import run_job
 
     api = Api(app_client, key_a)
     src = write_npz(tmp_path / "arrays.npz")
     ds = api.upload(src).json()
     job = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     sel = api.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5}).json()
     kept = [int(i["sample_id"]) for i in api.get(sel["items_url"]).json()["items"]]
     plain = export(api, sel, provenance="true").content  # not a zip export: as it was

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client.conftest import FAST
-from tests.conftest import Api, free_port
+from tests.conftest import Api, finish, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -38,7 +38,6 @@ def test_metrics_need_no_key_and_stay_out_of_the_spec(app_client) -> None:  # ty
 
 
 def test_a_finished_job_shows_in_the_metrics(app_client, key_a: str, colours) -> None:  # type: ignore[no-untyped-def]
-    from worker.runner import run_job
 
     api = Api(app_client, key_a)
     before = scrape(app_client)
@@ -48,7 +47,7 @@ def test_a_finished_job_shows_in_the_metrics(app_client, key_a: str, colours) ->
     queued = scrape(app_client)
     assert value(queued, "dlcprune_jobs", state="queued") >= 1
     assert value(queued, "dlcprune_queue_depth", source="database") >= 1
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     job = api.get(f"/v1/jobs/{job['id']}").json()
     after = scrape(app_client)
 

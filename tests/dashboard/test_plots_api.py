@@ -18,7 +18,7 @@ from PIL import Image
 from app import plots
 from app.dashboard import STATIC_DIR
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.service.data import (
     TINTS,
     image_bytes,
@@ -26,7 +26,6 @@ from tests.service.data import (
     write_instructions,
     write_npz,
 )
-from worker.runner import run_job
 
 FAST = {"image_size": 32, "levels": 2}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +73,7 @@ def scored(app_client, key_a: str, files: dict[str, Path]) -> dict:  # type: ign
     api = Api(app_client, key_a)
     ds = api.upload(files["zip"]).json()
     job = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     rows = list(
         csv.DictReader(io.StringIO(api.get(f"/v1/jobs/{job['id']}/scores?format=csv").text))
     )

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.service.data import (
     image_members,
     write_image_tar,
@@ -61,7 +61,7 @@ def scored(app_client, key_a: str, files: dict[str, Path]) -> dict:  # type: ign
     api = Api(app_client, key_a)
     ds = api.upload(files["zip"]).json()
     job = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     return {"dataset": ds, "job": api.get(f"/v1/jobs/{job['id']}").json()}
 
 
@@ -198,7 +198,7 @@ def test_delete_removes_dataset_jobs_and_blobs(
 ) -> None:
     ds = api_a.upload(files["tar"]).json()
     job = api_a.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5}).json()
     assert api_a.get(f"/v1/selections/{sel['id']}/export").status_code == 200
     blobs = Path(service_env["DLCPRUNE_BLOB_URL"])
@@ -419,7 +419,7 @@ def test_export_holds_exactly_the_selected_images(api_a: Api, scored: dict) -> N
 def test_npz_and_jsonl_exports(api_a: Api, files: dict[str, Path]) -> None:
     ds = api_a.upload(files["npz"]).json()
     job = api_a.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5}).json()
     kept = [int(i["sample_id"]) for i in api_a.get(sel["items_url"]).json()["items"]]
     out = np.load(io.BytesIO(api_a.get(sel["export_url"]).content))
@@ -550,7 +550,7 @@ def test_user_weights_for_a_timm_architecture(
     }
     assert error_of(api_b.post("/v1/jobs", json=body)) == (404, "not_found")
     job = api_a.post("/v1/jobs", json=body).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     done = api_a.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded" and done["weights_id"] == weights["id"]
     # The same architecture and weights again: answered from the cache.

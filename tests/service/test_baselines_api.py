@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.service.data import write_image_zip
 from tests.service.test_api import error_of
-from worker.runner import run_job
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def test_baseline_jobs_score_and_select(
     job = job.json()
     assert job["method"] == method and job["recommended_strategy"] == strategy
     assert job["params"]["seeds"] == params.get("seeds", 2)
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     done = api_a.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded" and done["progress"]["fraction"] == 1.0
     scores = api_a.get(f"/v1/jobs/{job['id']}/scores", params={"limit": 100}).json()
@@ -51,7 +50,7 @@ def test_ccs_selection(api_a: Api, dataset: dict) -> None:
     job = api_a.post(
         "/v1/jobs", json={"dataset_id": dataset["id"], "params": {"image_size": 32, "levels": 2}}
     ).json()
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     url = f"/v1/jobs/{job['id']}/selections"
     sel = api_a.post(url, json={"keep": 0.5, "strategy": "ccs", "hard_cutoff": 0.2, "seed": 4})
     assert sel.status_code == 201, sel.text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.service.data import write_instructions, write_text_jsonl, write_tiny_lm, zip_directory
 from tests.service.test_api import error_of
 from worker.runner import run_job
@@ -36,7 +36,7 @@ def test_text_classification_with_minilm(api_a: Api, tmp_path: Path) -> None:
     }
     job = api_a.post("/v1/jobs", json=body).json()
     assert job["params"]["max_length"] == 32 and job["params"]["step"] == 0.02
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     scores = api_a.get(f"/v1/jobs/{job['id']}/scores").json()["items"]
     assert [s["sample_id"] for s in scores] == [f"t{i}" for i in range(12)]
     assert all(s["score"] > 0 and s["tokens"] is None for s in scores)
@@ -69,7 +69,7 @@ def test_instructions_with_an_uploaded_causal_lm(
     job = api_a.post("/v1/jobs", json=body).json()
     # Instruction defaults: 3 levels of 20% of the remaining Linear weights.
     assert (job["params"]["levels"], job["params"]["step"]) == (3, 0.2)
-    assert run_job(job["id"]) == "succeeded"
+    assert finish(job) == "succeeded"
     done = api_a.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded" and done["unscored"] == 2
     items = api_a.get(f"/v1/jobs/{job['id']}/scores").json()["items"]

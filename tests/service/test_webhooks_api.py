@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from app.config import Settings, get_settings, reset_settings
 from app.webhooks.delivery import deliver_due
-from tests.conftest import Api
+from tests.conftest import Api, finish
 from tests.problems import error_code, problem
 from tests.service.data import write_image_zip
 from tests.service.receiver import receiver
@@ -170,7 +170,6 @@ def test_events_carry_the_resource_signed_and_retried_until_delivered(
     endpoint in the outbox; the sender posts it with Standard Webhooks headers; the receiver
     answers 500 twice, then 200, and gets it on the third attempt; each attempt is logged; a
     replay sends the same message again."""
-    from worker.runner import run_job
 
     with receiver(script=[500, 500]) as rx:
         hook = _register(api_a, rx.url)
@@ -178,7 +177,7 @@ def test_events_carry_the_resource_signed_and_retried_until_delivered(
         ds = api_a.upload(images).json()
         assert ds["status"] == "ready"
         job = api_a.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
-        assert run_job(job["id"]) == "succeeded"
+        assert finish(job) == "succeeded"
         pending = _deliveries(api_a, hook)
         assert sorted(d["event"] for d in pending) == ["dataset.ready", "job.succeeded"]
         assert all(d["status"] == "pending" and d["attempts"] == [] for d in pending)
