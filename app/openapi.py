@@ -1,8 +1,9 @@
-"""The OpenAPI document, as clients see the API: every error is ``ErrorResponse``.
+"""The OpenAPI document, as clients see the API: every error is a ``Problem``.
 
 FastAPI documents its own 422 body (``HTTPValidationError``); this service answers every error
-with ``{"error": {"code", "message"[, "details"]}}``, so the document says so, for every status a
-route can answer, and declares the two ways to send an API key.
+with an RFC 9457 problem document (``application/problem+json``, :mod:`app.errors`), so the
+document says so, for every status a route can answer, and declares the two ways to send an API
+key.
 """
 
 from __future__ import annotations
@@ -14,14 +15,29 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 
-class ErrorBody(BaseModel):
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="where: the body's field path, or query/path/header")
+    msg: str
+    type: str = Field(description="pydantic's error type (int_type, greater_than, ...)")
+
+
+class ProblemDetails(BaseModel, extra="allow"):
+    errors: list[FieldError] | None = Field(
+        default=None, description="for validation_error: each field that failed"
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document with the service's stable ``code``."""
+
+    type: str = Field(description="urn:dlcprune:problem:<code>")
+    title: str = Field(description="a short summary of the code")
+    status: int = Field(description="the HTTP status")
+    detail: str = Field(description="for a person: what is wrong, naming the field or file")
+    instance: str | None = Field(default=None, description="the request's path")
     code: str = Field(description="stable, machine-readable: not_found, validation_error, ...")
-    message: str = Field(description="for a person: what is wrong, naming the field or file")
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
+    request_id: str | None = Field(default=None, description="as in X-Request-ID")
+    details: ProblemDetails | None = None
 
 
 _DESCRIPTIONS = {
@@ -33,6 +49,7 @@ _DESCRIPTIONS = {
     "413": "request body over the size limit",
     "415": "unsupported content type",
     "422": "invalid parameters or data",
+    "429": "a per-tenant limit was reached; retry after Retry-After seconds",
     "503": "a dependency (database, broker, blob store) is down",
 }
 
@@ -53,12 +70,10 @@ def install_openapi(app: FastAPI) -> None:
         )
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        for name, sub in schemas["ErrorResponse"].pop("$defs", {}).items():
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schemas["Problem"].pop("$defs", {}).items():
             schemas[name] = sub
-        error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        error_ref = {"$ref": "#/components/schemas/Problem"}
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -81,7 +96,7 @@ def install_openapi(app: FastAPI) -> None:
                     )
                     if entry["description"] == "Validation Error":
                         entry["description"] = _DESCRIPTIONS["422"]
-                    entry["content"] = {"application/json": {"schema": error_ref}}
+                    entry["content"] = {"application/problem+json": {"schema": error_ref}}
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = schema

@@ -12,10 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from app import errors
 from app.datasets import repository, samples, service
 from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError, error_body
+from app.errors import APIError, problem_response
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.uploads import receive_file
 
@@ -77,12 +78,9 @@ def base_url(request: Request, settings: SettingsDep) -> str:
 
 
 def validation_error(exc: ValidationError) -> APIError:
-    """A 422 naming each field that failed (``columns.image: ...``)."""
-    return APIError(
-        422,
-        "validation_error",
-        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
-    )
+    """A 422 naming each field that failed (``columns.image: ...``; ``details.errors``), or a
+    400 for a body that is not JSON."""
+    return errors.validation_error(exc.errors())
 
 
 def upload_options(fields: dict[str, str]) -> DatasetOptions:
@@ -137,8 +135,6 @@ async def create_dataset(
         try:
             body = DatasetReference.model_validate_json(raw)
         except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors()):
-                raise APIError(400, "malformed_json", "the request body is not valid JSON") from exc
             raise validation_error(exc) from exc
         dataset, queued = await run_in_threadpool(
             service.create_from_reference, session, settings, blobs, tenant, body
@@ -171,9 +167,12 @@ async def create_dataset(
     if read.error is not None:
         # Validated while the client waited, and refused: a 4xx naming the file and the line or
         # member. The record stays (GET shows it invalid, with the same error) until deleted.
-        return JSONResponse(
-            error_body(read.error.code, read.error.message, {"dataset": body}),
-            status_code=422,
+        return problem_response(
+            request,
+            422,
+            read.error.code,
+            read.error.message,
+            {"dataset": body},
             headers={"Location": read.url},
         )
     if queued:

@@ -17,6 +17,7 @@ import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.conftest import Api, finish
+from tests.problems import problem
 from tests.service.data import (
     image_members,
     write_image_tar,
@@ -30,10 +31,9 @@ FAST = {"image_size": 32, "levels": 2}
 
 
 def error_of(resp) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    body = resp.json()
-    assert set(body) >= {"error"}, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return resp.status_code, body["error"]["code"]
+    body = problem(resp)
+    assert isinstance(body["message"], str) and body["message"]
+    return resp.status_code, body["code"]
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +102,16 @@ def test_other_formats_index(
 def test_corrupt_uploads_end_invalid_with_the_reason(api_a: Api, files: dict[str, Path]) -> None:
     resp = api_a.upload(files["corrupt_image"])
     assert error_of(resp) == (422, "corrupt_image")
-    bad = resp.json()["error"]["details"]["dataset"]
+    bad = problem(resp)["details"]["dataset"]
     assert bad["status"] == "invalid" and bad["error"]["code"] == "corrupt_image"
     assert "badimg.zip" in bad["error"]["message"]
-    assert "red/broken.png" in resp.json()["error"]["message"]
+    assert "red/broken.png" in problem(resp)["message"]
     # The invalid record stays visible with the same reason.
     assert api_a.get(f"/v1/datasets/{bad['id']}").json() == bad
     garbage = api_a.upload(files["garbage"])
     assert error_of(garbage) == (422, "corrupt_archive")
     # The service's own storage path never leaks into messages.
-    assert "blobs" not in garbage.json()["error"]["message"]
+    assert "blobs" not in problem(garbage)["message"]
     job = api_a.post("/v1/jobs", json={"dataset_id": bad["id"]})
     assert error_of(job) == (409, "dataset_invalid")
 
