@@ -209,25 +209,25 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (Starlette's 405 names only the first
-    route's), HEAD beside GET and OPTIONS never, for the ``Allow`` header."""
+    route's), HEAD beside GET, for the ``Allow`` header."""
     from starlette.routing import Match
 
     methods: set[str] = set()
-    scope = dict(request.scope)
-    for route in request.app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if not route_methods:
-            continue
-        for method in route_methods:
-            probe = {**scope, "method": method}
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        for route in request.app.router.routes:
             try:
                 match, _ = route.matches(probe)
             except Exception:
                 continue
             if match is Match.FULL:
                 methods.add(method)
+                break
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -57,6 +57,31 @@ _DESCRIPTIONS = {
 _COMMON = ("400", "401", "404", "413", "422")
 
 
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    """Bounds of integers as integers: FastAPI's document model holds them as floats, and
+    9.223372036854776e+18 is not 2**63 - 1 (a generator would refuse the largest valid seed)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for name in _BOUNDS:
+                value = node.get(name)
+                if isinstance(value, float) and value.is_integer():
+                    node[name] = _exact(value)
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)
+
+
+def _exact(value: float) -> int:
+    # A float near 2**63 stands for the int64 limit the code wrote (2**63 - 1).
+    as_int = int(value)
+    return as_int - 1 if as_int in (2**63, 2**31 * 2**32) else as_int
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
@@ -99,6 +124,7 @@ def install_openapi(app: FastAPI) -> None:
                     entry["content"] = {"application/problem+json": {"schema": error_ref}}
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        _integer_bounds(schema)
         app.openapi_schema = schema
         return schema
 
