@@ -73,9 +73,21 @@ def cache_key(
     return hashlib.sha256(canonical(payload).encode()).hexdigest()
 
 
+# Models named by their form rather than by the registry; each needs weights_id.
+_WEIGHTED_FORMS = ("timm:", "torchvision:")
+_WEIGHTED_NAMES = ("torchscript", "hf")
+
+
 def _check_model(model: str, weights: Weights | None) -> None:
     if model in REGISTRY_MODELS:
         return
+    known_form = model.startswith(_WEIGHTED_FORMS) or model in _WEIGHTED_NAMES
+    if weights is None and not known_form:
+        raise unprocessable(
+            "unknown_model",
+            f"unknown model {model!r}: the registry has {', '.join(REGISTRY_MODELS)}; other "
+            "backbones are timm:NAME, torchvision:NAME, torchscript or hf, with weights_id",
+        )
     if weights is None:
         raise unprocessable(
             "invalid_model",

@@ -289,3 +289,82 @@ def test_jobs_selections_and_weights_replay_by_key(api: Api, images: Path, tmp_p
     assert first.status_code == second.status_code == 201
     assert first.json()["id"] == second.json()["id"] and _count(Weights, api) == 1
     assert second.headers["idempotent-replayed"] == "true"
+
+
+# Strict inputs -------------------------------------------------------------------------------
+
+
+def test_an_unknown_model_is_named_as_such(api: Api, images: Path) -> None:
+    ds = api.upload(images).json()
+    resp = api.post("/v1/jobs", json={"dataset_id": ds["id"], "model": "nope"})
+    assert (resp.status_code, error_code(resp)) == (422, "unknown_model")
+    assert problem(resp)["message"].startswith("unknown model 'nope'")
+    # A known form without its weights is another error.
+    resp = api.post("/v1/jobs", json={"dataset_id": ds["id"], "model": "timm:resnet18"})
+    assert (resp.status_code, error_code(resp)) == (422, "invalid_model")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"keep": True},
+        {"keep": "0.3"},
+        {"keep_ratio": "0.3"},
+        {"keep_ratio": True},
+        {"keep_ratio": 0},
+        {"keep_ratio": 1.5},
+        {"keep_count": 0},
+        {"keep_count": 2.0},
+        {"keep_count": "2"},
+        {"keep": 1.5},
+        {"keep_ratio": 0.5, "keep_count": 2},
+        {},
+        {"keep_ratio": 0.5, "seed": True},
+        {"keep_ratio": 0.5, "seed": "1"},
+        {"keep_ratio": 0.5, "seed": 2**63},
+        {"keep_ratio": 0.5, "split": "0.5"},
+    ],
+)
+def test_selections_take_no_coerced_numbers(api: Api, body: dict) -> None:
+    resp = api.post(f"/v1/jobs/{uuid.uuid4()}/selections", json=body)
+    assert (resp.status_code, error_code(resp)) == (422, "validation_error"), body
+
+
+def test_job_params_take_no_coerced_numbers(api: Api) -> None:
+    for params in ({"levels": True}, {"levels": "4"}, {"image_size": 32.5}):
+        resp = api.post("/v1/jobs", json={"dataset_id": str(uuid.uuid4()), "params": params})
+        assert resp.status_code == 422, (params, resp.text)
+        assert error_code(resp) in ("validation_error", "invalid_parameter"), params
+
+
+def test_keep_ratio_and_count_are_told_apart(api: Api, images: Path) -> None:
+    ds = api.upload(images).json()
+    job = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
+    assert finish(job) == "succeeded"
+    url = f"/v1/jobs/{job['id']}/selections"
+    n = ds["num_samples"]
+    one = api.post(url, json={"keep_count": 1, "strategy": "random"}).json()
+    assert (one["size"], one["keep_count"], one["keep_ratio"]) == (1, 1, None)
+    everything = api.post(url, json={"keep_ratio": 1}).json()
+    assert (everything["size"], everything["keep_ratio"], everything["keep_count"]) == (n, 1, None)
+    two = api.post(url, json={"keep": 2, "strategy": "random"}).json()
+    assert (two["size"], two["keep_count"]) == (2, 2)
+    half = api.post(url, json={"keep": 0.5}).json()
+    assert (half["size"], half["keep_ratio"]) == (n // 2, 0.5)
+    over = api.post(url, json={"keep_count": n + 1})
+    assert (over.status_code, error_code(over)) == (422, "invalid_selection")
+    assert f"keep_count {n + 1} exceeds the {n} samples" in problem(over)["message"]
+    # The largest seed the spec allows is accepted.
+    big = api.post(url, json={"keep_ratio": 0.5, "seed": 2**63 - 1})
+    assert big.status_code == 201, big.text
+
+
+def test_multipart_and_json_names_have_the_same_limit(api: Api, images: Path) -> None:
+    long = "n" * 501
+    resp = api.upload(images, copy=True, name=long)
+    assert (resp.status_code, error_code(resp)) == (422, "validation_error")
+    assert problem(resp)["details"]["errors"][0]["loc"] == ["name"]
+    ref = api.post("/v1/datasets/references", json={"uri": "file:///nowhere", "name": long})
+    assert (ref.status_code, error_code(ref)) == (422, "validation_error")
+    ok = api.upload(images, copy=True, name="n" * 500)
+    assert ok.status_code == 201 and ok.json()["name"] == "n" * 500
