@@ -29,6 +29,7 @@ from app.datasets.router import router as datasets_router
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.keys.router import router as keys_router
 from app.openapi import install_openapi
 from app.selections.router import router as selections_router
 from app.webhooks.router import router as webhooks_router
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "selections", "description": "pruned subsets from cached scores"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
+            {"name": "keys", "description": "API keys of the tenant (a key with the admin scope)"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -244,6 +246,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         selections_router,
         weights_router,
         webhooks_router,
+        keys_router,
         dashboard_router,
     ):
         app.include_router(router)

@@ -43,6 +43,7 @@ class Problem(BaseModel):
 _DESCRIPTIONS = {
     "400": "malformed request (body not JSON, bad multipart, bad header)",
     "401": "missing, wrong or revoked API key",
+    "403": "the API key lacks the scope this needs (read, write or admin)",
     "404": "no such resource for this tenant",
     "405": "method not allowed",
     "409": "the resource is not in a state that allows this",
@@ -54,7 +55,7 @@ _DESCRIPTIONS = {
 }
 
 # Errors any /v1 route can answer (auth, body limits, unknown ids, bad parameters).
-_COMMON = ("400", "401", "404", "413", "422")
+_COMMON = ("400", "401", "403", "404", "413", "422", "429")
 
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
