@@ -319,13 +319,26 @@ def get_dataset(
 @router.delete(
     "/{dataset_id}",
     status_code=204,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        409: {"description": "queued or running jobs use the dataset (force=true cancels them)"},
+    },
     summary="Delete a dataset with its jobs, scores and selections",
 )
 def delete_dataset(
-    dataset_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+    dataset_id: uuid.UUID,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="delete even while jobs are queued or running on it: they are "
+            "cancelled (error dataset_deleted) and stay readable"
+        ),
+    ] = False,
 ) -> Response:
-    service.delete(session, blobs, tenant, dataset_id)
+    service.delete(session, blobs, tenant, dataset_id, force=force)
     return Response(status_code=204)
 
 

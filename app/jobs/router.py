@@ -19,8 +19,9 @@ from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
-from app.jobs import repository, service, summary
+from app.jobs import lifecycle, repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
+from app.pagination import CursorQuery, ExternalIdQuery, TagQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -66,14 +67,51 @@ def list_jobs(
     dataset_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
+    tag: TagQuery = None,
+    external_id: ExternalIdQuery = None,
 ) -> JobList:
-    rows, total = repository.list_page(
-        session, tenant, status=status, dataset_id=dataset_id, limit=limit, offset=offset
+    rows, total, next_cursor = repository.list_page(
+        session,
+        tenant,
+        status=status,
+        dataset_id=dataset_id,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        tags=tag,
+        external_id=external_id,
     )
     url = base_url(request, settings)
     return JobList(
-        items=[service.to_read(j, url) for j in rows], total=total, limit=limit, offset=offset
+        items=[service.to_read(j, url) for j in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_cursor=next_cursor,
     )
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses={
+        **ERRORS,
+        409: {"description": "the job is queued or running (force=true deletes it anyway)"},
+    },
+    summary="Delete a job with its selections and their exports (the score cache stays)",
+)
+def delete_job(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    force: Annotated[
+        bool, Query(description="delete a queued or running job too (its worker stops)")
+    ] = False,
+) -> Response:
+    lifecycle.delete_job(session, blobs, tenant, job_id, force=force)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -206,6 +206,8 @@ def _create(session: Session, tenant_id: uuid.UUID, body: JobCreate) -> tuple[uu
         },
         cache_key=key,
         priority=body.priority,
+        tags=list(body.tags) if body.tags else None,
+        external_id=body.external_id,
     )
     hit = repository.score_set_by_key(session, tenant_id, key)
     if hit is not None:
@@ -335,6 +337,8 @@ def to_read(job: Job, base_url: str) -> JobRead:
         dataset_id=job.dataset_id,
         model=job.model,
         weights_id=job.weights_id,
+        tags=list(job.tags or []),
+        external_id=job.external_id,
         method=job.method,
         params=job.params,
         status=job.status,

@@ -27,8 +27,9 @@ from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError
 from app.idempotency import IdempotencyKeyDep
-from app.jobs import summary
+from app.jobs import lifecycle, summary
 from app.models import Dataset, Selection
+from app.pagination import CursorQuery
 from app.selections import export, preview, provenance, service
 from app.selections.schemas import (
     ItemPage,
@@ -149,8 +150,9 @@ def list_selections(
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
 ) -> SelectionList:
-    rows, total = service.list_for_job(session, tenant, job_id, limit, offset)
+    rows, total, next_cursor = service.list_for_job(session, tenant, job_id, limit, offset, cursor)
     url = base_url(request, settings)
     return SelectionList(
         items=[
@@ -162,7 +164,21 @@ def list_selections(
         total=total,
         limit=limit,
         offset=offset,
+        next_cursor=next_cursor,
     )
+
+
+@router.delete(
+    "/v1/selections/{selection_id}",
+    status_code=204,
+    responses=ERRORS,
+    summary="Delete a selection and its exports",
+)
+def delete_selection(
+    selection_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+) -> Response:
+    lifecycle.delete_selection(session, blobs, tenant, selection_id)
+    return Response(status_code=204)
 
 
 @router.get(
