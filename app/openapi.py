@@ -83,6 +83,24 @@ def _exact(value: float) -> int:
     return as_int - 1 if as_int in (2**63, 2**31 * 2**32) else as_int
 
 
+_JSON = ("application/json", "application/problem+json")
+
+
+def _binary_content(entry: dict[str, Any]) -> None:
+    """Files (images, CSV, zips) declared as what they are: ``type: string, format: binary``
+    (a generator drops a media type without a schema), and no empty JSON beside them (a
+    generator would call ``.json()`` on a zip)."""
+    content = entry.get("content")
+    if not content:
+        return
+    files = [m for m in content if m not in _JSON]
+    for media in files:
+        if not content[media].get("schema"):
+            content[media]["schema"] = {"type": "string", "format": "binary"}
+    if files and not content.get("application/json", {"schema": True}).get("schema"):
+        content.pop("application/json")
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
@@ -113,6 +131,8 @@ def install_openapi(app: FastAPI) -> None:
                 if path.startswith("/v1/"):
                     codes |= set(_COMMON)
                     op["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+                for entry in responses.values():
+                    _binary_content(entry)
                 for code in sorted(codes):
                     if not code.startswith(("4", "5")):
                         continue
