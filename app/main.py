@@ -227,6 +227,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Operation ids are the route functions' names (create_dataset, get_job): what a
+        # generated client names its calls.
+        generate_unique_id_function=lambda route: route.name,
         openapi_tags=[
             {"name": "datasets", "description": "register and index data"},
             {"name": "jobs", "description": "score a dataset (long work, polled)"},

@@ -84,6 +84,7 @@ def _exact(value: float) -> int:
 
 
 _JSON = ("application/json", "application/problem+json")
+_BYTES = "application/octet-stream"
 
 
 def _binary_content(entry: dict[str, Any]) -> None:
@@ -95,10 +96,18 @@ def _binary_content(entry: dict[str, Any]) -> None:
         return
     files = [m for m in content if m not in _JSON]
     for media in files:
-        if not content[media].get("schema"):
+        if media.startswith("text/"):
+            # Text (CSV, SVG as text/*): a string of UTF-8, which generators read as text.
+            content[media]["schema"] = {"type": "string"}
+        elif not content[media].get("schema"):
             content[media]["schema"] = {"type": "string", "format": "binary"}
     if files and not content.get("application/json", {"schema": True}).get("schema"):
         content.pop("application/json")
+    # Generators know a few media types (JSON, text/*, application/octet-stream): a file of
+    # another type (image/png, application/jsonl, a zip) is declared as bytes too, so a
+    # generated client reads it as bytes instead of dropping the operation's answer.
+    if files and not any(m.startswith("text/") or m == _BYTES for m in files):
+        content[_BYTES] = {"schema": {"type": "string", "format": "binary"}}
 
 
 def install_openapi(app: FastAPI) -> None:
