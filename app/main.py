@@ -25,6 +25,7 @@ from app import db, logs, metrics
 from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
+from app.datasets.router import references_router
 from app.datasets.router import router as datasets_router
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
 from app.health.router import router as health_router
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     for router in (
         health_router,
         datasets_router,
+        references_router,
         jobs_router,
         selections_router,
         weights_router,

@@ -110,6 +110,68 @@ def _binary_content(entry: dict[str, Any]) -> None:
         content[_BYTES] = {"schema": {"type": "string", "format": "binary"}}
 
 
+# OpenAPI links: where a created resource's id goes next (generators and stateful testers follow
+# them). (operation, status) -> {link name: (target operation, parameter, where the id is)}.
+_ID = "$response.body#/id"
+_LINKS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("create_dataset", "201"): {
+        "GetDataset": ("get_dataset", "dataset_id"),
+        "ListDatasetJobs": ("list_jobs", "dataset_id"),
+        "DeleteDataset": ("delete_dataset", "dataset_id"),
+    },
+    ("create_reference", "201"): {
+        "GetDataset": ("get_dataset", "dataset_id"),
+        "DeleteDataset": ("delete_dataset", "dataset_id"),
+    },
+    ("create_job", "202"): {
+        "GetJob": ("get_job", "job_id"),
+        "CancelJob": ("cancel_job", "job_id"),
+        "CreateSelection": ("create_selection", "job_id"),
+        "ListSelections": ("list_selections", "job_id"),
+        "GetScores": ("get_scores", "job_id"),
+        "DeleteJob": ("delete_job", "job_id"),
+    },
+    ("create_selection", "201"): {
+        "GetSelection": ("get_selection", "selection_id"),
+        "GetItems": ("get_items", "selection_id"),
+        "GetItemsCsv": ("get_items_csv", "selection_id"),
+        "GetExport": ("get_export", "selection_id"),
+        "DeleteSelection": ("delete_selection", "selection_id"),
+    },
+    ("create_webhook", "201"): {
+        "GetWebhook": ("get_webhook", "webhook_id"),
+        "ListDeliveries": ("list_deliveries", "webhook_id"),
+        "DeleteWebhook": ("delete_webhook", "webhook_id"),
+    },
+    ("upload_weights", "201"): {
+        "GetWeights": ("get_weights", "weights_id"),
+        "DeleteWeights": ("delete_weights", "weights_id"),
+    },
+    ("create_key", "201"): {
+        "GetKey": ("get_key", "key_id"),
+        "RevokeKey": ("revoke_key", "key_id"),
+    },
+}
+
+
+def _links(schema: dict[str, Any]) -> None:
+    operations = {
+        op.get("operationId"): op
+        for item in schema.get("paths", {}).values()
+        for op in item.values()
+        if isinstance(op, dict)
+    }
+    for (source, status), links in _LINKS.items():
+        op = operations.get(source)
+        if op is None or status not in op.get("responses", {}):
+            continue
+        op["responses"][status]["links"] = {
+            name: {"operationId": target, "parameters": {param: _ID}}
+            for name, (target, param) in links.items()
+            if target in operations
+        }
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
@@ -139,7 +201,9 @@ def install_openapi(app: FastAPI) -> None:
                 codes = set(responses)
                 if path.startswith("/v1/"):
                     codes |= set(_COMMON)
-                    op["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+                    # A key is required (the embedded default with auth off lets requests
+                    # without one through; a wrong one is refused there too).
+                    op["security"] = [{"bearer": []}, {"apiKey": []}]
                 for entry in responses.values():
                     _binary_content(entry)
                 for code in sorted(codes):
@@ -155,6 +219,7 @@ def install_openapi(app: FastAPI) -> None:
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         _integer_bounds(schema)
+        _links(schema)
         app.openapi_schema = schema
         return schema
 

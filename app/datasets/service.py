@@ -317,7 +317,7 @@ def register_reference(
         session,
         tenant_id,
         idempotency_key,
-        scope="POST /v1/datasets/references",
+        scope="POST /v1/dataset-references",
         fingerprint=body.model_dump(mode="json"),
         create=lambda: _identified(
             create_from_reference(session, settings, blobs, tenant_id, body)

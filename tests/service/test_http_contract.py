@@ -364,7 +364,7 @@ def test_multipart_and_json_names_have_the_same_limit(api: Api, images: Path) ->
     resp = api.upload(images, copy=True, name=long)
     assert (resp.status_code, error_code(resp)) == (422, "validation_error")
     assert problem(resp)["details"]["errors"][0]["loc"] == ["name"]
-    ref = api.post("/v1/datasets/references", json={"uri": "file:///nowhere", "name": long})
+    ref = api.post("/v1/dataset-references", json={"uri": "file:///nowhere", "name": long})
     assert (ref.status_code, error_code(ref)) == (422, "validation_error")
     ok = api.upload(images, copy=True, name="n" * 500)
     assert ok.status_code == 201 and ok.json()["name"] == "n" * 500
