@@ -478,3 +478,25 @@ def test_tenant_limits_answer_429_with_retry_after(
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_the_reaper_forgets_expired_keys(api: Api, hooks_allowed: None) -> None:
+    from app.db import session_scope
+    from app.idempotency import purge_expired
+    from app.models import IdempotencyKey, utcnow
+
+    _hook(api, "to-expire")
+    with session_scope() as session:
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "to-expire")
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with session_scope() as session:
+        assert purge_expired(session) >= 1
+        left = session.scalar(
+            select(func.count())
+            .select_from(IdempotencyKey)
+            .where(IdempotencyKey.key == "to-expire")
+        )
+        assert left == 0
