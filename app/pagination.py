@@ -79,7 +79,7 @@ def page(
     """(rows, total, next_cursor) of ``query`` over ``model`` (with ``created_at`` and ``id``)."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     ordered = query.order_by(model.created_at.desc(), model.id.desc())
-    if cursor is not None:  # a cursor page starts where the cursor says: offset is not used
+    if cursor:  # a cursor page starts where the cursor says: offset is not used
         stamp, row_id = decode_cursor(cursor)
         ordered = ordered.where(
             or_(
