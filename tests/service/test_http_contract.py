@@ -500,3 +500,37 @@ def test_the_reaper_forgets_expired_keys(api: Api, hooks_allowed: None) -> None:
             .where(IdempotencyKey.key == "to-expire")
         )
         assert left == 0
+
+
+# The spec ------------------------------------------------------------------------------------
+
+
+def test_the_spec_says_what_the_service_does(app_client: TestClient, api: Api) -> None:
+    spec = app_client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    # Integer limits are integers: the largest seed is 2**63 - 1 exactly.
+    assert schemas["SelectionCreate"]["properties"]["seed"]["maximum"] == 2**63 - 1
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            # A key is required: no optional ({}) security on any /v1 route.
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"bearer": []}, {"apiKey": []}], (method, path)
+            # One request body per operation.
+            if "requestBody" in op:
+                assert len(op["requestBody"]["content"]) == 1, (method, path)
+            for status, answer in op["responses"].items():
+                for media, content in answer.get("content", {}).items():
+                    # Every answer has a schema; files are strings (bytes), never empty JSON.
+                    assert content.get("schema"), (method, path, status, media)
+                    if status.startswith(("4", "5")):
+                        assert media == "application/problem+json", (method, path, status)
+    weights = spec["paths"]["/v1/weights"]["post"]["responses"]
+    assert {"201", "409", "413", "415", "422", "429"} <= set(weights)
+    # The 415 it declares is what it answers to a JSON body.
+    resp = api.post("/v1/weights", json={"file": "x"})
+    assert (resp.status_code, error_code(resp)) == (415, "unsupported_media_type")
+    export = spec["paths"]["/v1/selections/{selection_id}/export"]["get"]["responses"]["200"]
+    assert "application/json" not in export["content"]
+    for path in ("/v1/jobs/{job_id}/scores", "/v1/selections/{selection_id}/items"):
+        ok = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert set(ok) == {"application/json"}, path
