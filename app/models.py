@@ -109,6 +109,9 @@ class Dataset(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # A reference's pin (app/datasets/sources.py): the digest of its objects' listing (sizes and
+    # versions or ETags, a manifest's content hash), their count and bytes; null for uploads.
+    source_pin: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
