@@ -117,9 +117,11 @@ def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: Blo
 
 def _index(dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
     shown = dataset.filename if dataset.source == "upload" else (dataset.uri or dataset.filename)
-    seen: sources.Look | None = getattr(dataset, "_look", None)
+    seen: sources.Look | DatasetError | None = getattr(dataset, "_look", None)
     local = shown
     try:
+        if isinstance(seen, DatasetError):
+            raise seen
         if (
             dataset.source == "uri"
             and seen is None
@@ -224,13 +226,17 @@ def create_from_reference(
 ) -> tuple[Dataset, bool]:
     scheme = check_reference(body.uri, settings)
     size: int | None = None
-    seen: sources.Look | None = None
+    seen: sources.Look | DatasetError | None = None
     if scheme == "file":
         size = _data_size(resolve_file_reference(body.uri, settings))
     elif scheme in STORE_SCHEMES:
-        # Listed (and pinned) now: a missing prefix or a refused credential answers at once.
-        seen = sources.look(body.uri, settings, body.format, body.columns or None)
-        size = seen.size
+        # Listed (and pinned) now: a missing prefix or a refused credential answers at once,
+        # and a manifest's bad row makes the dataset invalid at once.
+        try:
+            seen = sources.look(body.uri, settings, body.format, body.columns or None)
+            size = seen.size
+        except DatasetError as exc:
+            seen, size = exc, 0
     filename = os.path.basename(urlsplit(body.uri).path.rstrip("/")) or body.uri
     now = utcnow()
     dataset = Dataset(

@@ -1,0 +1,287 @@
+"""Datasets in an object store: a real S3-compatible server on loopback (moto's server mode, as
+s3fs's own tests use it), never a mock of fsspec. References to a class-folder prefix, a Parquet
+table holding the images, a CSV manifest, WebDataset shards and a Hugging Face directory are
+registered, scored and selected; bad input answers a 4xx naming the row, member or object; an
+object changed after registration fails the job with ``source_changed``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import Api, finish, free_port
+from tests.service.data import image_members
+
+FAST = {"image_size": 32, "levels": 2}
+CLASSES = {"blue": 8, "green": 8, "red": 8}
+
+
+@pytest.fixture(scope="module")
+def s3(service_env: dict[str, str]) -> Iterator[object]:
+    """A moto S3 server on 127.0.0.1, the service's environment pointed at it (s3 enabled,
+    credentials in the standard AWS variables); yields an s3fs file system on it."""
+    from moto.server import ThreadedMotoServer
+
+    from app import storage
+    from app.config import reset_settings
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "DLCPRUNE_REFERENCE_SCHEMES": "s3",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reset_settings()
+    storage._stores.clear()
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=env["AWS_ENDPOINT_URL"], use_listings_cache=False)
+    try:
+        yield fs
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+        storage._stores.clear()
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    s3.mkdir(name)
+    return name
+
+
+def put_images(fs, prefix: str, per_class: int = 8) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    members = image_members(per_class)
+    for rel, data in members.items():
+        fs.pipe_file(f"{prefix}/{rel}", data)
+    return members
+
+
+def refer(api: Api, uri: str, **options: object):  # type: ignore[no-untyped-def]
+    return api.post("/v1/datasets", json={"uri": uri, **options})
+
+
+def problem(resp) -> dict:  # type: ignore[no-untyped-def]
+    body = resp.json()
+    return body.get("error", body)
+
+
+def score(api: Api, dataset: dict) -> dict:
+    job = api.post("/v1/jobs", json={"dataset_id": dataset["id"], "params": FAST})
+    assert job.status_code == 202, job.text
+    assert finish(job.json()) == "succeeded"
+    return api.get(f"/v1/jobs/{job.json()['id']}").json()
+
+
+def wds_tar(members: dict[str, bytes], *, cls: dict[str, int]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            key = name.rsplit(".", 1)[0].replace("/", "_")
+            for member, payload in ((f"{key}.png", data), (f"{key}.cls", str(cls[name]).encode())):
+                info = tarfile.TarInfo(member)
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+# Registering, scoring, selecting -------------------------------------------------------------
+
+
+def test_class_folder_prefix_is_indexed_from_its_listing_scored_and_selected(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/pets")
+    resp = refer(api_a, f"s3://{bucket}/pets/")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["status"], ds["format"], ds["num_samples"]) == ("ready", "folder", 24)
+    assert ds["classes"] == CLASSES
+    # Pinned by the objects' listing (sizes and ETags), which is its content identity.
+    assert len(ds["sha256"]) == 64
+    job = score(api_a, ds)
+    assert job["status"] == "succeeded"
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 3})
+    assert sel.status_code == 201, sel.text
+    assert sel.json()["size"] == 12
+    # The same content under another prefix is the same data: the score cache answers.
+    put_images(s3, f"{bucket}/copy")
+    again = refer(api_a, f"s3://{bucket}/copy/").json()
+    assert again["sha256"] == ds["sha256"]
+    cached = api_a.post("/v1/jobs", json={"dataset_id": again["id"], "params": FAST}).json()
+    assert cached["cached"] is True
+
+
+def test_parquet_table_with_image_bytes_is_read_by_row_groups(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(6)
+    table = pa.table(
+        {
+            "img": pa.array(list(members.values()), pa.binary()),
+            "y": [name.split("/")[0] for name in members],
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=5)
+    s3.pipe_file(f"{bucket}/tables/pets.parquet", buf.getvalue())
+    resp = refer(
+        api_a, f"s3://{bucket}/tables/pets.parquet", columns={"image": "img", "label": "y"}
+    )
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["kind"], ds["num_samples"]) == ("parquet", "image", 18)
+    assert score(api_a, ds)["status"] == "succeeded"
+
+
+def test_csv_manifest_names_images_relative_to_it_and_by_uri(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = put_images(s3, f"{bucket}/imgs", per_class=4)
+    rows = ["path,label"]
+    for i, name in enumerate(members):
+        label = name.split("/")[0]
+        rows.append(f"imgs/{name},{label}" if i % 2 else f"s3://{bucket}/imgs/{name},{label}")
+    s3.pipe_file(f"{bucket}/train.csv", ("\n".join(rows) + "\n").encode())
+    resp = refer(api_a, f"s3://{bucket}/train.csv")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("manifest", 12)
+    assert ds["classes"] == {"blue": 4, "green": 4, "red": 4}
+    sample = api_a.get(f"/v1/datasets/{ds['id']}/samples/0")
+    assert sample.status_code == 200, sample.text
+
+
+def test_webdataset_shards_by_brace_pattern(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(4)
+    names = list(members)
+    cls = {n: list(CLASSES).index(n.split("/")[0]) for n in names}
+    for k, part in enumerate((names[:6], names[6:])):
+        s3.pipe_file(
+            f"{bucket}/wds/shard-{k:02d}.tar", wds_tar({n: members[n] for n in part}, cls=cls)
+        )
+    resp = refer(api_a, f"s3://{bucket}/wds/shard-{{00..01}}.tar")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("webdataset", 12)
+    assert ds["classes"] == {"0": 4, "1": 4, "2": 4}
+
+
+def test_hugging_face_directory(api_a: Api, s3, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import datasets
+
+    members = image_members(3)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASSES))}
+    )
+    hf = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": b, "path": None} for b in members.values()],
+            "label": [list(CLASSES).index(n.split("/")[0]) for n in members],
+        },
+        features=features,
+    )
+    hf.save_to_disk(str(tmp_path / "hf"))
+    s3.put(str(tmp_path / "hf") + "/", f"{bucket}/hf/", recursive=True)
+    resp = refer(api_a, f"s3://{bucket}/hf/")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("hf_dataset", 9)
+    assert ds["classes"] == {"blue": 3, "green": 3, "red": 3}
+
+
+# Bad input -------------------------------------------------------------------------------------
+
+
+def test_missing_prefix_and_object_are_404(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    resp = refer(api_a, f"s3://{bucket}/nothing/")
+    assert resp.status_code == 404, resp.text
+    assert problem(resp)["code"] == "reference_not_found"
+    assert f"s3://{bucket}/nothing/" in problem(resp)["message"]
+    resp = refer(api_a, f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x.parquet")
+    assert resp.status_code == 404, resp.text
+
+
+def test_scheme_not_enabled_says_how_to_enable_it(api_a: Api, service_env: dict[str, str]) -> None:
+    resp = refer(api_a, "gs://my-bucket/datasets/")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "reference_not_allowed"
+    assert "DLCPRUNE_REFERENCE_SCHEMES=gs" in problem(resp)["message"]
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in problem(resp)["message"]
+
+
+def test_manifest_row_outside_the_store_is_refused(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/imgs", per_class=2)
+    body = "path,label\nimgs/red/000.png,red\ns3://other-bucket/red/001.png,red\n"
+    s3.pipe_file(f"{bucket}/m.csv", body.encode())
+    resp = refer(api_a, f"s3://{bucket}/m.csv")
+    assert resp.status_code == 422, resp.text
+    err = problem(resp)
+    assert err["code"] == "unsafe_path"
+    assert f"s3://{bucket}/m.csv[s3://other-bucket/red/001.png]:2" in err["message"]
+
+
+def test_manifest_mixed_label_types_and_unmapped_column(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/imgs", per_class=2)
+    lines = [{"path": "imgs/red/000.png", "label": 1}, {"path": "imgs/red/001.png", "label": "red"}]
+    s3.pipe_file(f"{bucket}/m.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
+    resp = refer(api_a, f"s3://{bucket}/m.jsonl")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "invalid_record"
+    assert problem(resp)["message"].startswith(f"s3://{bucket}/m.jsonl:2: ")
+    resp = refer(api_a, f"s3://{bucket}/m.jsonl", columns={"image": "picture"})
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "missing_field"
+    assert "'picture'" in problem(resp)["message"]
+
+
+def test_shard_corrupt_half_way_and_traversal_in_a_member(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(4)
+    cls = {n: 0 for n in members}
+    good = wds_tar(members, cls=cls)
+    s3.pipe_file(f"{bucket}/cut/shard-00.tar", good[: len(good) // 2 + 100])
+    resp = refer(api_a, f"s3://{bucket}/cut/shard-{{00..00}}.tar")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] in ("corrupt_archive", "corrupt_image")
+    assert "shard-00.tar" in problem(resp)["message"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for member, payload in (("../evil.png", members["red/000.png"]), ("../evil.cls", b"0")):
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    s3.pipe_file(f"{bucket}/evil/shard-00.tar", buf.getvalue())
+    resp = refer(api_a, f"s3://{bucket}/evil/shard-{{00..00}}.tar")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "unsafe_path"
+    assert "../evil" in problem(resp)["message"]
+
+
+def test_object_changed_after_registration_fails_the_job(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = put_images(s3, f"{bucket}/pets", per_class=4)
+    ds = refer(api_a, f"s3://{bucket}/pets/").json()
+    assert ds["status"] == "ready"
+    s3.pipe_file(f"{bucket}/pets/red/001.png", members["red/002.png"])
+    job = api_a.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
+    assert finish(job) == "failed"
+    done = api_a.get(f"/v1/jobs/{job['id']}").json()
+    assert done["error"]["code"] == "source_changed", done
+    assert "'red/001.png' was changed" in done["error"]["message"]
+    assert done.get("num_scored") in (None, 0)
