@@ -27,6 +27,7 @@ from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
 from app.errors import error_body, install_error_handlers
+from app.exports.router import router as exports_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "selections", "description": "pruned subsets from cached scores"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
+            {"name": "exports", "description": "selections written into object stores"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -234,6 +236,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         datasets_router,
         jobs_router,
         selections_router,
+        exports_router,
         weights_router,
         webhooks_router,
         dashboard_router,

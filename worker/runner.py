@@ -314,6 +314,23 @@ def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None)
         return dataset.status if dataset is not None else None
 
 
+def run_export(export_id: uuid.UUID | str, settings: Settings | None = None) -> str:
+    """Write an export into its store (app.exports); returns its final status."""
+    from app.exports import service as exports
+
+    settings = settings or get_settings()
+    return exports.run(
+        uuid.UUID(str(export_id)), session_factory(settings), settings, get_blobstore(settings)
+    )
+
+
+def pending_exports(settings: Settings) -> list[uuid.UUID]:
+    from app.exports import service as exports
+
+    with session_factory(settings)() as session:
+        return exports.pending(session)
+
+
 def next_job(settings: Settings) -> uuid.UUID | None:
     with session_factory(settings)() as session:
         job = jobs_repo.next_queued(session)

@@ -285,3 +285,70 @@ def test_object_changed_after_registration_fails_the_job(api_a: Api, s3, bucket:
     assert done["error"]["code"] == "source_changed", done
     assert "'red/001.png' was changed" in done["error"]["message"]
     assert done.get("num_scored") in (None, 0)
+
+
+# Exports into the store ---------------------------------------------------------------------
+
+
+def export(api: Api, selection: str, uri: str, fmt: str) -> dict:
+    from worker.runner import run_export
+
+    resp = api.post(f"/v1/selections/{selection}/exports", json={"uri": uri, "format": fmt})
+    assert resp.status_code == 202, resp.text
+    assert resp.headers["Location"].endswith(f"/v1/exports/{resp.json()['id']}")
+    assert run_export(resp.json()["id"]) == "succeeded"
+    return api.get(f"/v1/exports/{resp.json()['id']}").json()
+
+
+def test_exports_are_written_to_the_store_and_read_back(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/pets")
+    ds = refer(api_a, f"s3://{bucket}/pets/").json()
+    job = score(api_a, ds)
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 3}).json()
+    kept = api_a.get(f"/v1/selections/{sel['id']}").json()
+    assert kept["size"] == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/original/", "original")
+    assert (done["status"], done["objects"], done["progress"]["done"]) == ("succeeded", 12, 12)
+    names = sorted(s3.find(f"{bucket}/out/original/"))
+    assert len(names) == 12 and not any(".dlcprune-partial" in n for n in names)
+    back = refer(api_a, f"s3://{bucket}/out/original/").json()
+    assert (back["status"], back["num_samples"]) == ("ready", 12)
+    assert sum(back["classes"].values()) == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/wds/", "webdataset")
+    assert done["objects"] == 1
+    back = refer(api_a, f"s3://{bucket}/out/wds/shard-{{000000..000000}}.tar").json()
+    assert (back["status"], back["format"], back["num_samples"]) == ("ready", "webdataset", 12)
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/hf/", "hf")
+    back = refer(api_a, f"s3://{bucket}/out/hf/").json()
+    assert (back["status"], back["format"], back["num_samples"]) == ("ready", "hf_dataset", 12)
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/pq/", "parquet")
+    table = pq.read_table(io.BytesIO(s3.cat_file(f"{bucket}/out/pq/scores.parquet")))
+    assert table.num_rows == 24 and sum(table.column("kept").to_pylist()) == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/csv/", "manifest-csv")
+    lines = s3.cat_file(f"{bucket}/out/csv/manifest.csv").decode().splitlines()
+    assert lines[0] == "sample_id,label,score,kept" and len(lines) == 25
+
+    listed = api_a.get("/v1/exports", params={"selection_id": sel["id"]}).json()
+    assert listed["total"] == 5
+
+    # A target that already holds objects is refused; a queued export cancelled writes nothing.
+    resp = api_a.post(
+        f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/csv/"}
+    )
+    assert resp.status_code == 422 and problem(resp)["code"] == "target_not_empty"
+    resp = api_a.post(
+        f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/never/"}
+    )
+    cancelled = api_a.post(f"/v1/exports/{resp.json()['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    from worker.runner import run_export
+
+    assert run_export(resp.json()["id"]) == "cancelled"
+    assert not s3.exists(f"{bucket}/out/never/")
+    other = api_a.post(f"/v1/selections/{sel['id']}/exports", json={"uri": f"gs://{bucket}/out/"})
+    assert other.status_code == 422 and problem(other)["code"] == "reference_not_allowed"
