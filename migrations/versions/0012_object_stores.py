@@ -23,12 +23,17 @@ def upgrade() -> None:
         "store_exports",
         sa.Column("id", sa.Uuid(), primary_key=True),
         sa.Column(
-            "tenant_id", sa.Uuid(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+            "tenant_id",
+            sa.Uuid(),
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
         ),
         sa.Column(
             "selection_id",
             sa.Uuid(),
             sa.ForeignKey("selections.id", ondelete="CASCADE"),
+            nullable=False,
             index=True,
         ),
         sa.Column("uri", sa.Text(), nullable=False),
