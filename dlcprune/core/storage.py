@@ -114,10 +114,11 @@ class Store:
         """The bytes of each path, in order; an exception in place of an object that failed."""
         if not paths:
             return []
-        got = self.fs.cat(list(paths), on_error="return")
-        if not isinstance(got, dict):  # one path given as a list still answers a dict
-            got = {paths[0]: got}
-        return [got.get(p, FileNotFoundError(p)) for p in paths]
+        # cat_ranges, not cat: cat first expands (asks the store about) every path; whole
+        # objects as ranges are fetched at once, concurrently on the async stores.
+        n = len(paths)
+        got = self.fs.cat_ranges(list(paths), [None] * n, [None] * n, on_error="return")
+        return [g if isinstance(g, (bytes, BaseException)) else bytes(g) for g in got]
 
     def get_file(self, path: str, local: str) -> None:
         self.fs.get_file(path, local)
