@@ -198,14 +198,32 @@ def _npz_extras(path: str) -> dict[str, np.ndarray]:
 
 
 def export_to_tempfile(blobs: BlobStore, key: str) -> str:
-    """A local path to stream the export from (the blob itself when the store is local)."""
+    """A local path to stream the export from (the blob itself when the store is local; else a
+    temporary copy, which ``file_response`` removes once sent)."""
     if not blobs.remote:
         return str(blobs.local_path(key))
     fd, tmp = tempfile.mkstemp(prefix="dlcprune-export-")
-    with os.fdopen(fd, "wb") as fh, blobs.open(key) as src:
-        while chunk := src.read(1 << 20):
-            fh.write(chunk)
+    try:
+        with os.fdopen(fd, "wb") as fh, blobs.open(key) as src:
+            while chunk := src.read(1 << 20):
+                fh.write(chunk)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return tmp
+
+
+def file_response(blobs: BlobStore, out: ExportFile):  # type: ignore[no-untyped-def]
+    """The export streamed from a local file; a temporary copy of a remote blob is removed once
+    the response has been sent (or the client went away)."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    path = export_to_tempfile(blobs, out.key)
+    cleanup = None
+    if blobs.remote:
+        cleanup = BackgroundTask(lambda: os.path.exists(path) and os.unlink(path))
+    return FileResponse(path, media_type=out.media_type, filename=out.filename, background=cleanup)
 
 
 # Manifests, Parquet and bundles ----------------------------------------------------------------

@@ -352,3 +352,33 @@ def test_exports_are_written_to_the_store_and_read_back(api_a: Api, s3, bucket: 
     assert not s3.exists(f"{bucket}/out/never/")
     other = api_a.post(f"/v1/selections/{sel['id']}/exports", json={"uri": f"gs://{bucket}/out/"})
     assert other.status_code == 422 and problem(other)["code"] == "reference_not_allowed"
+
+
+def test_a_download_from_a_remote_blob_store_streams_and_removes_its_temporary_copy(
+    s3, bucket: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import glob
+    import tempfile
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from app.blobstore import BlobStore
+    from app.selections.export import ExportFile, file_response
+
+    blobs = BlobStore(f"s3://{bucket}/blobs", cache_dir=tmp_path)
+    payload = os.urandom(3 * 2**20 + 17)
+    blobs.put_bytes("exports/x/data.zip", payload)
+    app = FastAPI()
+
+    @app.get("/x")
+    def download():  # type: ignore[no-untyped-def]
+        return file_response(blobs, ExportFile("exports/x/data.zip", "data.zip", "application/zip"))
+
+    pattern = os.path.join(tempfile.gettempdir(), "dlcprune-export-*")
+    before = set(glob.glob(pattern))
+    with TestClient(app) as client:
+        resp = client.get("/x")
+    assert resp.status_code == 200 and resp.content == payload
+    assert resp.headers["content-length"] == str(len(payload))
+    assert set(glob.glob(pattern)) == before
