@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import Api, finish, free_port
+from tests.problems import problem
 from tests.service.data import image_members
 
 FAST = {"image_size": 32, "levels": 2}
@@ -79,12 +80,7 @@ def put_images(fs, prefix: str, per_class: int = 8) -> dict[str, bytes]:  # type
 
 
 def refer(api: Api, uri: str, **options: object):  # type: ignore[no-untyped-def]
-    return api.post("/v1/datasets", json={"uri": uri, **options})
-
-
-def problem(resp) -> dict:  # type: ignore[no-untyped-def]
-    body = resp.json()
-    return body.get("error", body)
+    return api.post("/v1/datasets/references", json={"uri": uri, **options})
 
 
 def score(api: Api, dataset: dict) -> dict:
