@@ -14,6 +14,7 @@ from app.deps import SessionDep, SettingsDep, TenantDep
 from app.exports import service
 from app.exports.schemas import ExportCreate, ExportList, ExportRead
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
+from app.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 
 router = APIRouter(tags=["exports"])
 
@@ -40,10 +41,14 @@ async def create_export(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
-    exp = await run_in_threadpool(service.create, session, settings, tenant, selection_id, body)
+    exp, replayed = await run_in_threadpool(
+        service.create, session, settings, tenant, selection_id, body, idempotency_key
+    )
     read = service.to_read(exp, base_url(request, settings))
-    return accepted(read.model_dump(mode="json"), read.url, settings)
+    headers = {REPLAYED_HEADER: "true"} if replayed else None
+    return accepted(read.model_dump(mode="json"), read.url, settings, headers)
 
 
 @router.get(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import idempotency, queue
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import public_message
@@ -61,9 +61,33 @@ def _check_empty(store, path: str, uri: str) -> None:  # type: ignore[no-untyped
 
 
 def create(
-    session: Session, settings: Settings, tenant_id: uuid.UUID, selection_id: uuid.UUID,
+    session: Session,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    selection_id: uuid.UUID,
     body: ExportCreate,
-) -> StoreExport:  # fmt: skip
+    idempotency_key: str | None = None,
+) -> tuple[StoreExport, bool]:
+    """Queue an export (or replay the one an idempotency key made). Returns (export,
+    replayed); the task is sent only after the row is committed."""
+    return idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope=f"POST /v1/selections/{selection_id}/exports",
+        fingerprint=body.model_dump(mode="json"),
+        create=lambda: _create(session, settings, tenant_id, selection_id, body),
+        load=lambda export_id: get(session, tenant_id, export_id),
+    )
+
+
+def _create(
+    session: Session,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    selection_id: uuid.UUID,
+    body: ExportCreate,
+) -> tuple[uuid.UUID, StoreExport]:
     row = selections.get(session, tenant_id, selection_id)
     try:
         store, path = _target(body.uri, settings)
@@ -89,7 +113,7 @@ def create(
     session.add(exp)
     session.commit()
     queue.enqueue_export(exp.id)
-    return exp
+    return exp.id, exp
 
 
 def get(session: Session, tenant_id: uuid.UUID, export_id: uuid.UUID) -> StoreExport:

@@ -332,6 +332,18 @@ def test_exports_are_written_to_the_store_and_read_back(api_a: Api, s3, bucket: 
     listed = api_a.get("/v1/exports", params={"selection_id": sel["id"]}).json()
     assert listed["total"] == 5
 
+    # Idempotency-Key: the same request again is the same export; another body is a 409.
+    url, key = f"/v1/selections/{sel['id']}/exports", {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"uri": f"s3://{bucket}/out/again/", "format": "parquet"}
+    first = api_a.post(url, json=body, headers=key)
+    again = api_a.post(url, json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = api_a.post(url, json={**body, "format": "hf"}, headers=key)
+    assert other.status_code == 409 and problem(other)["code"] == "idempotency_key_reused"
+    assert api_a.get("/v1/exports", params={"selection_id": sel["id"]}).json()["total"] == 6
+
     # A target that already holds objects is refused; a queued export cancelled writes nothing.
     resp = api_a.post(
         f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/csv/"}
