@@ -26,7 +26,7 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 DLCPRUNE_DATA_DIR="$WORK/var" DLCPRUNE_REFERENCE_SCHEMES=s3 DLCPRUNE_PORT=$API_PORT \
   .venv/bin/dlcprune serve > "$WORK/serve.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 120); do curl -sf "$URL/health" > /dev/null && break; sleep 1; done
+for _ in $(seq 120); do curl -sf "$URL/healthz" > /dev/null && break; sleep 1; done
 
 echo '$ python docs/examples/make_digits_archive.py digits.zip && unzip -q digits.zip -d digits'
 "$PY" docs/examples/make_digits_archive.py "$WORK/digits.zip"
