@@ -390,3 +390,54 @@ def test_a_download_from_a_remote_blob_store_streams_and_removes_its_temporary_c
     assert resp.status_code == 200 and resp.content == payload
     assert resp.headers["content-length"] == str(len(payload))
     assert set(glob.glob(pattern)) == before
+
+
+def test_denied_access_is_403_and_storage_options_are_never_shown(
+    api_a: Api, s3, service_env: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A second S3 server that checks credentials (moto with IAM auth from the first request)
+    refuses the service's: 403 access_denied, naming the URI and not the options. The store is
+    chosen by DLCPRUNE_STORAGE_OPTIONS, whose secret never appears in the answer."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from app import storage
+    from app.config import reset_settings
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    secret = f"secret-{uuid.uuid4().hex}"
+    options = {"s3": {"endpoint_url": f"http://127.0.0.1:{port}", "secret": secret, "key": "k"}}
+    os.environ["DLCPRUNE_STORAGE_OPTIONS"] = json.dumps(options)
+    reset_settings()
+    storage._stores.clear()
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        resp = refer(api_a, "s3://locked/pets/")
+        assert resp.status_code == 403, resp.text
+        err = problem(resp)
+        assert err["code"] == "access_denied"
+        assert "s3://locked/pets/" in err["message"]
+        assert secret not in resp.text
+        from app.config import get_settings
+
+        assert secret not in repr(get_settings())
+    finally:
+        os.environ.pop("DLCPRUNE_STORAGE_OPTIONS", None)
+        reset_settings()
+        storage._stores.clear()
+        proc.terminate()
+        proc.wait()
