@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 2**30
     max_request_bytes: int = 1 * 2**20  # JSON bodies
     index_sync_max_bytes: int = 256 * 2**20  # smaller uploads are indexed before answering
+    # A reference to a store is indexed before answering only up to this many objects (each is
+    # fetched once to check it decodes); larger ones go to the index queue.
+    index_sync_max_objects: int = Field(default=2000, ge=0)
     # What a dataset may hold (see dlcprune.core.formats.ReadLimits).
     max_samples: int = 10_000_000
     max_archive_members: int = 10_000_000

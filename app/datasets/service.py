@@ -144,6 +144,8 @@ def _index(dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
             seen = sources.look(
                 dataset.uri or "", settings, dataset.requested_format, dataset.columns or None
             )
+            # Pinned when registered: indexed later, it must still be what was registered.
+            sources.check_pin(dataset, seen, blobs)
         if seen is not None and dataset.source_pin is None:
             sources.record_pin(dataset, seen, blobs)
         reader, local = sources.open_source(dataset, settings, blobs, seen)
@@ -360,7 +362,7 @@ def create_from_reference(
         # and a manifest's bad row makes the dataset invalid at once.
         try:
             seen = sources.look(body.uri, settings, body.format, body.columns or None)
-            size = seen.size
+            size = seen.size if len(seen.objects) <= settings.index_sync_max_objects else None
         except DatasetError as exc:
             seen, size = exc, 0
     filename = os.path.basename(urlsplit(body.uri).path.rstrip("/")) or body.uri
@@ -381,6 +383,8 @@ def create_from_reference(
         tags=list(body.tags) if body.tags else None,
         external_id=body.external_id,
     )
+    if isinstance(seen, sources.Look):
+        sources.record_pin(dataset, seen, blobs)  # the pin is taken now, indexed now or later
     if seen is not None:
         dataset._look = seen  # type: ignore[attr-defined]  # indexing inline reuses it
     return _finish_create(session, settings, blobs, dataset, size)

@@ -441,3 +441,31 @@ def test_denied_access_is_403_and_storage_options_are_never_shown(
         storage._stores.clear()
         proc.terminate()
         proc.wait()
+
+
+def test_a_large_prefix_is_indexed_by_the_worker_against_its_registration_pin(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Above DLCPRUNE_INDEX_SYNC_MAX_OBJECTS the POST answers 202 (pinned, queued); an object
+    changed before the worker indexes it makes the dataset invalid with source_changed."""
+    from app.config import reset_settings
+    from worker.runner import index_dataset
+
+    members = put_images(s3, f"{bucket}/big", per_class=4)
+    os.environ["DLCPRUNE_INDEX_SYNC_MAX_OBJECTS"] = "5"
+    reset_settings()
+    try:
+        ok = refer(api_a, f"s3://{bucket}/big/")
+        assert ok.status_code == 202, ok.text
+        assert ok.json()["status"] == "indexing" and len(ok.json()["sha256"]) == 64
+        assert index_dataset(ok.json()["id"]) == "ready"
+        changed = refer(api_a, f"s3://{bucket}/big/")
+        assert changed.status_code == 202, changed.text
+        s3.pipe_file(f"{bucket}/big/red/000.png", members["red/001.png"])
+        assert index_dataset(changed.json()["id"]) == "invalid"
+        ds = api_a.get(f"/v1/datasets/{changed.json()['id']}").json()
+        assert ds["error"]["code"] == "source_changed"
+        assert "'red/000.png' was changed" in ds["error"]["message"]
+    finally:
+        os.environ.pop("DLCPRUNE_INDEX_SYNC_MAX_OBJECTS", None)
+        reset_settings()
