@@ -75,7 +75,7 @@ def test_webhook_commands(embedded: Embedded, colours: Path) -> None:
         assert hook_id in _ok(_cli(embedded, "webhooks", "list"))
         with Client(embedded.url, api_key=embedded.key) as client:
             ds = client.upload(colours)
-        (got,) = rx.wait_for(1, 30)
+        (got,) = rx.wait_for(1, 120)
         event = verify_webhook(got.body, got.headers, secret)
         assert event.type == "dataset.ready" and event.data["id"] == ds.id
 
@@ -88,7 +88,7 @@ def test_webhook_commands(embedded: Embedded, colours: Path) -> None:
             _ok(_cli(embedded, "webhooks", "replay", hook_id, event.id, "--json"))
         )
         assert replayed["status"] == "pending"
-        second = rx.wait_for(2, 30)[1]
+        second = rx.wait_for(2, 120)[1]
         assert second.headers["webhook-id"] == event.id and second.body == got.body
         bad = _cli(embedded, "webhooks", "create", rx.url, "--event", "job.exploded")
         assert bad.returncode == 1 and "unknown" in bad.stderr
@@ -113,7 +113,7 @@ def test_the_async_client_end_to_end(embedded: Embedded, colours: Path) -> None:
         assert done.succeeded and done.id in [j.id for j in jobs]
         assert len(scores) == 24 and all(s.score is not None for s in scores)
         assert hook.id in [h.id for h in hooks]
-        (got,) = rx.wait_for(1, 30)
+        (got,) = rx.wait_for(1, 120)
         event = verify_webhook(got.body, got.headers, hook.secret or "")
         assert event.type == "job.succeeded" and event.data["id"] == done.id
         assert event.data["status"] == "succeeded"
