@@ -438,6 +438,13 @@ def test_admin_keys_manage_keys_and_scopes_are_enforced(app_client: TestClient) 
     assert {k["name"] for k in listed["items"]} == {"root", "reader"}
     assert all("key" not in k for k in listed["items"])
     # Another tenant's admin sees none of these.
+    with session_scope() as session:
+        other_key, _ = create_key(session, f"other-{uuid.uuid4().hex[:8]}", "root", ("admin",))
+    other = Api(app_client, other_key)
+    assert [k["name"] for k in other.get("/v1/keys").json()["items"]] == ["root"]
+    for call in (other.get, other.delete):
+        hidden = call(f"/v1/keys/{made.json()['id']}")
+        assert (hidden.status_code, error_code(hidden)) == (404, "not_found")
     assert admin.delete(f"/v1/keys/{made.json()['id']}").status_code == 204
     gone = reader.get("/v1/datasets")
     assert (gone.status_code, error_code(gone)) == (401, "unauthorized")
