@@ -28,6 +28,7 @@ from app.dashboard.router import router as dashboard_router
 from app.datasets.router import references_router
 from app.datasets.router import router as datasets_router
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
+from app.exports.router import router as exports_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
@@ -237,6 +238,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "selections", "description": "pruned subsets from cached scores"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
+            {"name": "exports", "description": "selections written into object stores"},
             {"name": "keys", "description": "API keys of the tenant (a key with the admin scope)"},
             {"name": "health", "description": "liveness and readiness"},
         ],
@@ -249,6 +251,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         references_router,
         jobs_router,
         selections_router,
+        exports_router,
         weights_router,
         webhooks_router,
         keys_router,

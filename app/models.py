@@ -131,6 +131,9 @@ class Dataset(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # A reference's pin (app/datasets/sources.py): the digest of its objects' listing (sizes and
+    # versions or ETags, a manifest's content hash), their count and bytes; null for uploads.
+    source_pin: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # The client's own labels and id for it, filterable in lists.
     tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
@@ -138,6 +141,33 @@ class Dataset(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class StoreExport(Base):
+    """A selection written into an object store (app/exports): a job of the export queue."""
+
+    __tablename__ = "store_exports"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    selection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("selections.id", ondelete="CASCADE"), index=True
+    )
+    uri: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    objects: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Weights(Base):

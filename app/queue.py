@@ -28,12 +28,14 @@ log = logging.getLogger("dlcprune.queue")
 RUN_JOB = "dlcprune.run_job"
 RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
+RUN_EXPORT = "dlcprune.run_export"
 
 # The kind of work (dlcprune.names.WORK_KINDS) of each task: it goes to that kind's queue.
 TASK_KINDS: dict[str, str] = {
     INDEX_DATASET: "index",
     RUN_JOB: "score",
     RUN_SHARD: "shards",
+    RUN_EXPORT: "export",
 }
 
 # Redis lists per queue, one per priority: the transport's priority numbers (0 is taken first)
@@ -136,6 +138,10 @@ def enqueue_job(job_id: uuid.UUID, priority: str = DEFAULT_PRIORITY) -> bool:
 
 def enqueue_index(dataset_id: uuid.UUID) -> bool:
     return send(INDEX_DATASET, dataset_id)
+
+
+def enqueue_export(export_id: uuid.UUID) -> bool:
+    return send(RUN_EXPORT, export_id)
 
 
 def broker_ping(settings: Settings | None = None, timeout: float = 2.0) -> None:

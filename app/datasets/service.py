@@ -6,14 +6,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select, text
@@ -22,8 +21,8 @@ from sqlalchemy.orm import Session
 from app import idempotency, limits, queue
 from app.blobstore import BlobStore
 from app.config import Settings
-from app.datasets import repository
-from app.datasets.indexing import index_path, public_message
+from app.datasets import repository, sources
+from app.datasets.indexing import index_reader, public_message
 from app.datasets.schemas import (
     NAME_MAX,
     DatasetOptions,
@@ -33,6 +32,7 @@ from app.datasets.schemas import (
 )
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
+from app.storage import STORE_SCHEMES, check_scheme, resolve_file, scheme_of, store_error
 from app.uploads import ReceivedFile, sha256_path
 from app.webhooks import outbox
 from dlcprune.core.errors import DatasetError
@@ -66,90 +66,32 @@ def upload_key(dataset_id: uuid.UUID, filename: str) -> str:
 
 def resolve_file_reference(uri: str, settings: Settings) -> Path:
     """A ``file://`` URI's real path, which must lie below one of the configured roots."""
-    parts = urlsplit(uri)
-    if parts.netloc not in ("", "localhost"):
-        raise unprocessable("reference_not_allowed", "file:// references must name a local path")
-    raw = unquote(parts.path)
-    if not raw.startswith("/") or "\x00" in raw:
-        raise unprocessable("reference_not_allowed", "file:// references need an absolute path")
-    if not settings.file_roots:
-        raise unprocessable(
-            "reference_not_allowed",
-            "file:// references are disabled (the operator sets DLCPRUNE_FILE_ROOTS)",
-        )
-    # Resolve symlinks and '..' first, then compare against the roots.
-    real = Path(os.path.realpath(raw))
-    for root in settings.file_roots:
-        if real == Path(root) or Path(root) in real.parents:
-            if not real.exists():
-                raise unprocessable("reference_not_found", f"{uri} does not exist")
-            return real
-    raise unprocessable("reference_not_allowed", f"{uri} is outside the allowed file roots")
+    return resolve_file(uri, settings)
 
 
 def check_reference(uri: str, settings: Settings) -> str:
-    """Validate a reference URI; returns its scheme (``file`` or an enabled fsspec scheme)."""
-    scheme = urlsplit(uri).scheme.lower()
+    """Validate a reference URI; returns its scheme (``file`` or an enabled one)."""
+    scheme = check_scheme(uri, settings)
     if scheme == "file":
-        resolve_file_reference(uri, settings)
-        return scheme
-    if not scheme:
-        raise unprocessable("reference_not_allowed", "the uri needs a scheme such as file://")
-    if scheme not in settings.reference_schemes:
-        enabled = ", ".join(["file", *settings.reference_schemes])
-        raise unprocessable(
-            "reference_not_allowed", f"scheme {scheme!r} is not enabled here (enabled: {enabled})"
-        )
-    if scheme in ("http", "https"):
+        resolve_file(uri, settings)
+    elif scheme in ("http", "https"):
         from app.references import check_http_url
 
         check_http_url(uri)
-        return scheme
-    try:
-        import fsspec
-
-        fsspec.get_filesystem_class(scheme)
-    except (ImportError, ValueError) as exc:
-        raise unprocessable(
-            "reference_not_allowed", f"scheme {scheme!r} is not available: {exc}"
-        ) from exc
     return scheme
 
 
-def _remote_copy(uri: str, settings: Settings) -> Path:
-    """Download a remote reference once into the cache and return the local file."""
-    import fsspec
+def http_copy(uri: str, settings: Settings) -> Path:
+    """Download an http(s) reference once into the cache (behind the SSRF guard)."""
+    from app.references import download_http
 
     assert settings.cache_dir is not None
     digest = hashlib.sha256(uri.encode()).hexdigest()[:32]
     name = os.path.basename(urlsplit(uri).path) or "data"
-    local = Path(settings.cache_dir) / "refs" / digest / name
-    if not local.exists() and urlsplit(uri).scheme.lower() in ("http", "https"):
-        from app.references import download_http
-
-        return download_http(uri, local, settings.max_upload_bytes)
+    local = Path(settings.cache_dir) / "refs" / "http" / digest / name
     if not local.exists():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f"{name}.partial-{uuid.uuid4().hex}")
-        try:
-            with fsspec.open(uri, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.replace(tmp, local)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        download_http(uri, local, settings.max_upload_bytes)
     return local
-
-
-def local_data_path(dataset: Dataset, settings: Settings, blobs: BlobStore) -> Path:
-    """Where the dataset's bytes can be read on this machine."""
-    if dataset.source == "upload":
-        assert dataset.blob_key is not None
-        return blobs.local_path(dataset.blob_key)
-    assert dataset.uri is not None
-    if urlsplit(dataset.uri).scheme.lower() == "file":
-        return resolve_file_reference(dataset.uri, settings)
-    return _remote_copy(dataset.uri, settings)
 
 
 def content_identity(dataset: Dataset) -> str:
@@ -185,23 +127,44 @@ def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: Blo
 
 def _index(dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
     shown = dataset.filename if dataset.source == "upload" else (dataset.uri or dataset.filename)
+    seen: sources.Look | DatasetError | None = getattr(dataset, "_look", None)
+    local = shown
     try:
-        path = local_data_path(dataset, settings, blobs)
+        if isinstance(seen, DatasetError):
+            raise seen
+        if (
+            dataset.source == "uri"
+            and seen is None
+            and scheme_of(dataset.uri or "")
+            not in (
+                "http",
+                "https",
+            )
+        ):
+            seen = sources.look(
+                dataset.uri or "", settings, dataset.requested_format, dataset.columns or None
+            )
+            # Pinned when registered: indexed later, it must still be what was registered.
+            sources.check_pin(dataset, seen, blobs)
+        if seen is not None and dataset.source_pin is None:
+            sources.record_pin(dataset, seen, blobs)
+        reader, local = sources.open_source(dataset, settings, blobs, seen)
+        with reader as ds:
+            result = index_reader(ds)
+        if dataset.sha256 is None:
+            dataset.sha256, dataset.size_bytes = sha256_path(local)
     except APIError as exc:
         _invalid(dataset, exc.code, exc.message)
         return
-    except Exception as exc:  # remote store unreachable, permissions
-        _invalid(dataset, "unreadable", f"{shown}: cannot read the data: {exc}")
-        return
-    try:
-        result = index_path(dataset, path, settings)
-        if dataset.sha256 is None:
-            dataset.sha256, dataset.size_bytes = sha256_path(path)
     except DatasetError as exc:
-        message = public_message(exc, path, shown)
+        message = public_message(exc, getattr(exc, "local_path", local), shown)
         if dataset.requested_format:
             message += f" (read as format {dataset.requested_format!r}, as the request named)"
         _invalid(dataset, exc.code, message)
+        return
+    except Exception as exc:  # remote store unreachable, permissions
+        err = store_error(shown, exc)
+        _invalid(dataset, err.code, err.message)
         return
     key = f"datasets/{dataset.id}/index.npz"
     blobs.put_bytes(key, result.index_bytes)
@@ -391,8 +354,17 @@ def create_from_reference(
 ) -> Created:
     scheme = check_reference(body.uri, settings)
     size: int | None = None
+    seen: sources.Look | DatasetError | None = None
     if scheme == "file":
         size = _data_size(resolve_file_reference(body.uri, settings))
+    elif scheme in STORE_SCHEMES:
+        # Listed (and pinned) now: a missing prefix or a refused credential answers at once,
+        # and a manifest's bad row makes the dataset invalid at once.
+        try:
+            seen = sources.look(body.uri, settings, body.format, body.columns or None)
+            size = seen.size if len(seen.objects) <= settings.index_sync_max_objects else None
+        except DatasetError as exc:
+            seen, size = exc, 0
     filename = os.path.basename(urlsplit(body.uri).path.rstrip("/")) or body.uri
     now = utcnow()
     dataset = Dataset(
@@ -411,6 +383,10 @@ def create_from_reference(
         tags=list(body.tags) if body.tags else None,
         external_id=body.external_id,
     )
+    if isinstance(seen, sources.Look):
+        sources.record_pin(dataset, seen, blobs)  # the pin is taken now, indexed now or later
+    if seen is not None:
+        dataset._look = seen  # type: ignore[attr-defined]  # indexing inline reuses it
     return _finish_create(session, settings, blobs, dataset, size)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -421,8 +421,7 @@ async def get_export(
         raise APIError(
             409, "dataset_unreadable", f"the dataset can no longer be read: {exc.message}"
         ) from exc
-    path = await run_in_threadpool(export.export_to_tempfile, blobs, out.key)
-    return FileResponse(path, media_type=out.media_type, filename=out.filename)
+    return await run_in_threadpool(export.file_response, blobs, out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from dlcprune.client.models import (
     Progress,
     Score,
     Selection,
+    StoreExport,
     Weights,
 )
 from dlcprune.client.webhooks import (
@@ -104,6 +105,7 @@ __all__ = [
     "Progress",
     "Score",
     "Selection",
+    "StoreExport",
     "WaitTimeout",
     "Webhook",
     "WebhookEvent",
@@ -155,13 +157,24 @@ class Client(Http):
         return Dataset.from_json(body)
 
     def register(
-        self, uri: str, name: str | None = None, *, idempotency_key: str | None = None
+        self,
+        uri: str,
+        name: str | None = None,
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Dataset:
-        """Register data the service can read already (``file://`` below its configured roots,
-        or an enabled fsspec URL such as ``s3://``)."""
+        """Register data the service can read already: ``file://`` below its configured roots,
+        or an object store's prefix (``s3://bucket/pets/``), manifest, Parquet file or shards
+        (``s3://bucket/shard-{000..009}.tar``). ``format`` and ``columns`` as for uploads."""
         body: dict[str, Any] = {"uri": uri}
         if name:
             body["name"] = name
+        if format:
+            body["format"] = format
+        if columns:
+            body["columns"] = dict(columns)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return Dataset.from_json(
             self._json("POST", "/v1/dataset-references", json=body, headers=headers)
@@ -455,6 +468,44 @@ class Client(Http):
         path = f"/v1/selections/{selection_id}/export"
         with self._stream("GET", path, params=params) as resp:
             return self._save(resp, dest_dir, f"selection-{selection_id}-{format}")
+
+    # Exports into an object store ------------------------------------------------------------
+
+    def export_to_store(
+        self, selection_id: Id, uri: str, format: str = DEFAULT_EXPORT_FORMAT
+    ) -> StoreExport:
+        """Start writing a selection into an empty prefix of an object store (``uri`` ends in
+        ``/``); ``format``: original, manifest-csv, manifest-jsonl, parquet, webdataset or hf."""
+        body = {"uri": uri, "format": format}
+        path = f"/v1/selections/{selection_id}/exports"
+        return StoreExport.from_json(self._json("POST", path, json=body))
+
+    def store_export(self, export_id: Id) -> StoreExport:
+        return StoreExport.from_json(self._json("GET", f"/v1/exports/{export_id}"))
+
+    def store_exports(self, selection_id: Id | None = None) -> list[StoreExport]:
+        """This tenant's exports into stores (all pages), newest first."""
+        params = {"selection_id": str(selection_id)} if selection_id else {}
+        return [StoreExport.from_json(d) for d in self._pages("/v1/exports", params, 500)]
+
+    def cancel_store_export(self, export_id: Id) -> StoreExport:
+        return StoreExport.from_json(self._json("POST", f"/v1/exports/{export_id}/cancel"))
+
+    def wait_store_export(
+        self, export_id: Id, poll: float = 1.0, timeout: float | None = None
+    ) -> StoreExport:
+        """Poll an export until it has ended; raises ``DlcpruneError`` unless it succeeded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            exp = self.store_export(export_id)
+            if exp.finished:
+                if exp.status != "succeeded":
+                    err = exp.error or ErrorInfo(exp.status, f"export {exp.id} {exp.status}")
+                    raise DlcpruneError(None, err.code, err.message)
+                return exp
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DlcpruneError(None, "timeout", f"export {exp.id} still {exp.status}")
+            time.sleep(poll)
 
     # What the data and the scores look like ----------------------------------------------------
 
