@@ -104,6 +104,12 @@ def problem_document(
     return doc
 
 
+def error_body(code: str, message: str, details: Any = None, *, status: int = 422) -> dict:
+    """The problem document of an error (kept for code written before problem details: pass
+    the response's ``status``; new code raises ``APIError`` or calls ``problem_response``)."""
+    return problem_document(status, code, message, details)
+
+
 def problem_response(
     request: Request | None,
     status: int,

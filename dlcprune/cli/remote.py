@@ -358,11 +358,14 @@ def cancel(
 def delete(
     client: Any,
     dataset_id: Annotated[str, typer.Argument(metavar="DATASET_ID", help="the dataset")],
+    force: Annotated[
+        bool, typer.Option(help="cancel jobs queued or running on it (else the service refuses)")
+    ] = False,
     *,
     as_json: bool,
 ) -> None:
     """Delete a dataset with its jobs, scores, selections and exports."""
-    client.delete_dataset(dataset_id)
+    client.delete_dataset(dataset_id, force=force)
     print_json({"deleted": dataset_id}) if as_json else print(dataset_id)
 
 

@@ -188,9 +188,22 @@ class Client(Http):
     def dataset(self, dataset_id: Id) -> Dataset:
         return Dataset.from_json(self._json("GET", f"/v1/datasets/{dataset_id}"))
 
-    def delete_dataset(self, dataset_id: Id) -> None:
-        """Delete a dataset with its jobs, scores, selections and exports."""
-        self._send("DELETE", f"/v1/datasets/{dataset_id}")
+    def delete_dataset(self, dataset_id: Id, *, force: bool = False) -> None:
+        """Delete a dataset with its jobs, scores, selections and exports. While jobs are queued
+        or running on it the service answers 409 ``dataset_busy``, unless ``force``: then they
+        are cancelled (their error says ``dataset_deleted``)."""
+        params = {"force": "true"} if force else None
+        self._send("DELETE", f"/v1/datasets/{dataset_id}", params=params)
+
+    def delete_job(self, job_id: Id, *, force: bool = False) -> None:
+        """Delete a job with its selections (409 ``job_active`` while it is queued or running,
+        unless ``force``)."""
+        params = {"force": "true"} if force else None
+        self._send("DELETE", f"/v1/jobs/{job_id}", params=params)
+
+    def delete_selection(self, selection_id: Id) -> None:
+        """Delete a selection with its exports."""
+        self._send("DELETE", f"/v1/selections/{selection_id}")
 
     def wait_dataset(
         self, dataset_id: Id, poll: float = 1.0, timeout: float | None = None

@@ -180,6 +180,8 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         before the answer (`201`, `ready`); a large upload answers `202` (`indexing`) at once.
         Data that is refused answers `422` naming the file and the member or line, and keeps
         nothing: no dataset row, no bytes (`details.dataset` shows the record as it was read).
+        A large upload validated after the answer (`202`) that turns out invalid stays as an
+        `invalid` dataset, so the client polling it reads why, until it is deleted.
         `Idempotency-Key` makes a retried upload safe.
         """
     )

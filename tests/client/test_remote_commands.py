@@ -35,7 +35,8 @@ def _ok(proc: subprocess.CompletedProcess) -> str:
 
 def test_list_scores_preview_cancel_delete(embedded: Embedded, colours: Path) -> None:
     with Client(embedded.url, api_key=embedded.key) as client:
-        ds = client.upload(colours, name="remote-ops")
+        # A dataset of its own (the same bytes would answer another test's dataset).
+        ds = client.upload(colours, name="remote-ops", copy=True)
         job = client.wait(client.start_job(ds.id, params={**FAST, "levels": 3}).id, timeout=300)
 
     listed = json.loads(_ok(_cli(embedded, "list", "jobs", "--dataset-id", ds.id, "--json")))
@@ -74,7 +75,7 @@ def test_webhook_commands(embedded: Embedded, colours: Path) -> None:
         assert shown["events"] == ["dataset.ready"] and "secret" not in shown
         assert hook_id in _ok(_cli(embedded, "webhooks", "list"))
         with Client(embedded.url, api_key=embedded.key) as client:
-            ds = client.upload(colours)
+            ds = client.upload(colours, copy=True)  # a new dataset, so a new dataset.ready
         (got,) = rx.wait_for(1, 120)
         event = verify_webhook(got.body, got.headers, secret)
         assert event.type == "dataset.ready" and event.data["id"] == ds.id

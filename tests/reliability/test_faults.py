@@ -98,7 +98,8 @@ def stack_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
 
 def start_job(client: httpx.Client, archive: Path) -> dict:
-    ds = client.post("/v1/datasets", files={"file": (archive.name, archive.read_bytes())})
+    # copy: a dataset of its own each time (the same bytes would answer the tenant's first).
+    ds = client.post("/v1/datasets?copy=true", files={"file": (archive.name, archive.read_bytes())})
     assert ds.status_code == 201, ds.text
     job = client.post("/v1/jobs", json={"dataset_id": ds.json()["id"], "params": PARAMS})
     assert job.status_code == 202, job.text

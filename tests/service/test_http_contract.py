@@ -438,6 +438,13 @@ def test_admin_keys_manage_keys_and_scopes_are_enforced(app_client: TestClient) 
     assert {k["name"] for k in listed["items"]} == {"root", "reader"}
     assert all("key" not in k for k in listed["items"])
     # Another tenant's admin sees none of these.
+    with session_scope() as session:
+        other_key, _ = create_key(session, f"other-{uuid.uuid4().hex[:8]}", "root", ("admin",))
+    other = Api(app_client, other_key)
+    assert [k["name"] for k in other.get("/v1/keys").json()["items"]] == ["root"]
+    for call in (other.get, other.delete):
+        hidden = call(f"/v1/keys/{made.json()['id']}")
+        assert (hidden.status_code, error_code(hidden)) == (404, "not_found")
     assert admin.delete(f"/v1/keys/{made.json()['id']}").status_code == 204
     gone = reader.get("/v1/datasets")
     assert (gone.status_code, error_code(gone)) == (401, "unauthorized")
@@ -534,3 +541,48 @@ def test_the_spec_says_what_the_service_does(app_client: TestClient, api: Api) -
     for path in ("/v1/jobs/{job_id}/scores", "/v1/selections/{selection_id}/items"):
         ok = spec["paths"][path]["get"]["responses"]["200"]["content"]
         assert set(ok) == {"application/json"}, path
+
+
+def test_one_key_and_one_upload_make_one_resource_on_the_embedded_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: Path
+) -> None:
+    """SQLite, no broker, auth off: the same guarantees as on PostgreSQL."""
+    from app.config import reset_settings
+    from app.main import create_app
+
+    for name, value in {
+        "DLCPRUNE_DATA_DIR": str(tmp_path),
+        "DLCPRUNE_DATABASE_URL": "",
+        "DLCPRUNE_BLOB_URL": "",
+        "DLCPRUNE_BROKER_URL": "",
+        "DLCPRUNE_AUTH_ENABLED": "false",
+        "DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    try:
+        with TestClient(create_app()) as local:
+
+            def hook(_: int):  # type: ignore[no-untyped-def]
+                return local.post(
+                    "/v1/webhooks",
+                    json={"url": "http://127.0.0.1:9/h", "events": ["job.succeeded"]},
+                    headers={"Idempotency-Key": "embedded"},
+                )
+
+            def upload(_: int):  # type: ignore[no-untyped-def]
+                return local.post(
+                    "/v1/datasets", files={"file": (images.name, images.read_bytes())}
+                )
+
+            with ThreadPoolExecutor(20) as pool:
+                hooks = list(pool.map(hook, range(20)))
+                uploads = list(pool.map(upload, range(20)))
+            assert {h.status_code for h in hooks} == {201}
+            assert len({h.json()["id"] for h in hooks}) == 1
+            assert sorted(u.status_code for u in uploads) == [200] * 19 + [201]
+            assert local.get("/v1/webhooks").json()["total"] == 1
+            assert local.get("/v1/datasets").json()["total"] == 1
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -161,3 +161,25 @@ def test_cursor_pages_beside_offsets(api: Api, images: Path) -> None:
     both = api.get("/v1/datasets", params={"limit": 2, "cursor": first["next_cursor"], "offset": 1})
     plain = api.get("/v1/datasets", params={"limit": 2, "cursor": first["next_cursor"]})
     assert both.json()["items"] == plain.json()["items"]
+
+
+def test_the_python_client_deletes_with_force(
+    app_client: TestClient, api: Api, images: Path
+) -> None:
+    from dlcprune.client import Client, DlcpruneError
+
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    with Client("http://testserver", api_key=key, http=app_client, retries=0) as client:
+        ds = client.upload(images, copy=True)
+        job = client.start_job(ds.id, params={**FAST, "levels": 3})
+        with pytest.raises(DlcpruneError) as busy:
+            client.delete_dataset(ds.id)
+        assert (busy.value.status, busy.value.code) == (409, "dataset_busy")
+        assert busy.value.details == {"jobs": [job.id]}
+        client.delete_dataset(ds.id, force=True)
+        cancelled = client.job(job.id)
+        assert cancelled.status == "cancelled" and cancelled.error.code == "dataset_deleted"
+        client.delete_job(job.id)
+        with pytest.raises(DlcpruneError) as gone:
+            client.job(job.id)
+        assert gone.value.code == "not_found"
