@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -58,14 +59,18 @@ _STALE_CLAIM = timedelta(minutes=10)
 _POLL_S = 0.05
 
 
+# Printable ASCII, no space at either end (HTTP trims those).
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+
+
 def _check_key(value: str | None) -> str | None:
     if value is None:
         return None
-    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isprintable():
+    if not 1 <= len(value) <= MAX_KEY_LENGTH or re.fullmatch(KEY_PATTERN, value) is None:
         raise APIError(
             400,
             "bad_idempotency_key",
-            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
         )
     return value
 
@@ -75,7 +80,9 @@ def idempotency_key(
         str | None,
         Header(
             alias="Idempotency-Key",
+            min_length=1,
             max_length=MAX_KEY_LENGTH,
+            pattern=KEY_PATTERN,
             description="makes the request safe to retry: the same key with the same body "
             "returns what the first made (Idempotent-Replayed: true); with another body, 409",
         ),

@@ -25,11 +25,13 @@ from app import db, logs, metrics
 from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
+from app.datasets.router import references_router
 from app.datasets.router import router as datasets_router
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
 from app.exports.router import router as exports_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.keys.router import router as keys_router
 from app.openapi import install_openapi
 from app.selections.router import router as selections_router
 from app.webhooks.router import router as webhooks_router
@@ -227,6 +229,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Operation ids are the route functions' names (create_dataset, get_job): what a
+        # generated client names its calls.
+        generate_unique_id_function=lambda route: route.name,
         openapi_tags=[
             {"name": "datasets", "description": "register and index data"},
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
@@ -234,6 +239,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
             {"name": "exports", "description": "selections written into object stores"},
+            {"name": "keys", "description": "API keys of the tenant (a key with the admin scope)"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -242,11 +248,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     for router in (
         health_router,
         datasets_router,
+        references_router,
         jobs_router,
         selections_router,
         exports_router,
         weights_router,
         webhooks_router,
+        keys_router,
         dashboard_router,
     ):
         app.include_router(router)

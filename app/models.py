@@ -221,8 +221,9 @@ class Job(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
-    dataset_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    # Null once the dataset was deleted (a job cancelled by that deletion stays to say so).
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, nullable=True
     )
     model: Mapped[str] = mapped_column(String(500))
     weights_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -43,6 +43,7 @@ class Problem(BaseModel):
 _DESCRIPTIONS = {
     "400": "malformed request (body not JSON, bad multipart, bad header)",
     "401": "missing, wrong or revoked API key",
+    "403": "the API key lacks the scope this needs (read, write or admin)",
     "404": "no such resource for this tenant",
     "405": "method not allowed",
     "409": "the resource is not in a state that allows this",
@@ -54,7 +55,7 @@ _DESCRIPTIONS = {
 }
 
 # Errors any /v1 route can answer (auth, body limits, unknown ids, bad parameters).
-_COMMON = ("400", "401", "404", "413", "422")
+_COMMON = ("400", "401", "403", "404", "413", "422", "429")
 
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -80,6 +81,95 @@ def _exact(value: float) -> int:
     # A float near 2**63 stands for the int64 limit the code wrote (2**63 - 1).
     as_int = int(value)
     return as_int - 1 if as_int in (2**63, 2**31 * 2**32) else as_int
+
+
+_JSON = ("application/json", "application/problem+json")
+_BYTES = "application/octet-stream"
+
+
+def _binary_content(entry: dict[str, Any]) -> None:
+    """Files (images, CSV, zips) declared as what they are: ``type: string, format: binary``
+    (a generator drops a media type without a schema), and no empty JSON beside them (a
+    generator would call ``.json()`` on a zip)."""
+    content = entry.get("content")
+    if not content:
+        return
+    files = [m for m in content if m not in _JSON]
+    for media in files:
+        if media.startswith("text/"):
+            # Text (CSV, SVG as text/*): a string of UTF-8, which generators read as text.
+            content[media]["schema"] = {"type": "string"}
+        elif not content[media].get("schema"):
+            content[media]["schema"] = {"type": "string", "format": "binary"}
+    if files and not content.get("application/json", {"schema": True}).get("schema"):
+        content.pop("application/json")
+    # Generators know a few media types (JSON, text/*, application/octet-stream): a file of
+    # another type (image/png, application/jsonl, a zip) is declared as bytes too, so a
+    # generated client reads it as bytes instead of dropping the operation's answer.
+    if files and not any(m.startswith("text/") or m == _BYTES for m in files):
+        content[_BYTES] = {"schema": {"type": "string", "format": "binary"}}
+
+
+# OpenAPI links: where a created resource's id goes next (generators and stateful testers follow
+# them). (operation, status) -> {link name: (target operation, parameter, where the id is)}.
+_ID = "$response.body#/id"
+_LINKS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("create_dataset", "201"): {
+        "GetDataset": ("get_dataset", "dataset_id"),
+        "ListDatasetJobs": ("list_jobs", "dataset_id"),
+        "DeleteDataset": ("delete_dataset", "dataset_id"),
+    },
+    ("create_reference", "201"): {
+        "GetDataset": ("get_dataset", "dataset_id"),
+        "DeleteDataset": ("delete_dataset", "dataset_id"),
+    },
+    ("create_job", "202"): {
+        "GetJob": ("get_job", "job_id"),
+        "CancelJob": ("cancel_job", "job_id"),
+        "CreateSelection": ("create_selection", "job_id"),
+        "ListSelections": ("list_selections", "job_id"),
+        "GetScores": ("get_scores", "job_id"),
+        "DeleteJob": ("delete_job", "job_id"),
+    },
+    ("create_selection", "201"): {
+        "GetSelection": ("get_selection", "selection_id"),
+        "GetItems": ("get_items", "selection_id"),
+        "GetItemsCsv": ("get_items_csv", "selection_id"),
+        "GetExport": ("get_export", "selection_id"),
+        "DeleteSelection": ("delete_selection", "selection_id"),
+    },
+    ("create_webhook", "201"): {
+        "GetWebhook": ("get_webhook", "webhook_id"),
+        "ListDeliveries": ("list_deliveries", "webhook_id"),
+        "DeleteWebhook": ("delete_webhook", "webhook_id"),
+    },
+    ("upload_weights", "201"): {
+        "GetWeights": ("get_weights", "weights_id"),
+        "DeleteWeights": ("delete_weights", "weights_id"),
+    },
+    ("create_key", "201"): {
+        "GetKey": ("get_key", "key_id"),
+        "RevokeKey": ("revoke_key", "key_id"),
+    },
+}
+
+
+def _links(schema: dict[str, Any]) -> None:
+    operations = {
+        op.get("operationId"): op
+        for item in schema.get("paths", {}).values()
+        for op in item.values()
+        if isinstance(op, dict)
+    }
+    for (source, status), links in _LINKS.items():
+        op = operations.get(source)
+        if op is None or status not in op.get("responses", {}):
+            continue
+        op["responses"][status]["links"] = {
+            name: {"operationId": target, "parameters": {param: _ID}}
+            for name, (target, param) in links.items()
+            if target in operations
+        }
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -111,7 +201,11 @@ def install_openapi(app: FastAPI) -> None:
                 codes = set(responses)
                 if path.startswith("/v1/"):
                     codes |= set(_COMMON)
-                    op["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+                    # A key is required (the embedded default with auth off lets requests
+                    # without one through; a wrong one is refused there too).
+                    op["security"] = [{"bearer": []}, {"apiKey": []}]
+                for entry in responses.values():
+                    _binary_content(entry)
                 for code in sorted(codes):
                     if not code.startswith(("4", "5")):
                         continue
@@ -125,6 +219,7 @@ def install_openapi(app: FastAPI) -> None:
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         _integer_bounds(schema)
+        _links(schema)
         app.openapi_schema = schema
         return schema
 

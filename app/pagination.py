@@ -2,8 +2,9 @@
 
 Every list is ordered newest first (``created_at`` then ``id``, both descending). ``offset`` pages
 are what they were; a ``cursor`` (the previous page's ``next_cursor``, opaque) pages by keyset
-instead, so rows created meanwhile neither repeat nor go missing. A page answers ``next_cursor``
-while more rows follow.
+instead, so rows created meanwhile neither repeat nor go missing (with a cursor, ``offset`` is not
+used). A page answers ``next_cursor`` while more rows follow; a cursor this service did not give
+is ``422 bad_cursor``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CursorQuery = Annotated[
     str | None,
     Query(
         max_length=200,
-        description="the previous page's next_cursor: the next page, by keyset (no offset)",
+        description="the previous page's next_cursor: the next page, by keyset (offset unused)",
     ),
 ]
 TagQuery = Annotated[
@@ -50,7 +51,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return as_utc(datetime.fromisoformat(stamp)), uuid.UUID(row_id)  # type: ignore[return-value]
     except (ValueError, TypeError, binascii.Error) as exc:
         raise APIError(
-            400, "bad_cursor", "cursor: not a cursor this service gave (use next_cursor as is)"
+            422, "bad_cursor", "cursor: not a cursor this service gave (use next_cursor as is)"
         ) from exc
 
 
@@ -78,9 +79,7 @@ def page(
     """(rows, total, next_cursor) of ``query`` over ``model`` (with ``created_at`` and ``id``)."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     ordered = query.order_by(model.created_at.desc(), model.id.desc())
-    if cursor is not None:
-        if offset:
-            raise APIError(400, "bad_cursor", "send either cursor or offset, not both")
+    if cursor:  # a cursor page starts where the cursor says: offset is not used
         stamp, row_id = decode_cursor(cursor)
         ordered = ordered.where(
             or_(

@@ -33,6 +33,8 @@ from app.pagination import CursorQuery, ExternalIdQuery, TagQuery
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# The JSON registration, an operation of its own beside the multipart upload.
+references_router = APIRouter(tags=["datasets"])
 
 ERRORS = {
     400: {"description": "malformed body"},
@@ -186,7 +188,7 @@ async def create_dataset(
 ) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
-        # The JSON reference was first sent here; POST /v1/datasets/references is its own
+        # The JSON reference was first sent here; POST /v1/dataset-references is its own
         # operation now, and this path keeps taking it.
         raw = await request.body()
         try:
@@ -223,8 +225,8 @@ async def create_dataset(
     return _answer(request, settings, made)
 
 
-@router.post(
-    "/references",
+@references_router.post(
+    "/v1/dataset-references",
     status_code=201,
     response_model=DatasetRead,
     responses={
@@ -319,13 +321,26 @@ def get_dataset(
 @router.delete(
     "/{dataset_id}",
     status_code=204,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        409: {"description": "queued or running jobs use the dataset (force=true cancels them)"},
+    },
     summary="Delete a dataset with its jobs, scores and selections",
 )
 def delete_dataset(
-    dataset_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+    dataset_id: uuid.UUID,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="delete even while jobs are queued or running on it: they are "
+            "cancelled (error dataset_deleted) and stay readable"
+        ),
+    ] = False,
 ) -> Response:
-    service.delete(session, blobs, tenant, dataset_id)
+    service.delete(session, blobs, tenant, dataset_id, force=force)
     return Response(status_code=204)
 
 

@@ -280,7 +280,7 @@ def register_reference(
         session,
         tenant_id,
         idempotency_key,
-        scope="POST /v1/datasets/references",
+        scope="POST /v1/dataset-references",
         fingerprint=body.model_dump(mode="json"),
         create=lambda: _identified(
             create_from_reference(session, settings, blobs, tenant_id, body)
@@ -434,13 +434,21 @@ def get(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Datase
     return dataset
 
 
-def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id: uuid.UUID):
-    """Delete the dataset, its jobs, scores and selections, and their blobs. A running job on it
-    sees its row gone at its next progress report and stops."""
+def delete(
+    session: Session,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    *,
+    force: bool = False,
+) -> None:
+    """Delete the dataset, its finished jobs, scores and selections, and their blobs. Queued or
+    running jobs on it refuse the deletion (409 ``dataset_busy``) unless ``force``: then they are
+    cancelled with the reason (``dataset_deleted``) and kept, without their dataset."""
+    from app.jobs import lifecycle
+
     dataset = get(session, tenant_id, dataset_id)
-    selection_ids = list(
-        session.scalars(select(Selection.id).where(Selection.dataset_id == dataset.id))
-    )
+    lifecycle.release_active_jobs(session, dataset.id, force=force)
     losses_keys = [
         k
         for k in session.scalars(
@@ -449,7 +457,8 @@ def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id:
         if k
     ]
     # Children first, explicitly: SQLite enforces foreign keys only when asked to.
-    session.execute(sa_delete(Selection).where(Selection.dataset_id == dataset.id))
+    prefixes: list[str] = []
+    lifecycle.delete_selection_rows(session, prefixes, Selection.dataset_id == dataset.id)
     session.execute(sa_delete(Job).where(Job.dataset_id == dataset.id))
     session.execute(sa_delete(ScoreSet).where(ScoreSet.dataset_id == dataset.id))
     session.delete(dataset)
@@ -457,8 +466,8 @@ def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id:
     # Blobs after the commit: a failed commit must not leave rows pointing at deleted bytes.
     blobs.delete_prefix(f"datasets/{dataset.id}")
     blobs.delete_prefix(f"thumbs/{dataset.id}")
-    for sid in selection_ids:
-        blobs.delete_prefix(f"exports/{sid}")
+    for prefix in prefixes:
+        blobs.delete_prefix(prefix)
     for key in losses_keys:
         blobs.delete(key)
 

@@ -34,7 +34,7 @@ ERRORS = {
     responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Write a selection into an object store (a job on the export queue)",
 )
-async def create_export(
+async def create_store_export(
     selection_id: uuid.UUID,
     body: ExportCreate,
     request: Request,
@@ -57,7 +57,7 @@ async def create_export(
     responses={**ERRORS, **CONDITIONAL_RESPONSES},
     summary="An export's state and progress",
 )
-def get_export(
+def get_store_export(
     export_id: uuid.UUID,
     request: Request,
     session: SessionDep,
@@ -71,7 +71,7 @@ def get_export(
 @router.get(
     "/v1/exports", response_model=ExportList, responses=ERRORS, summary="The tenant's exports"
 )
-def list_exports(
+def list_store_exports(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -94,7 +94,7 @@ def list_exports(
     responses={**ERRORS, 202: {"headers": ACCEPTED_HEADERS}},
     summary="Cancel a queued or running export (nothing is published)",
 )
-def cancel_export(
+def cancel_store_export(
     export_id: uuid.UUID,
     request: Request,
     session: SessionDep,

@@ -11,6 +11,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from app import db, queue
 from app.auth import key_is_valid
@@ -35,10 +36,22 @@ def _check(fn) -> str | None:  # type: ignore[no-untyped-def]
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="ready")
+    checks: dict[str, str] = Field(description="each dependency: ok, or why it is not")
+    broker: str = Field(description="embedded or celery")
+
+
 @router.get(
     "/readyz",
+    response_model=Readiness,
     summary="Database (at the latest schema), broker and blob store are reachable",
-    responses={503: {"description": "a dependency is down"}},
+    responses={
+        503: {
+            "description": "a dependency is down: a problem document with the same checks "
+            "(the reasons only for a caller with a valid key)"
+        }
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     settings = get_settings()

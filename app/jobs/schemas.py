@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from app.datasets.schemas import ErrorInfo
+from app.datasets.schemas import ErrorInfo, ExternalIdField, TagsField
 from dlcprune.core.params import BaselineParams, DLCParams, params_of, required
 from dlcprune.names import (
     DEFAULT_METHOD,
@@ -127,6 +127,8 @@ class JobCreate(BaseModel):
         description="queued jobs of a higher priority are taken first (high, normal, low); "
         "within one priority, in order of arrival",
     )
+    tags: TagsField = None
+    external_id: ExternalIdField = None
 
 
 class ProgressRead(BaseModel):
@@ -162,9 +164,11 @@ class JobRead(BaseModel):
     )
 
     id: uuid.UUID
-    dataset_id: uuid.UUID
+    dataset_id: uuid.UUID | None = Field(description="null once the dataset was deleted")
     model: str
     weights_id: uuid.UUID | None = None
+    tags: list[str] = Field(default_factory=list)
+    external_id: str | None = None
     method: str
     params: dict[str, Any]
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
@@ -198,6 +202,9 @@ class JobList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class ScoreItem(BaseModel):

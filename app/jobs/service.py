@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import idempotency, queue
+from app import idempotency, limits, queue
 from app.config import get_settings
 from app.datasets import service as datasets
 from app.datasets.schemas import ErrorInfo
@@ -154,6 +154,7 @@ def create(
 
 def _create(session: Session, tenant_id: uuid.UUID, body: JobCreate) -> tuple[uuid.UUID, Job]:
     dataset = datasets.get(session, tenant_id, body.dataset_id)
+    limits.check_active_jobs(session, get_settings(), tenant_id)
     if dataset.status == DatasetStatus.indexing:
         raise conflict("dataset_not_ready", f"dataset {dataset.id} is still being indexed")
     if dataset.status == DatasetStatus.invalid:
@@ -205,6 +206,8 @@ def _create(session: Session, tenant_id: uuid.UUID, body: JobCreate) -> tuple[uu
         },
         cache_key=key,
         priority=body.priority,
+        tags=list(body.tags) if body.tags else None,
+        external_id=body.external_id,
     )
     hit = repository.score_set_by_key(session, tenant_id, key)
     if hit is not None:
@@ -334,6 +337,8 @@ def to_read(job: Job, base_url: str) -> JobRead:
         dataset_id=job.dataset_id,
         model=job.model,
         weights_id=job.weights_id,
+        tags=list(job.tags or []),
+        external_id=job.external_id,
         method=job.method,
         params=job.params,
         status=job.status,

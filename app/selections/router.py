@@ -27,8 +27,9 @@ from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import APIError
 from app.idempotency import IdempotencyKeyDep
-from app.jobs import summary
+from app.jobs import lifecycle, summary
 from app.models import Dataset, Selection
+from app.pagination import CursorQuery
 from app.selections import export, preview, provenance, service
 from app.selections.schemas import (
     ItemPage,
@@ -149,8 +150,9 @@ def list_selections(
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
 ) -> SelectionList:
-    rows, total = service.list_for_job(session, tenant, job_id, limit, offset)
+    rows, total, next_cursor = service.list_for_job(session, tenant, job_id, limit, offset, cursor)
     url = base_url(request, settings)
     return SelectionList(
         items=[
@@ -162,7 +164,21 @@ def list_selections(
         total=total,
         limit=limit,
         offset=offset,
+        next_cursor=next_cursor,
     )
+
+
+@router.delete(
+    "/v1/selections/{selection_id}",
+    status_code=204,
+    responses=ERRORS,
+    summary="Delete a selection and its exports",
+)
+def delete_selection(
+    selection_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+) -> Response:
+    lifecycle.delete_selection(session, blobs, tenant, selection_id)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -191,41 +207,111 @@ def get_selection(
 @router.get(
     "/v1/selections/{selection_id}/items",
     response_model=ItemPage,
-    responses={
-        **ERRORS,
-        200: {"content": {"application/json": {}, "text/csv": {}, "application/jsonl": {}}},
-    },
-    summary="The kept sample ids: JSON paged, CSV or JSON lines streamed",
+    responses=ERRORS,
+    summary="The kept sample ids, paged (items.csv and items.jsonl stream them)",
 )
 def get_items(
     selection_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    format: Literal["json", "csv", "jsonl"] = "json",
+    # Older clients ask ?format=csv|jsonl here: answered as items.csv / items.jsonl are.
+    format: Annotated[Literal["json", "csv", "jsonl"], Query(include_in_schema=False)] = "json",
     limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     row = service.get(session, tenant, selection_id)
     kept = service.indices(row)
     index = service.dataset_index(session, blobs, row)
-    if format == "json":
-        page = kept[offset : offset + limit]
-        labels = index.labels(page) if index.labelled else None
-        ids = index.ids(page)
-        items = [
-            SelectionItem(sample_id=sid, label=labels[k] if labels else None)
-            for k, sid in enumerate(ids)
-        ]
-        body = ItemPage(items=items, total=len(kept), limit=limit, offset=offset)
-        return JSONResponse(body.model_dump(mode="json"))
-    name = f"selection-{row.id}.{format}"
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
+    if format != "json":
+        # As items.csv / items.jsonl: every row unless the request named limit or offset.
+        given = request.query_params
+        return _items_file(
+            row,
+            index,
+            kept,
+            format,
+            limit if "limit" in given else None,
+            offset if "offset" in given else 0,
+        )
+    page = kept[offset : offset + limit]
+    labels = index.labels(page) if index.labelled else None
+    ids = index.ids(page)
+    items = [
+        SelectionItem(sample_id=sid, label=labels[k] if labels else None)
+        for k, sid in enumerate(ids)
+    ]
+    body = ItemPage(items=items, total=len(kept), limit=limit, offset=offset)
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+_STREAM_LIMIT = Annotated[
+    int | None,
+    Query(ge=1, le=2**31 - 1, description="at most this many rows (default: every kept sample)"),
+]
+_STREAM_OFFSET = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="skip this many kept samples first")
+]
+_ITEM_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl"}
+
+
+def _items_file(
+    row: Selection,
+    index: DatasetIndex,
+    kept: np.ndarray,
+    fmt: str,
+    limit: int | None,
+    offset: int,
+) -> Response:
+    stop = len(kept) if limit is None else offset + limit
+    name = f"selection-{row.id}.{fmt}"
     return StreamingResponse(
-        _stream_items(index, kept, format),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        _stream_items(index, kept[offset:stop], fmt),
+        media_type=_ITEM_MEDIA[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Total-Count": str(len(kept)),
+        },
     )
+
+
+def _items_route(fmt: str) -> None:
+    media = _ITEM_MEDIA[fmt].split(";")[0]
+
+    @router.get(
+        f"/v1/selections/{{selection_id}}/items.{fmt}",
+        response_class=Response,
+        responses={
+            **ERRORS,
+            200: {
+                "description": f"the kept samples in dataset order, streamed as {fmt.upper()} "
+                + ("(header sample_id,label)" if fmt == "csv" else "({sample_id, label} lines)")
+                + "; limit and offset cut the rows; X-Total-Count is the selection's size",
+                "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}}},
+            },
+        },
+        summary=f"The kept sample ids as {fmt.upper()}, streamed",
+        operation_id=f"get_items_{fmt}",
+    )
+    def get_items_file(
+        selection_id: uuid.UUID,
+        session: SessionDep,
+        blobs: BlobDep,
+        tenant: TenantDep,
+        limit: _STREAM_LIMIT = None,
+        offset: _STREAM_OFFSET = 0,
+    ) -> Response:
+        row = service.get(session, tenant, selection_id)
+        kept = service.indices(row)
+        return _items_file(
+            row, service.dataset_index(session, blobs, row), kept, fmt, limit, offset
+        )
+
+
+for _fmt in ("csv", "jsonl"):
+    _items_route(_fmt)
 
 
 def _stream_items(index: DatasetIndex, kept: np.ndarray, fmt: str) -> Iterator[bytes]:
@@ -281,6 +367,7 @@ def _build_export(
 
 @router.get(
     "/v1/selections/{selection_id}/export",
+    response_class=Response,
     responses={
         **ERRORS,
         200: {
@@ -290,11 +377,14 @@ def _build_export(
             "parquet: the same as a Parquet file (plus tokens for instruction data); bundle: a "
             "zip of the original export, manifest.csv and provenance.json",
             "content": {
-                "application/zip": {},
-                "application/jsonl": {},
-                "application/octet-stream": {},
-                "text/csv": {},
-                export.PARQUET_TYPE: {},
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in (
+                    "application/zip",
+                    "application/jsonl",
+                    "application/octet-stream",
+                    "text/csv",
+                    export.PARQUET_TYPE,
+                )
             },
         },
     },

@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import pagination
 from app.blobstore import BlobStore
 from app.datasets.indexing import DatasetIndex, load_index
 from app.errors import conflict, not_found, unprocessable
@@ -114,15 +115,16 @@ def get(session: Session, tenant_id: uuid.UUID, selection_id: uuid.UUID) -> Sele
 
 
 def list_for_job(
-    session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[Selection], int]:
+    session: Session,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+) -> tuple[list[Selection], int, str | None]:
     jobs.get(session, tenant_id, job_id)
     query = select(Selection).where(Selection.tenant_id == tenant_id, Selection.job_id == job_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Selection.created_at.desc(), Selection.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+    return pagination.page(session, query, Selection, limit=limit, offset=offset, cursor=cursor)
 
 
 def indices(row: Selection) -> np.ndarray:

@@ -15,6 +15,7 @@ from app.deps import SessionDep, SettingsDep, TenantDep
 from app.http import ACCEPTED_HEADERS, accepted
 from app.idempotency import IdempotencyKeyDep
 from app.models import Webhook
+from app.pagination import CursorQuery
 from app.webhooks import repository, service
 from app.webhooks.schemas import (
     DeliveryList,
@@ -83,11 +84,16 @@ def list_webhooks(
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
 ) -> WebhookList:
-    rows, total = repository.list_page(session, tenant, limit, offset)
+    rows, total, next_cursor = repository.list_page(session, tenant, limit, offset, cursor)
     url = base_url(request, settings)
     return WebhookList(
-        items=[service.to_read(h, url) for h in rows], total=total, limit=limit, offset=offset
+        items=[service.to_read(h, url) for h in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_cursor=next_cursor,
     )
 
 

@@ -177,7 +177,7 @@ class Client(Http):
             body["columns"] = dict(columns)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return Dataset.from_json(
-            self._json("POST", "/v1/datasets/references", json=body, headers=headers)
+            self._json("POST", "/v1/dataset-references", json=body, headers=headers)
         )
 
     def datasets(self, status: str | None = None) -> list[Dataset]:

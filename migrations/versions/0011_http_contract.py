@@ -1,5 +1,6 @@
 """The HTTP contract: idempotency keys for every creating POST, API key scopes, tags and an
-external id on datasets and jobs.
+external id on datasets and jobs; a job outlives its dataset (``dataset_id`` set null), so a job
+cancelled because its dataset was deleted still answers ``cancelled`` with the reason.
 
 Revision ID: 0011
 Revises: 0010
@@ -17,7 +18,28 @@ branch_labels = None
 depends_on = None
 
 
+# SQLite's foreign keys have no names: name them by this convention to drop one in batch mode.
+_SQLITE_FK = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
+
+
+def _jobs_dataset_fk(ondelete: str, nullable: bool) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("jobs", naming_convention=_SQLITE_FK) as batch:
+            batch.drop_constraint("fk_jobs_dataset_id_datasets", type_="foreignkey")
+            batch.alter_column("dataset_id", existing_type=sa.Uuid(), nullable=nullable)
+            batch.create_foreign_key(
+                "fk_jobs_dataset_id_datasets", "datasets", ["dataset_id"], ["id"], ondelete=ondelete
+            )
+        return
+    op.drop_constraint("jobs_dataset_id_fkey", "jobs", type_="foreignkey")
+    op.alter_column("jobs", "dataset_id", existing_type=sa.Uuid(), nullable=nullable)
+    op.create_foreign_key(
+        "jobs_dataset_id_fkey", "jobs", "datasets", ["dataset_id"], ["id"], ondelete=ondelete
+    )
+
+
 def upgrade() -> None:
+    _jobs_dataset_fk("SET NULL", True)
     op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.Uuid(), primary_key=True),
@@ -45,6 +67,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM jobs WHERE dataset_id IS NULL")
+    _jobs_dataset_fk("CASCADE", False)
     for table in ("datasets", "jobs"):
         op.drop_index(f"ix_{table}_external_id", table_name=table)
         with op.batch_alter_table(table) as batch:

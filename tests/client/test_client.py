@@ -506,7 +506,7 @@ def test_every_request_body_has_examples(app_client) -> None:  # type: ignore[no
     assert set(spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]) == {
         "multipart/form-data"
     }
-    reference = spec["paths"]["/v1/datasets/references"]["post"]["requestBody"]["content"]
+    reference = spec["paths"]["/v1/dataset-references"]["post"]["requestBody"]["content"]
     assert set(reference) == {"application/json"}
     ref_schema = schemas[reference["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]]
     assert ref_schema["examples"]

@@ -364,7 +364,173 @@ def test_multipart_and_json_names_have_the_same_limit(api: Api, images: Path) ->
     resp = api.upload(images, copy=True, name=long)
     assert (resp.status_code, error_code(resp)) == (422, "validation_error")
     assert problem(resp)["details"]["errors"][0]["loc"] == ["name"]
-    ref = api.post("/v1/datasets/references", json={"uri": "file:///nowhere", "name": long})
+    ref = api.post("/v1/dataset-references", json={"uri": "file:///nowhere", "name": long})
     assert (ref.status_code, error_code(ref)) == (422, "validation_error")
     ok = api.upload(images, copy=True, name="n" * 500)
     assert ok.status_code == 201 and ok.json()["name"] == "n" * 500
+
+
+# Auth ----------------------------------------------------------------------------------------
+
+
+def test_a_wrong_key_is_401_with_auth_on_and_off(
+    app_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for headers in ({"X-API-Key": "dlc_00000000_wrong"}, {"Authorization": "Bearer nope"}):
+        resp = app_client.get("/v1/datasets", headers=headers)
+        assert (resp.status_code, error_code(resp)) == (401, "unauthorized")
+    # The embedded default with auth off: no key is fine, a wrong one is still refused.
+    from app.config import reset_settings
+    from app.main import create_app
+
+    for name, value in {
+        "DLCPRUNE_DATA_DIR": str(tmp_path),
+        "DLCPRUNE_DATABASE_URL": "",
+        "DLCPRUNE_BLOB_URL": "",
+        "DLCPRUNE_BROKER_URL": "",
+        "DLCPRUNE_AUTH_ENABLED": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    try:
+        with TestClient(create_app()) as local:
+            assert local.get("/v1/datasets").status_code == 200
+            wrong = local.get("/v1/datasets", headers={"X-API-Key": "dlc_00000000_wrong"})
+            assert (wrong.status_code, error_code(wrong)) == (401, "unauthorized")
+            assert wrong.headers["www-authenticate"] == "Bearer"
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_admin_keys_manage_keys_and_scopes_are_enforced(app_client: TestClient) -> None:
+    from app.auth import hash_key
+    from app.db import session_scope
+    from app.models import ApiKey
+
+    tenant = f"admin-{uuid.uuid4().hex[:8]}"
+    from app.auth import create_key
+
+    with session_scope() as session:
+        admin_key, _ = create_key(session, tenant, "root", ("admin",))
+    admin = Api(app_client, admin_key)
+    plain = Api(app_client, make_key(f"plain-{uuid.uuid4().hex[:8]}"))
+    assert error_code(plain.get("/v1/keys")) == "insufficient_scope"
+    assert plain.get("/v1/keys").status_code == 403
+
+    made = admin.post("/v1/keys", json={"name": "reader", "scopes": ["read"]})
+    assert made.status_code == 201, made.text
+    reader_key = made.json()["key"]
+    assert reader_key.startswith(f"dlc_{made.json()['prefix']}_")
+    with session_scope() as session:
+        row = session.get(ApiKey, uuid.UUID(made.json()["id"]))
+        assert row is not None and row.key_hash == hash_key(reader_key)
+        assert reader_key not in (row.key_hash, row.prefix, row.name)
+    reader = Api(app_client, reader_key)
+    assert reader.get("/v1/datasets").status_code == 200
+    refused = reader.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": []})
+    assert (refused.status_code, error_code(refused)) == (403, "insufficient_scope")
+    assert error_code(reader.get("/v1/keys")) == "insufficient_scope"
+    bad = admin.post("/v1/keys", json={"scopes": ["root"]})
+    assert (bad.status_code, error_code(bad)) == (422, "validation_error")
+
+    listed = admin.get("/v1/keys").json()
+    assert {k["name"] for k in listed["items"]} == {"root", "reader"}
+    assert all("key" not in k for k in listed["items"])
+    # Another tenant's admin sees none of these.
+    assert admin.delete(f"/v1/keys/{made.json()['id']}").status_code == 204
+    gone = reader.get("/v1/datasets")
+    assert (gone.status_code, error_code(gone)) == (401, "unauthorized")
+    assert admin.get(f"/v1/keys/{made.json()['id']}").json()["revoked_at"] is not None
+
+
+def test_tenant_limits_answer_429_with_retry_after(
+    api: Api, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import reset_settings
+
+    ds = api.upload(images).json()
+    monkeypatch.setenv("DLCPRUNE_TENANT_MAX_ACTIVE_JOBS", "1")
+    monkeypatch.setenv("DLCPRUNE_TENANT_MAX_STORED_BYTES", str(ds["size_bytes"] + 10))
+    reset_settings()
+    try:
+        first = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {**FAST, "levels": 3}})
+        assert first.status_code == 202
+        second = api.post(
+            "/v1/jobs", json={"dataset_id": ds["id"], "params": {**FAST, "levels": 5}}
+        )
+        assert (second.status_code, error_code(second)) == (429, "too_many_jobs")
+        assert int(second.headers["retry-after"]) >= 1
+        stored = api.upload(images, copy=True)
+        assert (stored.status_code, error_code(stored)) == (429, "storage_limit")
+        assert int(stored.headers["retry-after"]) >= 1
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    monkeypatch.setenv("DLCPRUNE_RATE_LIMIT_PER_S", "0.5")
+    monkeypatch.setenv("DLCPRUNE_RATE_LIMIT_BURST", "3")
+    reset_settings()
+    try:
+        answers = [api.get("/v1/datasets") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert error_code(answers[3]) == "rate_limited"
+        assert int(answers[3].headers["retry-after"]) in (1, 2)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_the_reaper_forgets_expired_keys(api: Api, hooks_allowed: None) -> None:
+    from app.db import session_scope
+    from app.idempotency import purge_expired
+    from app.models import IdempotencyKey, utcnow
+
+    _hook(api, "to-expire")
+    with session_scope() as session:
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "to-expire")
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with session_scope() as session:
+        assert purge_expired(session) >= 1
+        left = session.scalar(
+            select(func.count())
+            .select_from(IdempotencyKey)
+            .where(IdempotencyKey.key == "to-expire")
+        )
+        assert left == 0
+
+
+# The spec ------------------------------------------------------------------------------------
+
+
+def test_the_spec_says_what_the_service_does(app_client: TestClient, api: Api) -> None:
+    spec = app_client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    # Integer limits are integers: the largest seed is 2**63 - 1 exactly.
+    assert schemas["SelectionCreate"]["properties"]["seed"]["maximum"] == 2**63 - 1
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            # A key is required: no optional ({}) security on any /v1 route.
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"bearer": []}, {"apiKey": []}], (method, path)
+            # One request body per operation.
+            if "requestBody" in op:
+                assert len(op["requestBody"]["content"]) == 1, (method, path)
+            for status, answer in op["responses"].items():
+                for media, content in answer.get("content", {}).items():
+                    # Every answer has a schema; files are strings (bytes), never empty JSON.
+                    assert content.get("schema"), (method, path, status, media)
+                    if status.startswith(("4", "5")):
+                        assert media == "application/problem+json", (method, path, status)
+    weights = spec["paths"]["/v1/weights"]["post"]["responses"]
+    assert {"201", "409", "413", "415", "422", "429"} <= set(weights)
+    # The 415 it declares is what it answers to a JSON body.
+    resp = api.post("/v1/weights", json={"file": "x"})
+    assert (resp.status_code, error_code(resp)) == (415, "unsupported_media_type")
+    export = spec["paths"]["/v1/selections/{selection_id}/export"]["get"]["responses"]["200"]
+    assert "application/json" not in export["content"]
+    for path in ("/v1/jobs/{job_id}/scores", "/v1/selections/{selection_id}/items"):
+        ok = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert set(ok) == {"application/json"}, path
