@@ -469,3 +469,25 @@ def test_a_large_prefix_is_indexed_by_the_worker_against_its_registration_pin(
     finally:
         os.environ.pop("DLCPRUNE_INDEX_SYNC_MAX_OBJECTS", None)
         reset_settings()
+
+
+def test_an_export_of_a_changed_source_fails_and_leaves_nothing(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    from worker.runner import run_export
+
+    members = put_images(s3, f"{bucket}/pets", per_class=4)
+    ds = refer(api_a, f"s3://{bucket}/pets/").json()
+    job = score(api_a, ds)
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 1}).json()
+    s3.pipe_file(f"{bucket}/pets/blue/003.png", members["green/000.png"])
+    resp = api_a.post(
+        f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/", "format": "hf"}
+    )
+    assert resp.status_code == 202, resp.text
+    assert run_export(resp.json()["id"]) == "failed"
+    done = api_a.get(f"/v1/exports/{resp.json()['id']}").json()
+    assert done["error"]["code"] == "source_changed", done
+    assert "'blue/003.png' was changed" in done["error"]["message"]
+    assert (done["objects"], done["bytes_written"]) == (0, 0)
+    assert not s3.exists(f"{bucket}/out/")
