@@ -26,6 +26,7 @@ from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
+from app.embeddings.router import router as embeddings_router
 from app.errors import error_body, install_error_handlers
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
@@ -233,6 +234,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         health_router,
         datasets_router,
         jobs_router,
+        embeddings_router,
         selections_router,
         weights_router,
         webhooks_router,

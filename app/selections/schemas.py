@@ -8,17 +8,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.embeddings.schemas import ExcludeSuspected
 from app.jobs.schemas import request_model
 from dlcprune.core.selection.params import SelectionParams
-from dlcprune.names import DEFAULT_HARD_CUTOFF, STRATEGIES
+from dlcprune.names import DEFAULT_HARD_CUTOFF, SELECTION_STRATEGIES
 
 # The strategy names as a type, so the schema lists them (an enum in the OpenAPI document).
-StrategyName = Literal.__getitem__(STRATEGIES)  # type: ignore[attr-defined]
+StrategyName = Literal.__getitem__(SELECTION_STRATEGIES)  # type: ignore[attr-defined]
 
 # The fields, defaults, bounds and descriptions are SelectionParams' (the CLI's options too).
-SelectionCreate = request_model(
+_SelectionBase = request_model(
     SelectionParams,
-    "SelectionCreate",
+    "SelectionBase",
     None,
     json_schema_extra={
         "examples": [
@@ -28,6 +29,17 @@ SelectionCreate = request_model(
         ]
     },
 )
+
+
+class SelectionCreate(_SelectionBase):  # type: ignore[misc, valid-type]
+    """What a selection asks for: SelectionParams' fields, and optionally suspected mislabels
+    to leave out first (computed from the job's kept embeddings)."""
+
+    exclude_suspected: ExcludeSuspected | None = Field(
+        default=None,
+        description="leave out suspected mislabels (lowest self-confidence) before selecting: "
+        "a share of the samples or a confidence threshold",
+    )
 
 
 class ProvenanceSelection(BaseModel):
