@@ -28,6 +28,7 @@ from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
 from app.embeddings.router import router as embeddings_router
 from app.errors import error_body, install_error_handlers
+from app.evaluations.router import router as evaluations_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "datasets", "description": "register and index data"},
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
             {"name": "selections", "description": "pruned subsets from cached scores"},
+            {"name": "evaluations", "description": "probes trained on candidate subsets"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
             {"name": "health", "description": "liveness and readiness"},
@@ -235,6 +237,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         datasets_router,
         jobs_router,
         embeddings_router,
+        evaluations_router,
         selections_router,
         weights_router,
         webhooks_router,

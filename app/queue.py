@@ -28,12 +28,14 @@ log = logging.getLogger("dlcprune.queue")
 RUN_JOB = "dlcprune.run_job"
 RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
+RUN_EVALUATION = "dlcprune.run_evaluation"
 
 # The kind of work (dlcprune.names.WORK_KINDS) of each task: it goes to that kind's queue.
 TASK_KINDS: dict[str, str] = {
     INDEX_DATASET: "index",
     RUN_JOB: "score",
     RUN_SHARD: "shards",
+    RUN_EVALUATION: "evaluate",
 }
 
 # Redis lists per queue, one per priority: the transport's priority numbers (0 is taken first)
@@ -132,6 +134,10 @@ def send(
 
 def enqueue_job(job_id: uuid.UUID, priority: str = DEFAULT_PRIORITY) -> bool:
     return send(RUN_JOB, job_id, priority=priority)
+
+
+def enqueue_evaluation(evaluation_id: uuid.UUID) -> bool:
+    return send(RUN_EVALUATION, evaluation_id)
 
 
 def enqueue_index(dataset_id: uuid.UUID) -> bool:

@@ -69,4 +69,6 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "evaluation.succeeded",
+    "evaluation.failed",
 )

@@ -1,0 +1,98 @@
+"""Evaluations: 202 + Location, run by the worker's task function, a result with intervals and a
+recommendation, the plot, one-call selection, cancel, and every refusal as a 4xx naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Api, finish
+from tests.service.data import write_image_zip
+from worker.evaluate import run_evaluation
+
+FAST = {"image_size": 32, "levels": 2}
+BODY = {"strategies": ["flexrand", "moderate"], "keep": [0.5, 0.3], "seeds": 3, "holdout": 0.2}
+
+
+@pytest.fixture(scope="module")
+def job(app_client, key_a: str, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[no-untyped-def]
+    api = Api(app_client, key_a)
+    path = write_image_zip(tmp_path_factory.mktemp("ev") / "ev.zip", per_class=10, seed=13)
+    ds = api.upload(path).json()
+    posted = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
+    assert finish(posted) == "succeeded"
+    return api.get(f"/v1/jobs/{posted['id']}").json()
+
+
+def test_an_evaluation_runs_to_a_result(api_a: Api, job: dict) -> None:
+    r = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY)
+    assert r.status_code == 202, r.text
+    ev = r.json()
+    assert r.headers["location"].endswith(f"/v1/evaluations/{ev['id']}")
+    assert ev["status"] == "queued" and "frozen-feature proxy" in ev["probe"]
+    # 3 strategies (the control first) x 2 ratios x 3 seeds, and the full set
+    assert ev["progress"]["total"] == 3 * 2 * 3 + 1
+    assert run_evaluation(ev["id"]) == "succeeded"
+    done = api_a.get(f"/v1/evaluations/{ev['id']}").json()
+    assert done["status"] == "succeeded" and done["progress"]["fraction"] == 1.0
+    result = done["result"]
+    assert result["strategies"] == ["stratified", "flexrand", "moderate"]
+    assert result["keep"] == [0.3, 0.5] and result["holdout"]["size"] == 6
+    assert len(result["cells"]) == 6 and result["train_pool_size"] == 24
+    for cell in result["cells"]:
+        acc = cell["accuracy"]
+        assert acc["n"] == 3 and acc["low"] <= acc["mean"] <= acc["high"]
+        assert cell["size"] == {0.3: 7, 0.5: 12}[cell["keep"]]
+        if cell["strategy"] == "stratified":
+            assert cell["difference_from_control"] is None
+        else:
+            assert cell["difference_from_control"]["n"] == 3
+    full = result["full"]["accuracy"]
+    rec = result["recommendation"]
+    if rec is not None:
+        assert rec["accuracy"]["low"] >= full - 0.01 - 1e-12
+    # the same request gives the same result
+    again = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY).json()
+    run_evaluation(again["id"])
+    assert api_a.get(f"/v1/evaluations/{again['id']}").json()["result"] == result
+    listed = api_a.get(f"/v1/jobs/{job['id']}/evaluations").json()
+    assert listed["total"] >= 2
+    png = api_a.get(f"/v1/evaluations/{ev['id']}/plot.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    svg = api_a.get(f"/v1/evaluations/{ev['id']}/plot.svg")
+    assert svg.status_code == 200 and b"<svg" in svg.content
+    sel = api_a.post(f"/v1/evaluations/{ev['id']}/select")
+    if rec is None:
+        assert sel.status_code == 409
+    else:
+        assert sel.status_code == 201, sel.text
+        assert sel.json()["strategy"] == rec["strategy"] and sel.json()["keep"] == rec["keep"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({**BODY, "strategies": ["nope"]}, 422, "unknown_strategy"),
+        ({**BODY, "keep": [0.5, 1.0]}, 422, "invalid_keep"),
+        ({**BODY, "keep": [0.0]}, 422, "invalid_keep"),
+        ({**BODY, "keep": []}, 422, "validation_error"),
+        ({**BODY, "seeds": 1}, 422, "validation_error"),
+    ],
+)
+def test_bad_requests_name_the_problem(
+    api_a: Api, job: dict, body: dict, status: int, code: str
+) -> None:
+    r = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+
+
+def test_cancel_and_tenancy(api_a: Api, api_b: Api, job: dict) -> None:
+    ev = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY).json()
+    assert api_b.get(f"/v1/evaluations/{ev['id']}").status_code == 404
+    c = api_a.post(f"/v1/evaluations/{ev['id']}/cancel")
+    assert c.status_code == 200 and c.json()["status"] == "cancelled"
+    assert run_evaluation(ev["id"]) == "skipped"
+    again = api_a.post(f"/v1/evaluations/{ev['id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "evaluation_finished"
+    plot = api_a.get(f"/v1/evaluations/{ev['id']}/plot.png")
+    assert plot.status_code == 409 and plot.json()["error"]["code"] == "evaluation_not_ready"
