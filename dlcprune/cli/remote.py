@@ -417,3 +417,7 @@ def preview(
 from dlcprune.cli.remote_webhooks import webhooks  # noqa: E402 - uses this module's options
 
 remote.add_typer(webhooks, name="webhooks")
+
+from dlcprune.cli.remote_evaluations import evaluations  # noqa: E402 - uses this module's options
+
+remote.add_typer(evaluations, name="evaluate")
