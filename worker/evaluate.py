@@ -62,7 +62,9 @@ def run_evaluation(evaluation_id: uuid.UUID | str, settings: Settings | None = N
             return evaluations.report(session, evaluation_id, done, total)
 
     try:
-        result = engine.run(features, labels, scores, request, progress)
+        result = engine.run(
+            features, labels, scores, request, progress, threads=settings.evaluation_threads
+        )
     except engine.Cancelled:
         with factory() as session:
             evaluations.mark_cancelled(session, evaluation_id)

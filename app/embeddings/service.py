@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.blobstore import BlobStore, BlobStoreError
+from app.config import get_settings
 from app.datasets.indexing import DatasetIndex, load_index
 from app.errors import conflict, not_found, unprocessable
 from app.jobs import service as jobs
@@ -116,9 +117,13 @@ def confidence(blobs: BlobStore, found: JobFeatures) -> np.ndarray:
     name = f"{found.key}/{SELF_CONFIDENCE_FILE}"
     if blobs.exists(name):
         return emb.from_npy(blobs.get_bytes(name))
+    from threadpoolctl import threadpool_limits
+
     x = load_features(blobs, found.key)
     try:
-        conf = self_confidence(x, labels, folds=SELF_CONFIDENCE_FOLDS, seed=0)
+        # One BLAS thread: small products, and a shared machine (see app.evaluations.engine).
+        with threadpool_limits(limits=get_settings().evaluation_threads):
+            conf = self_confidence(x, labels, folds=SELF_CONFIDENCE_FOLDS, seed=0)
     except EvaluationError as exc:
         raise unprocessable("invalid_dataset", str(exc)) from exc
     blobs.put_bytes(name, emb.to_npy(conf))
