@@ -30,7 +30,7 @@ def synthetic(n: int, dims: int, classes: int, seed: int = 0):  # type: ignore[n
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, dims)).astype(np.float32)
     labels = rng.integers(0, classes, n).astype(np.int32)
-    x = centres[labels] + rng.normal(scale=2.5, size=(n, dims)).astype(np.float32)
+    x = centres[labels] + rng.normal(scale=8.0, size=(n, dims)).astype(np.float32)
     scores = rng.gamma(2.0, 1.0, n).astype(np.float32)
     return x.astype(np.float16), labels, scores
 

@@ -57,14 +57,18 @@ def run_strategy(
                 raise SelectionError(
                     f"{body.strategy} selects from the job's kept embeddings; it has no preview"
                 )
-            return select_features(
-                features,
-                labels,
-                keep=body.keep,
-                strategy=body.strategy,
-                seed=body.seed,
-                eligible=~np.isnan(scores),
-            )
+            from threadpoolctl import threadpool_limits
+
+            # Matrix-vector products, one per pick: one BLAS thread is faster on a busy machine.
+            with threadpool_limits(limits=1):
+                return select_features(
+                    features,
+                    labels,
+                    keep=body.keep,
+                    strategy=body.strategy,
+                    seed=body.seed,
+                    eligible=~np.isnan(scores),
+                )
         return select_subset(
             scores,
             labels,
