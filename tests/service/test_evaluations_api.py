@@ -3,6 +3,8 @@ recommendation, the plot, one-call selection, cancel, and every refusal as a 4xx
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.conftest import Api, finish
@@ -96,3 +98,62 @@ def test_cancel_and_tenancy(api_a: Api, api_b: Api, job: dict) -> None:
     assert again.status_code == 409 and again.json()["error"]["code"] == "evaluation_finished"
     plot = api_a.get(f"/v1/evaluations/{ev['id']}/plot.png")
     assert plot.status_code == 409 and plot.json()["error"]["code"] == "evaluation_not_ready"
+
+
+@pytest.fixture
+def loopback_allowed(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from app.config import reset_settings
+
+    monkeypatch.setenv("DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+def test_a_finished_evaluation_is_a_webhook_event(
+    api_a: Api, job: dict, loopback_allowed: None
+) -> None:
+    hook = api_a.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["evaluation.succeeded"]},
+    ).json()
+    try:
+        ev = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY).json()
+        assert run_evaluation(ev["id"]) == "succeeded"
+        items = api_a.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
+        mine = [d for d in items if d["event"] == "evaluation.succeeded"]
+        assert len(mine) == 1
+        payload = mine[0]["payload"]
+        assert payload["type"] == "evaluation.succeeded"
+        assert payload["data"]["id"] == ev["id"] and payload["data"]["result"] is not None
+    finally:
+        api_a.delete(f"/v1/webhooks/{hook['id']}")
+
+
+def test_the_reaper_requeues_an_evaluation_whose_worker_died(api_a: Api, job: dict) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.config import get_settings
+    from app.db import session_factory
+    from app.evaluations import service as evaluations
+    from app.models import Evaluation, utcnow
+    from worker.reaper import reap
+
+    ev = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY).json()
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        claimed = evaluations.claim(session, uuid.UUID(ev["id"]), "dead", timedelta(seconds=10))
+        assert claimed is not None and claimed.status == "running"
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == uuid.UUID(ev["id"]))
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+        session.commit()
+    counts = reap(settings)
+    assert counts["requeued"] >= 1
+    assert api_a.get(f"/v1/evaluations/{ev['id']}").json()["status"] == "queued"
+    assert run_evaluation(ev["id"]) == "succeeded"
