@@ -125,3 +125,35 @@ def test_unknown_job_and_other_tenant(api_a: Api, api_b: Api, scored: dict) -> N
     assert api_b.get(f"/v1/jobs/{job['id']}/embeddings").status_code == 404
     missing = "00000000-0000-4000-8000-000000000000"
     assert api_a.get(f"/v1/jobs/{missing}/label-issues").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["moderate", "random"])
+def test_baseline_jobs_keep_pca_reduced_embeddings(
+    api_a: Api, scored: dict, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import reset_settings
+
+    monkeypatch.setenv("DLCPRUNE_EMBEDDINGS_PCA_DIMS", "8")
+    reset_settings()
+    try:
+        body = {
+            "dataset_id": scored["dataset"]["id"],
+            "method": method,
+            "params": {"image_size": 32},
+        }
+        job = api_a.post("/v1/jobs", json=body).json()
+        assert finish(job) == "succeeded"
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    r = api_a.get(f"/v1/jobs/{job['id']}/embeddings")
+    assert r.status_code == 200, r.text
+    x = np.load(io.BytesIO(r.content))
+    assert x.shape == (30, 8) and r.headers["x-embedding-projected"] == "true"
+    proj = api_a.get(f"/v1/jobs/{job['id']}/embeddings/projection")
+    assert proj.status_code == 200
+    with np.load(io.BytesIO(proj.content)) as z:
+        assert z["components"].shape == (8, 1280) and z["mean"].shape == (1280,)
+    # the first job kept its features whole: no projection
+    whole = api_a.get(f"/v1/jobs/{scored['job']['id']}/embeddings/projection")
+    assert whole.status_code in (404, 409)
