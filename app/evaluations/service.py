@@ -20,7 +20,7 @@ from app.evaluations.engine import PROBE, cells_total
 from app.evaluations.schemas import EvaluationCreate, EvaluationRead
 from app.jobs import service as jobs
 from app.jobs.schemas import ProgressRead
-from app.models import Evaluation, JobStatus, as_utc, utcnow
+from app.models import Dataset, Evaluation, JobStatus, as_utc, utcnow
 from app.webhooks import outbox
 from dlcprune.names import SELECTION_STRATEGIES
 
@@ -43,6 +43,13 @@ def create(
     bad = [k for k in body.keep if not 0 < k < 1]
     if bad:
         raise unprocessable("invalid_keep", f"keep ratios must be in (0, 1); out of range: {bad}")
+    dataset = session.get(Dataset, job.dataset_id)
+    if dataset is not None and (dataset.kind == "instruction" or not dataset.classes):
+        raise unprocessable(
+            "unlabelled_dataset",
+            f"dataset {dataset.id} has no labels ({dataset.kind} data): an evaluation trains a "
+            "classifier probe and needs classes",
+        )
     found = embeddings.features_of(session, blobs, job)
     embeddings.labelled(found)
     request = body.model_dump(mode="json")
