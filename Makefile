@@ -20,7 +20,16 @@ install: $(STAMP)
 
 # The embedded default: SQLite and blobs under ./var, a worker process without a broker.
 # Migrates, then serves http://127.0.0.1:8000 (OpenAPI at /docs).
+# References: file:// below var/data, and s3:// or gs:// when their credentials are configured
+# (AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL or ~/.aws/credentials; GOOGLE_APPLICATION_CREDENTIALS).
+# Variables already set win.
 run: install
+	@mkdir -p var/data
+	@schemes=""; \
+	if [ -n "$$AWS_ACCESS_KEY_ID$$AWS_ENDPOINT_URL" ] || [ -f "$$HOME/.aws/credentials" ]; then schemes="s3"; fi; \
+	if [ -n "$$GOOGLE_APPLICATION_CREDENTIALS" ]; then schemes="$${schemes:+$$schemes,}gs"; fi; \
+	DLCPRUNE_FILE_ROOTS="$${DLCPRUNE_FILE_ROOTS:-$(CURDIR)/var/data}" \
+	DLCPRUNE_REFERENCE_SCHEMES="$${DLCPRUNE_REFERENCE_SCHEMES:-$$schemes}" \
 	$(VENV)/bin/dlcprune serve
 
 # PostgreSQL and Redis on 127.0.0.1, started when they are down (the tests use both).
@@ -43,8 +52,10 @@ format: install
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-# The slowest tests are listed at the end of every run, to keep the suite's time in view.
-PYTEST_ARGS ?= --durations=20
+# Two pytest-xdist workers, a test file each at a time (tests of one file share their fixtures);
+# every session fixture makes its own database, queues and ports. The slowest tests are listed at
+# the end of every run, to keep the suite's time in view.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=20
 
 # The import-linter contracts (docs/architecture.md) run inside the suite: tests/test_layers.py.
 test: install services browser

@@ -4,7 +4,12 @@ A key looks like ``dlc_<8 hex prefix>_<43 url-safe chars>``; only its SHA-256 is
 random 256-bit secrets, so a fast hash is enough and lookups stay one indexed read). The key is sent
 as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Every resource belongs to the tenant of
 the key that created it. With auth off (the embedded default on a loopback host) every request acts
-as the tenant ``local``.
+as the tenant ``local`` (with every scope), but a key that is presented must still be valid: a
+wrong key is a 401 whether auth is on or off, and a valid one acts for its own tenant.
+
+Scopes: ``read`` (GET), ``write`` (POST, DELETE), ``admin`` (the key management routes,
+``/v1/keys``; it includes read and write). A key without the scope a request needs is answered
+``403 insufficient_scope``. Keys made before scopes existed hold read and write.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request
@@ -25,6 +32,31 @@ from app.models import ApiKey, Tenant, utcnow
 
 LOCAL_TENANT = "local"
 KEY_PREFIX = "dlc_"
+SCOPES = ("read", "write", "admin")
+DEFAULT_SCOPES = ("read", "write")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the tenant, the key's scopes, the key (None with auth off)."""
+
+    tenant_id: uuid.UUID
+    scopes: frozenset[str]
+    key_id: uuid.UUID | None = None
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def scopes_text(scopes: Iterable[str]) -> str:
+    """The stored form (space-separated, in SCOPES order); raises ValueError for unknown ones."""
+    given = set(scopes)
+    unknown = given - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes {sorted(unknown)}; scopes are {', '.join(SCOPES)}")
+    if not given:
+        raise ValueError("a key needs at least one scope")
+    return " ".join(s for s in SCOPES if s in given)
 
 
 def hash_key(key: str) -> str:
@@ -53,10 +85,28 @@ def get_or_create_tenant(session: Session, name: str) -> Tenant:
         return existing
 
 
-def create_key(session: Session, tenant_name: str, name: str = "") -> tuple[str, ApiKey]:
+def create_key(
+    session: Session,
+    tenant_name: str,
+    name: str = "",
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+) -> tuple[str, ApiKey]:
     tenant = get_or_create_tenant(session, tenant_name)
+    return create_tenant_key(session, tenant.id, name, scopes)
+
+
+def create_tenant_key(
+    session: Session, tenant_id: uuid.UUID, name: str = "", scopes: Iterable[str] = DEFAULT_SCOPES
+) -> tuple[str, ApiKey]:
+    """A new key for the tenant: (the key, shown this once; its row, which holds its hash)."""
     key, prefix = new_key()
-    row = ApiKey(tenant_id=tenant.id, name=name, prefix=prefix, key_hash=hash_key(key))
+    row = ApiKey(
+        tenant_id=tenant_id,
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        scopes=scopes_text(scopes),
+    )
     session.add(row)
     session.flush()
     return key, row
@@ -100,20 +150,41 @@ def _unauthorized(message: str) -> APIError:
     return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def tenant_for_request(request: Request, session: Session) -> uuid.UUID:
+def key_is_valid(request: Request) -> bool:
+    """Whether the request presents a key that is known and not revoked (False when the
+    database cannot say: a caller that cannot be checked sees no more than one without a key)."""
+    from app.db import session_factory
+
+    try:
+        key = _presented_key(request)
+        if not key:
+            return False
+        with session_factory()() as session:
+            row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+            return row is not None and row.revoked_at is None
+    except Exception:
+        return False
+
+
+def principal_for_request(request: Request, session: Session) -> Principal:
+    """Who the request acts as; 401 for a missing key (auth on) or a wrong one (always)."""
     settings = get_settings()
-    if not settings.auth_enabled:
-        cached = getattr(request.app.state, "local_tenant_id", None)
-        if cached is None:
-            cached = get_or_create_tenant(session, LOCAL_TENANT).id
-            session.commit()
-            request.app.state.local_tenant_id = cached
-        return cached
     key = _presented_key(request)
-    if not key:
+    if key:
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+        # The same message for unknown and revoked keys: it tells an attacker nothing.
+        if row is None or row.revoked_at is not None:
+            raise _unauthorized("the API key is not valid")
+        return Principal(row.tenant_id, frozenset((row.scopes or "").split()), row.id)
+    if settings.auth_enabled:
         raise _unauthorized("an API key is required (Authorization: Bearer <key>)")
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    # The same message for unknown and revoked keys: it tells an attacker nothing.
-    if row is None or row.revoked_at is not None:
-        raise _unauthorized("the API key is not valid")
-    return row.tenant_id
+    cached = getattr(request.app.state, "local_tenant_id", None)
+    if cached is None:
+        cached = get_or_create_tenant(session, LOCAL_TENANT).id
+        session.commit()
+        request.app.state.local_tenant_id = cached
+    return Principal(cached, frozenset(SCOPES))
+
+
+def tenant_for_request(request: Request, session: Session) -> uuid.UUID:
+    return principal_for_request(request, session).tenant_id

@@ -8,13 +8,14 @@ PostgreSQL and ``DLCPRUNE_BROKER_URL`` at Redis gives the production stack (Cele
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 2**30
     max_request_bytes: int = 1 * 2**20  # JSON bodies
     index_sync_max_bytes: int = 256 * 2**20  # smaller uploads are indexed before answering
+    # A reference to a store is indexed before answering only up to this many objects (each is
+    # fetched once to check it decodes); larger ones go to the index queue.
+    index_sync_max_objects: int = Field(default=2000, ge=0)
     # What a dataset may hold (see dlcprune.core.formats.ReadLimits).
     max_samples: int = 10_000_000
     max_archive_members: int = 10_000_000
@@ -60,6 +64,15 @@ class Settings(BaseSettings):
     max_array_bytes: int = 64 * 2**30
     file_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
     reference_schemes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Object stores (app/storage.py): fsspec storage options per scheme, as JSON
+    # ('{"s3": {"endpoint_url": "http://127.0.0.1:9000"}}'); credentials otherwise come from each
+    # file system's own environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS). Never logged or
+    # returned; a secret, so it is not even in the settings' repr.
+    storage_options: SecretStr = SecretStr("")
+    # Objects fetched from a store are kept on the local disk up to this many bytes, and the
+    # worker fetches this many objects ahead of the one it decodes.
+    remote_cache_bytes: int = Field(default=2 * 2**30, ge=0)
+    remote_prefetch: int = Field(default=64, ge=1, le=4096)
 
     # Worker.
     device: str = "auto"
@@ -124,6 +137,19 @@ class Settings(BaseSettings):
     webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_max_per_tenant: int = Field(default=20, ge=1, le=1000)
 
+    # Idempotency-Key (app.idempotency): how long a key is remembered, and how long a request
+    # waits for another one with the same key that is still running before answering 409.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    idempotency_wait_s: float = Field(default=60.0, ge=0, le=600)
+
+    # Per-tenant limits (0: none), answered 429 with Retry-After: jobs queued or running at
+    # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket
+    # of rate_limit_burst requests, refilled at rate_limit_per_s, per API process).
+    tenant_max_active_jobs: int = Field(default=0, ge=0)
+    tenant_max_stored_bytes: int = Field(default=0, ge=0)
+    rate_limit_per_s: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -171,6 +197,26 @@ class Settings(BaseSettings):
             if not scheme.isidentifier():
                 raise ValueError(f"not a URL scheme: {scheme!r}")
         return out
+
+    @field_validator("storage_options")
+    @classmethod
+    def _storage_options(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return value
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            # The value itself is not repeated: it may hold credentials.
+            raise ValueError(f"DLCPRUNE_STORAGE_OPTIONS is not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+            raise ValueError('DLCPRUNE_STORAGE_OPTIONS maps schemes to objects: {"s3": {...}}')
+        return value
+
+    def storage_options_for(self, scheme: str) -> dict[str, Any]:
+        """The fsspec storage options of ``scheme`` from ``storage_options`` ({} when none)."""
+        raw = self.storage_options.get_secret_value().strip()
+        return dict(json.loads(raw).get(scheme, {})) if raw else {}
 
     @field_validator("file_roots")
     @classmethod

@@ -25,12 +25,15 @@ from app import db, logs, metrics
 from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
+from app.datasets.router import references_router
 from app.datasets.router import router as datasets_router
 from app.embeddings.router import router as embeddings_router
-from app.errors import error_body, install_error_handlers
+from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
 from app.evaluations.router import router as evaluations_router
+from app.exports.router import router as exports_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.keys.router import router as keys_router
 from app.openapi import install_openapi
 from app.selections.router import router as selections_router
 from app.webhooks.router import router as webhooks_router
@@ -49,7 +52,9 @@ model's weights are masked step by step and each sample's loss is averaged along
 easy), poll it, then request subsets at any ratio with **FlexRand** (randomised easy/hard
 under-sampling) and download them. Scores are computed once and reused for every ratio.
 
-Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. Send the API key as
+Errors are RFC 9457 problem details (`application/problem+json`): `type`, `title`, `status`,
+`detail`, `instance`, plus a stable `code` and, for some, a `details` object (`details.errors`
+lists the fields that failed validation). Send the API key as
 `Authorization: Bearer <key>` (or `X-API-Key`).
 """
 
@@ -76,7 +81,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
         started = False
@@ -100,18 +105,24 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
-            error_body("payload_too_large", f"the request body is larger than {self.limit} bytes")
+            problem_document(
+                413,
+                "payload_too_large",
+                f"the request body is larger than {self.limit} bytes",
+                instance=scope.get("path"),
+                request_id=(scope.get("state") or {}).get("request_id"),
+            )
         ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }
@@ -220,6 +231,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Operation ids are the route functions' names (create_dataset, get_job): what a
+        # generated client names its calls.
+        generate_unique_id_function=lambda route: route.name,
         openapi_tags=[
             {"name": "datasets", "description": "register and index data"},
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
@@ -227,6 +241,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "evaluations", "description": "probes trained on candidate subsets"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
+            {"name": "exports", "description": "selections written into object stores"},
+            {"name": "keys", "description": "API keys of the tenant (a key with the admin scope)"},
             {"name": "health", "description": "liveness and readiness"},
         ],
     )
@@ -235,12 +251,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     for router in (
         health_router,
         datasets_router,
+        references_router,
         jobs_router,
         embeddings_router,
         evaluations_router,
         selections_router,
+        exports_router,
         weights_router,
         webhooks_router,
+        keys_router,
         dashboard_router,
     ):
         app.include_router(router)

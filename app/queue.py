@@ -28,6 +28,7 @@ log = logging.getLogger("dlcprune.queue")
 RUN_JOB = "dlcprune.run_job"
 RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
+RUN_EXPORT = "dlcprune.run_export"
 RUN_EVALUATION = "dlcprune.run_evaluation"
 
 # The kind of work (dlcprune.names.WORK_KINDS) of each task: it goes to that kind's queue.
@@ -35,6 +36,7 @@ TASK_KINDS: dict[str, str] = {
     INDEX_DATASET: "index",
     RUN_JOB: "score",
     RUN_SHARD: "shards",
+    RUN_EXPORT: "export",
     RUN_EVALUATION: "evaluate",
 }
 
@@ -142,6 +144,10 @@ def enqueue_evaluation(evaluation_id: uuid.UUID) -> bool:
 
 def enqueue_index(dataset_id: uuid.UUID) -> bool:
     return send(INDEX_DATASET, dataset_id)
+
+
+def enqueue_export(export_id: uuid.UUID) -> bool:
+    return send(RUN_EXPORT, export_id)
 
 
 def broker_ping(settings: Settings | None = None, timeout: float = 2.0) -> None:

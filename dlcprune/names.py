@@ -49,6 +49,19 @@ EXPORT_FORMATS: tuple[str, ...] = (
 )
 DEFAULT_EXPORT_FORMAT = "original"
 
+# How a selection's kept samples can be written into an object store (app.exports): the
+# original layout (class folders of images, the kept rows of other formats), the manifests and
+# Parquet (every sample, scored and flagged), WebDataset tar shards and a Hugging Face
+# ``save_to_disk`` directory (the kept samples).
+STORE_EXPORT_FORMATS: tuple[str, ...] = (
+    "original",
+    "manifest-csv",
+    "manifest-jsonl",
+    "parquet",
+    "webdataset",
+    "hf",
+)
+
 # Kinds of work, each on its own Celery queue (app.queue routes a task to its kind's queue; the
 # queue names are settings, DLCPRUNE_QUEUE_<KIND>). GPU workers take the scoring kinds, CPU
 # workers the rest (``dlcprune worker --kind gpu|cpu|all``).
@@ -69,6 +82,8 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "export.succeeded",
+    "export.failed",
     "evaluation.succeeded",
     "evaluation.failed",
 )

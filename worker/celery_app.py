@@ -31,6 +31,7 @@ from app.logs import log_context
 from app.queue import (
     INDEX_DATASET,
     RUN_EVALUATION,
+    RUN_EXPORT,
     RUN_JOB,
     RUN_SHARD,
     celery_config,
@@ -111,6 +112,14 @@ def index_dataset_task(self: Any, dataset_id: str) -> str | None:
     with log_context(dataset_id=dataset_id):
         status = _retrying(self, index_dataset, dataset_id)
     return str(status) if status is not None else None
+
+
+@celery.task(name=RUN_EXPORT, bind=True, max_retries=None)
+def run_export_task(self: Any, export_id: str) -> str:
+    from worker.runner import run_export
+
+    with log_context(export_id=export_id):
+        return str(_retrying(self, run_export, export_id))
 
 
 # What this process takes (set by ``main``): its kind (gpu, cpu, all) and kinds of work.

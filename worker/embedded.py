@@ -59,6 +59,10 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
                 with log_context(dataset_id=dataset_id):
                     runner.index_dataset(dataset_id, settings)
                 did_work = True
+            for export_id in runner.pending_exports(settings):
+                with log_context(export_id=export_id):
+                    runner.run_export(export_id, settings)
+                did_work = True
             job_id = runner.next_job(settings)
             if job_id is not None:
                 with log_context(job_id=job_id):

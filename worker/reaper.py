@@ -26,7 +26,7 @@ from datetime import timedelta
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import idempotency, queue
 from app.config import Settings, get_settings
 from app.db import get_engine, session_factory
 from app.jobs import service as jobs
@@ -59,6 +59,10 @@ def reap(settings: Settings | None = None) -> dict[str, int]:
                     _unsent_jobs(session, settings, counts)
                     _unindexed(session, settings, counts)
                     _gone_workers(session)
+                # Expired Idempotency-Keys are forgotten (a request also ignores an expired one).
+                expired = idempotency.purge_expired(session)
+                if expired:
+                    counts["idempotency_keys_expired"] = expired
         finally:
             if postgres:
                 lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_ID})

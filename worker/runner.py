@@ -19,12 +19,15 @@ import numpy as np
 from app.blobstore import BlobStore, get_blobstore
 from app.config import Settings, get_settings
 from app.datasets import service as datasets
-from app.datasets.indexing import open_reader, public_message
+from app.datasets.indexing import public_message
+from app.datasets.sources import open_source
 from app.db import session_factory
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Weights
 from dlcprune.core.cache import LRU
+from dlcprune.core.errors import DatasetError
+from dlcprune.core.formats import Reader
 from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("dlcprune.worker")
@@ -197,7 +200,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
             )
         elif exc.path:
             shown = dataset.filename if dataset.source == "upload" else (dataset.uri or "")
-            message = public_message(exc, datasets.local_data_path(dataset, settings, blobs), shown)  # type: ignore[arg-type]
+            message = public_message(exc, getattr(exc, "local_path", shown), shown)
         with factory() as session:
             jobs.mark_failed(session, job_id, exc.code, message)
         log.info("job %s: failed: %s", job_id, message)
@@ -283,10 +286,32 @@ Scored = tuple[
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
 ) -> Scored:
+    """Score the job's dataset. A ``DatasetError`` leaves with ``local_path`` set: the local
+    path its message may name, to be shown as the dataset's name (``public_message``)."""
+    local = dataset.uri or dataset.filename
+    try:
+        t0 = time.perf_counter()
+        # A reference is looked at again here and its pin checked (source_changed).
+        source, local = open_source(dataset, settings, blobs)
+        with source as ds:
+            return _score_open(job, ds, dataset, weights, settings, blobs, t0)
+    except DatasetError as exc:
+        if getattr(exc, "local_path", None) is None:
+            exc.local_path = local  # type: ignore[attr-defined]
+        raise
+
+
+def _score_open(
+    job: Job,
+    ds: Reader,
+    dataset: Dataset,
+    weights: Weights | None,
+    settings: Settings,
+    blobs: BlobStore,
+    t0: float,
+) -> Scored:
     from worker.scoring.dlc import DLCParams, score
 
-    t0 = time.perf_counter()
-    path = datasets.local_data_path(dataset, settings, blobs)
     weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
     if weights is not None and job.model == "hf":
         from dlcprune.core.archives import unpack_model
@@ -304,18 +329,16 @@ def _score(
         from worker.scoring.baselines import BaselineParams, score_baseline
 
         kept: dict[str, np.ndarray] = {}
-        with open_reader(dataset, path, settings) as ds:
-            scores, info = score_baseline(
-                ds,
-                backbone,
-                job.method,
-                BaselineParams(**params),
-                progress=reporter,
-                features_out=kept,
-            )
+        scores, info = score_baseline(
+            ds,
+            backbone,
+            job.method,
+            BaselineParams(**params),
+            progress=reporter,
+            features_out=kept,
+        )
         return scores, None, None, None, {"load_model_s": load_s, **info}, kept.get("features")
-    with open_reader(dataset, path, settings) as ds:
-        result = score(ds, backbone, DLCParams(**params), return_losses=True, progress=reporter)
+    result = score(ds, backbone, DLCParams(**params), return_losses=True, progress=reporter)
     timings = {"load_model_s": load_s, **result.timings}
     assert result.losses is not None
     return (
@@ -336,6 +359,23 @@ def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None)
             uuid.UUID(str(dataset_id)), session, settings, get_blobstore(settings)
         )
         return dataset.status if dataset is not None else None
+
+
+def run_export(export_id: uuid.UUID | str, settings: Settings | None = None) -> str:
+    """Write an export into its store (app.exports); returns its final status."""
+    from app.exports import service as exports
+
+    settings = settings or get_settings()
+    return exports.run(
+        uuid.UUID(str(export_id)), session_factory(settings), settings, get_blobstore(settings)
+    )
+
+
+def pending_exports(settings: Settings) -> list[uuid.UUID]:
+    from app.exports import service as exports
+
+    with session_factory(settings)() as session:
+        return exports.pending(session)
 
 
 def next_job(settings: Settings) -> uuid.UUID | None:

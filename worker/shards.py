@@ -31,8 +31,7 @@ from sqlalchemy.orm import Session
 from app import queue
 from app.blobstore import get_blobstore
 from app.config import Settings
-from app.datasets import service as datasets
-from app.datasets.indexing import open_reader
+from app.datasets.sources import open_source
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, Weights, utcnow
@@ -206,10 +205,10 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
         with beat:
             if _fault_injected(shard):
                 raise RuntimeError(f"injected fault in shard {shard.phase}:{shard.index}")
-            path = datasets.local_data_path(dataset, settings, blobs)
+            source, _ = open_source(dataset, settings, blobs)
             weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
             backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
-            with open_reader(dataset, path, settings) as ds:
+            with source as ds:
                 if shard.phase == PROTOTYPES:
                     result = _prototype_phase(ds, backbone, params, shard, progress)
                 else:

@@ -143,15 +143,32 @@ def public_message(err: DatasetError, local_path: str | os.PathLike[str], name: 
     return text.replace(local, keep).replace(keep, name)
 
 
-def open_reader(dataset: Dataset, path: str | os.PathLike[str], settings: Settings) -> Reader:
+def open_reader(
+    dataset: Dataset,
+    path: str | os.PathLike[str] | list[str],
+    settings: Settings,
+) -> Reader:
     """The reader of ``dataset``'s data at ``path`` (its local copy): read with the settings'
     limits and the format and columns mapping its registration named. Every place that opens a
     dataset's files opens them here."""
     return open_dataset(
-        Path(path),
+        [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else Path(path),
         format=dataset.requested_format,
         limits=read_limits(settings),
         columns=dataset.columns or None,
+    )
+
+
+def index_reader(ds: Reader) -> IndexResult:
+    """Deep-check an open dataset and build its index; raises ``DatasetError`` when it is not
+    valid."""
+    ds.verify()
+    return IndexResult(
+        format=ds.format,
+        kind=ds.kind,
+        num_samples=len(ds),
+        classes=dict(ds.classes),
+        index_bytes=build_index(ds),
     )
 
 
@@ -159,11 +176,4 @@ def index_path(dataset: Dataset, path: str | os.PathLike[str], settings: Setting
     """Open and deep-check ``dataset``'s data at ``path``; raises ``DatasetError`` when it is not
     valid."""
     with open_reader(dataset, path, settings) as ds:
-        ds.verify()
-        return IndexResult(
-            format=ds.format,
-            kind=ds.kind,
-            num_samples=len(ds),
-            classes=dict(ds.classes),
-            index_bytes=build_index(ds),
-        )
+        return index_reader(ds)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,8 @@ from sqlalchemy.orm import Session
 from app.blobstore import BlobStore, BlobStoreError
 from app.config import Settings
 from app.datasets import service as datasets_service
-from app.datasets.indexing import DatasetIndex, load_index, open_reader
+from app.datasets import sources
+from app.datasets.indexing import DatasetIndex, load_index
 from app.errors import APIError, conflict, not_found
 from app.models import Dataset, DatasetStatus
 from dlcprune.core.cache import LRU
@@ -93,16 +93,12 @@ def ready_dataset(
     return dataset, idx
 
 
-def _open(dataset: Dataset, path: Path, settings: Settings) -> _OpenReader:
-    return _OpenReader(open_reader(dataset, path, settings))
-
-
 def _payload(dataset: Dataset, index: int, settings: Settings, blobs: BlobStore) -> Any:
     """Sample ``index``'s payload: a PIL image, a str, an Instruction or a vector."""
     try:
-        path = datasets_service.local_data_path(dataset, settings, blobs)
         reader = _readers.get_or_make(
-            f"{dataset.id}:{path}", lambda: _open(dataset, path, settings)
+            f"{dataset.id}:{dataset.sha256}",
+            lambda: _OpenReader(sources.open_source(dataset, settings, blobs)[0]),
         )
         return reader.payload(index)
     except DatasetError as exc:

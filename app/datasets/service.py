@@ -6,23 +6,33 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import idempotency, limits, queue
 from app.blobstore import BlobStore
 from app.config import Settings
-from app.datasets import repository
-from app.datasets.indexing import index_path, public_message
-from app.datasets.schemas import DatasetOptions, DatasetRead, DatasetReference, ErrorInfo
+from app.datasets import repository, sources
+from app.datasets.indexing import index_reader, public_message
+from app.datasets.schemas import (
+    NAME_MAX,
+    DatasetOptions,
+    DatasetRead,
+    DatasetReference,
+    ErrorInfo,
+)
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
+from app.storage import STORE_SCHEMES, check_scheme, resolve_file, scheme_of, store_error
 from app.uploads import ReceivedFile, sha256_path
 from app.webhooks import outbox
 from dlcprune.core.errors import DatasetError
@@ -56,90 +66,32 @@ def upload_key(dataset_id: uuid.UUID, filename: str) -> str:
 
 def resolve_file_reference(uri: str, settings: Settings) -> Path:
     """A ``file://`` URI's real path, which must lie below one of the configured roots."""
-    parts = urlsplit(uri)
-    if parts.netloc not in ("", "localhost"):
-        raise unprocessable("reference_not_allowed", "file:// references must name a local path")
-    raw = unquote(parts.path)
-    if not raw.startswith("/") or "\x00" in raw:
-        raise unprocessable("reference_not_allowed", "file:// references need an absolute path")
-    if not settings.file_roots:
-        raise unprocessable(
-            "reference_not_allowed",
-            "file:// references are disabled (the operator sets DLCPRUNE_FILE_ROOTS)",
-        )
-    # Resolve symlinks and '..' first, then compare against the roots.
-    real = Path(os.path.realpath(raw))
-    for root in settings.file_roots:
-        if real == Path(root) or Path(root) in real.parents:
-            if not real.exists():
-                raise unprocessable("reference_not_found", f"{uri} does not exist")
-            return real
-    raise unprocessable("reference_not_allowed", f"{uri} is outside the allowed file roots")
+    return resolve_file(uri, settings)
 
 
 def check_reference(uri: str, settings: Settings) -> str:
-    """Validate a reference URI; returns its scheme (``file`` or an enabled fsspec scheme)."""
-    scheme = urlsplit(uri).scheme.lower()
+    """Validate a reference URI; returns its scheme (``file`` or an enabled one)."""
+    scheme = check_scheme(uri, settings)
     if scheme == "file":
-        resolve_file_reference(uri, settings)
-        return scheme
-    if not scheme:
-        raise unprocessable("reference_not_allowed", "the uri needs a scheme such as file://")
-    if scheme not in settings.reference_schemes:
-        enabled = ", ".join(["file", *settings.reference_schemes])
-        raise unprocessable(
-            "reference_not_allowed", f"scheme {scheme!r} is not enabled here (enabled: {enabled})"
-        )
-    if scheme in ("http", "https"):
+        resolve_file(uri, settings)
+    elif scheme in ("http", "https"):
         from app.references import check_http_url
 
         check_http_url(uri)
-        return scheme
-    try:
-        import fsspec
-
-        fsspec.get_filesystem_class(scheme)
-    except (ImportError, ValueError) as exc:
-        raise unprocessable(
-            "reference_not_allowed", f"scheme {scheme!r} is not available: {exc}"
-        ) from exc
     return scheme
 
 
-def _remote_copy(uri: str, settings: Settings) -> Path:
-    """Download a remote reference once into the cache and return the local file."""
-    import fsspec
+def http_copy(uri: str, settings: Settings) -> Path:
+    """Download an http(s) reference once into the cache (behind the SSRF guard)."""
+    from app.references import download_http
 
     assert settings.cache_dir is not None
     digest = hashlib.sha256(uri.encode()).hexdigest()[:32]
     name = os.path.basename(urlsplit(uri).path) or "data"
-    local = Path(settings.cache_dir) / "refs" / digest / name
-    if not local.exists() and urlsplit(uri).scheme.lower() in ("http", "https"):
-        from app.references import download_http
-
-        return download_http(uri, local, settings.max_upload_bytes)
+    local = Path(settings.cache_dir) / "refs" / "http" / digest / name
     if not local.exists():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f"{name}.partial-{uuid.uuid4().hex}")
-        try:
-            with fsspec.open(uri, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.replace(tmp, local)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        download_http(uri, local, settings.max_upload_bytes)
     return local
-
-
-def local_data_path(dataset: Dataset, settings: Settings, blobs: BlobStore) -> Path:
-    """Where the dataset's bytes can be read on this machine."""
-    if dataset.source == "upload":
-        assert dataset.blob_key is not None
-        return blobs.local_path(dataset.blob_key)
-    assert dataset.uri is not None
-    if urlsplit(dataset.uri).scheme.lower() == "file":
-        return resolve_file_reference(dataset.uri, settings)
-    return _remote_copy(dataset.uri, settings)
 
 
 def content_identity(dataset: Dataset) -> str:
@@ -175,23 +127,44 @@ def index_now(session: Session, dataset: Dataset, settings: Settings, blobs: Blo
 
 def _index(dataset: Dataset, settings: Settings, blobs: BlobStore) -> None:
     shown = dataset.filename if dataset.source == "upload" else (dataset.uri or dataset.filename)
+    seen: sources.Look | DatasetError | None = getattr(dataset, "_look", None)
+    local = shown
     try:
-        path = local_data_path(dataset, settings, blobs)
+        if isinstance(seen, DatasetError):
+            raise seen
+        if (
+            dataset.source == "uri"
+            and seen is None
+            and scheme_of(dataset.uri or "")
+            not in (
+                "http",
+                "https",
+            )
+        ):
+            seen = sources.look(
+                dataset.uri or "", settings, dataset.requested_format, dataset.columns or None
+            )
+            # Pinned when registered: indexed later, it must still be what was registered.
+            sources.check_pin(dataset, seen, blobs)
+        if seen is not None and dataset.source_pin is None:
+            sources.record_pin(dataset, seen, blobs)
+        reader, local = sources.open_source(dataset, settings, blobs, seen)
+        with reader as ds:
+            result = index_reader(ds)
+        if dataset.sha256 is None:
+            dataset.sha256, dataset.size_bytes = sha256_path(local)
     except APIError as exc:
         _invalid(dataset, exc.code, exc.message)
         return
-    except Exception as exc:  # remote store unreachable, permissions
-        _invalid(dataset, "unreadable", f"{shown}: cannot read the data: {exc}")
-        return
-    try:
-        result = index_path(dataset, path, settings)
-        if dataset.sha256 is None:
-            dataset.sha256, dataset.size_bytes = sha256_path(path)
     except DatasetError as exc:
-        message = public_message(exc, path, shown)
+        message = public_message(exc, getattr(exc, "local_path", local), shown)
         if dataset.requested_format:
             message += f" (read as format {dataset.requested_format!r}, as the request named)"
         _invalid(dataset, exc.code, message)
+        return
+    except Exception as exc:  # remote store unreachable, permissions
+        err = store_error(shown, exc)
+        _invalid(dataset, err.code, err.message)
         return
     key = f"datasets/{dataset.id}/index.npz"
     blobs.put_bytes(key, result.index_bytes)
@@ -225,6 +198,106 @@ def index_pending(dataset_id: uuid.UUID, session: Session, settings: Settings, b
 # Creating -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Created:
+    """What registering answered: the dataset, whether indexing was queued, whether it is one the
+    tenant already had (same bytes), whether an Idempotency-Key replayed it."""
+
+    dataset: Dataset
+    queued: bool
+    existing: bool = False
+    replayed: bool = False
+
+
+_CONTENT_LOCKS: dict[str, threading.Lock] = {}
+_CONTENT_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _same_content_lock(
+    session: Session, settings: Settings, tenant_id: uuid.UUID, sha256: str
+) -> Iterator[None]:
+    """Serialise registrations of the same bytes by one tenant, so concurrent uploads of one file
+    make one dataset: a transaction-scoped advisory lock on PostgreSQL (held until the caller's
+    commit or rollback), a process lock on SQLite (the embedded default is one process)."""
+    name = f"{tenant_id}:{sha256}"
+    if not settings.is_sqlite:
+        lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        yield
+        return
+    with _CONTENT_LOCKS_GUARD:
+        lock = _CONTENT_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        yield
+
+
+def register_upload(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    received: ReceivedFile,
+    options: DatasetOptions,
+    *,
+    idempotency_key: str | None = None,
+    copy: bool = False,
+) -> Created:
+    """Register an upload already in the blob store, once per Idempotency-Key; the tenant's
+    dataset with the same bytes (read the same way) answers instead unless ``copy``."""
+    made, _ = idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope="POST /v1/datasets",
+        fingerprint={
+            "sha256": received.sha256,
+            "filename": received.filename,
+            "options": options.model_dump(mode="json"),
+            "copy": copy,
+        },
+        create=lambda: _identified(
+            create_from_upload(
+                session, settings, blobs, tenant_id, dataset_id, received, options, copy=copy
+            )
+        ),
+        load=lambda existing: _replayed(get(session, tenant_id, existing)),
+    )
+    return made
+
+
+def register_reference(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    body: DatasetReference,
+    *,
+    idempotency_key: str | None = None,
+) -> Created:
+    made, _ = idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope="POST /v1/dataset-references",
+        fingerprint=body.model_dump(mode="json"),
+        create=lambda: _identified(
+            create_from_reference(session, settings, blobs, tenant_id, body)
+        ),
+        load=lambda existing: _replayed(get(session, tenant_id, existing)),
+    )
+    return made
+
+
+def _identified(made: Created) -> tuple[uuid.UUID, Created]:
+    return made.dataset.id, made
+
+
+def _replayed(dataset: Dataset) -> Created:
+    return Created(dataset, queued=dataset.status == DatasetStatus.indexing, replayed=True)
+
+
 def create_from_upload(
     session: Session,
     settings: Settings,
@@ -233,27 +306,43 @@ def create_from_upload(
     dataset_id: uuid.UUID,
     received: ReceivedFile,
     options: DatasetOptions | None = None,
-) -> tuple[Dataset, bool]:
-    """Record an upload already in the blob store. Returns (dataset, queued for indexing)."""
-    name = (received.fields.get("name") or received.filename).strip()[:500]
+    *,
+    copy: bool = False,
+) -> Created:
+    """Record an upload already in the blob store (or answer the tenant's dataset with the same
+    bytes, read the same way, unless ``copy``)."""
     options = options or DatasetOptions()
-    now = utcnow()
-    dataset = Dataset(
-        created_at=now,
-        updated_at=now,
-        id=dataset_id,
-        tenant_id=tenant_id,
-        name=name,
-        status=DatasetStatus.indexing,
-        source="upload",
-        blob_key=received.key,
-        filename=received.filename,
-        size_bytes=received.size,
-        sha256=received.sha256,
-        requested_format=options.format,
-        columns=dict(options.columns) if options.columns else None,
-    )
-    return _finish_create(session, settings, blobs, dataset, received.size)
+    name = (options.name or received.fields.get("name") or received.filename).strip()
+    columns = dict(options.columns) if options.columns else None
+    with _same_content_lock(session, settings, tenant_id, received.sha256):
+        if not copy:
+            existing = repository.same_content(
+                session, tenant_id, received.sha256, options.format, columns
+            )
+            if existing is not None:
+                return Created(
+                    existing, queued=existing.status == DatasetStatus.indexing, existing=True
+                )
+        limits.check_storage(session, settings, tenant_id, received.size)
+        now = utcnow()
+        dataset = Dataset(
+            created_at=now,
+            updated_at=now,
+            id=dataset_id,
+            tenant_id=tenant_id,
+            name=name[:NAME_MAX],
+            status=DatasetStatus.indexing,
+            source="upload",
+            blob_key=received.key,
+            filename=received.filename[:500],
+            size_bytes=received.size,
+            sha256=received.sha256,
+            requested_format=options.format,
+            columns=columns,
+            tags=list(options.tags) if options.tags else None,
+            external_id=options.external_id,
+        )
+        return _finish_create(session, settings, blobs, dataset, received.size)
 
 
 def create_from_reference(
@@ -262,11 +351,20 @@ def create_from_reference(
     blobs: BlobStore,
     tenant_id: uuid.UUID,
     body: DatasetReference,
-) -> tuple[Dataset, bool]:
+) -> Created:
     scheme = check_reference(body.uri, settings)
     size: int | None = None
+    seen: sources.Look | DatasetError | None = None
     if scheme == "file":
         size = _data_size(resolve_file_reference(body.uri, settings))
+    elif scheme in STORE_SCHEMES:
+        # Listed (and pinned) now: a missing prefix or a refused credential answers at once,
+        # and a manifest's bad row makes the dataset invalid at once.
+        try:
+            seen = sources.look(body.uri, settings, body.format, body.columns or None)
+            size = seen.size if len(seen.objects) <= settings.index_sync_max_objects else None
+        except DatasetError as exc:
+            seen, size = exc, 0
     filename = os.path.basename(urlsplit(body.uri).path.rstrip("/")) or body.uri
     now = utcnow()
     dataset = Dataset(
@@ -275,24 +373,46 @@ def create_from_reference(
         # Set here, not at flush: indexing inline names the index blob after the id.
         id=uuid.uuid4(),
         tenant_id=tenant_id,
-        name=(body.name or filename)[:500],
+        name=(body.name or filename)[:NAME_MAX],
         status=DatasetStatus.indexing,
         source="uri",
         uri=body.uri,
         filename=filename[:500],
         requested_format=body.format,
         columns=dict(body.columns) if body.columns else None,
+        tags=list(body.tags) if body.tags else None,
+        external_id=body.external_id,
     )
+    if isinstance(seen, sources.Look):
+        sources.record_pin(dataset, seen, blobs)  # the pin is taken now, indexed now or later
+    if seen is not None:
+        dataset._look = seen  # type: ignore[attr-defined]  # indexing inline reuses it
     return _finish_create(session, settings, blobs, dataset, size)
 
 
 def _finish_create(
     session: Session, settings: Settings, blobs: BlobStore, dataset: Dataset, size: int | None
-) -> tuple[Dataset, bool]:
+) -> Created:
+    """Index small data inline (a refused one keeps no row and no bytes: a 422 whose
+    ``details.dataset`` is the record as read); queue the rest for the workers."""
     inline = size is not None and size <= settings.index_sync_max_bytes
     try:
         if inline:
-            index_now(session, dataset, settings, blobs)
+            _index(dataset, settings, blobs)
+            if dataset.status == DatasetStatus.invalid:
+                read = to_read(dataset, settings.base_url)
+                raise APIError(
+                    422,
+                    read.error.code if read.error else "invalid_dataset",
+                    read.error.message if read.error else "the data is invalid",
+                    details={"dataset": read.model_dump(mode="json")},
+                )
+            outbox.emit(
+                session,
+                dataset.tenant_id,
+                f"dataset.{dataset.status}",
+                to_read(dataset, settings.base_url).model_dump(mode="json"),
+            )
         session.add(dataset)
         session.commit()
     except BaseException:
@@ -301,7 +421,7 @@ def _finish_create(
         raise
     if not inline:
         queue.enqueue_index(dataset.id)
-    return dataset, not inline
+    return Created(dataset, queued=not inline)
 
 
 # Reading and deleting ---------------------------------------------------------------------
@@ -314,13 +434,21 @@ def get(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Datase
     return dataset
 
 
-def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id: uuid.UUID):
-    """Delete the dataset, its jobs, scores and selections, and their blobs. A running job on it
-    sees its row gone at its next progress report and stops."""
+def delete(
+    session: Session,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    *,
+    force: bool = False,
+) -> None:
+    """Delete the dataset, its finished jobs, scores and selections, and their blobs. Queued or
+    running jobs on it refuse the deletion (409 ``dataset_busy``) unless ``force``: then they are
+    cancelled with the reason (``dataset_deleted``) and kept, without their dataset."""
+    from app.jobs import lifecycle
+
     dataset = get(session, tenant_id, dataset_id)
-    selection_ids = list(
-        session.scalars(select(Selection.id).where(Selection.dataset_id == dataset.id))
-    )
+    lifecycle.release_active_jobs(session, dataset.id, force=force)
     losses_keys = [
         k
         for k in session.scalars(
@@ -329,7 +457,8 @@ def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id:
         if k
     ]
     # Children first, explicitly: SQLite enforces foreign keys only when asked to.
-    session.execute(sa_delete(Selection).where(Selection.dataset_id == dataset.id))
+    prefixes: list[str] = []
+    lifecycle.delete_selection_rows(session, prefixes, Selection.dataset_id == dataset.id)
     session.execute(sa_delete(Job).where(Job.dataset_id == dataset.id))
     session.execute(sa_delete(ScoreSet).where(ScoreSet.dataset_id == dataset.id))
     session.delete(dataset)
@@ -337,8 +466,8 @@ def delete(session: Session, blobs: BlobStore, tenant_id: uuid.UUID, dataset_id:
     # Blobs after the commit: a failed commit must not leave rows pointing at deleted bytes.
     blobs.delete_prefix(f"datasets/{dataset.id}")
     blobs.delete_prefix(f"thumbs/{dataset.id}")
-    for sid in selection_ids:
-        blobs.delete_prefix(f"exports/{sid}")
+    for prefix in prefixes:
+        blobs.delete_prefix(prefix)
     for key in losses_keys:
         blobs.delete(key)
 
@@ -365,6 +494,8 @@ def to_read(dataset: Dataset, base_url: str) -> DatasetRead:
         num_samples=dataset.num_samples,
         classes=dataset.classes,
         error=error,
+        tags=list(dataset.tags or []),
+        external_id=dataset.external_id,
         created_at=as_utc(dataset.created_at),
         updated_at=as_utc(dataset.updated_at),
         url=f"{base_url}/v1/datasets/{dataset.id}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from app import pagination
 from app.models import Job, JobStatus, ScoreSet
 from dlcprune.names import PRIORITIES
 
@@ -28,17 +29,20 @@ def list_page(
     dataset_id: uuid.UUID | None,
     limit: int,
     offset: int,
-) -> tuple[list[Job], int]:
+    cursor: str | None = None,
+    tags: list[str] | None = None,
+    external_id: str | None = None,
+) -> tuple[list[Job], int, str | None]:
+    """(rows, total, next_cursor), newest first (app.pagination)."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if status:
         query = query.where(Job.status == status)
     if dataset_id:
         query = query.where(Job.dataset_id == dataset_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+    if external_id is not None:
+        query = query.where(Job.external_id == external_id)
+    query = pagination.filter_tags(query, Job.tags, tags)
+    return pagination.page(session, query, Job, limit=limit, offset=offset, cursor=cursor)
 
 
 def score_set_by_key(session: Session, tenant_id: uuid.UUID, cache_key: str) -> ScoreSet | None:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import plots
@@ -18,8 +18,10 @@ from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
-from app.jobs import repository, service, summary
+from app.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
+from app.jobs import lifecycle, repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
+from app.pagination import CursorQuery, ExternalIdQuery, TagQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -45,11 +47,11 @@ def create_job(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
     job, replayed = service.create(session, tenant, body, idempotency_key)
     read = service.to_read(job, base_url(request, settings))
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    headers = {REPLAYED_HEADER: "true"} if replayed else None
     return accepted(read.model_dump(mode="json"), read.url, settings, headers)
 
 
@@ -65,14 +67,51 @@ def list_jobs(
     dataset_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
+    tag: TagQuery = None,
+    external_id: ExternalIdQuery = None,
 ) -> JobList:
-    rows, total = repository.list_page(
-        session, tenant, status=status, dataset_id=dataset_id, limit=limit, offset=offset
+    rows, total, next_cursor = repository.list_page(
+        session,
+        tenant,
+        status=status,
+        dataset_id=dataset_id,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        tags=tag,
+        external_id=external_id,
     )
     url = base_url(request, settings)
     return JobList(
-        items=[service.to_read(j, url) for j in rows], total=total, limit=limit, offset=offset
+        items=[service.to_read(j, url) for j in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_cursor=next_cursor,
     )
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses={
+        **ERRORS,
+        409: {"description": "the job is queued or running (force=true deletes it anyway)"},
+    },
+    summary="Delete a job with its selections and their exports (the score cache stays)",
+)
+def delete_job(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    force: Annotated[
+        bool, Query(description="delete a queued or running job too (its worker stops)")
+    ] = False,
+) -> Response:
+    lifecycle.delete_job(session, blobs, tenant, job_id, force=force)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -111,17 +150,60 @@ def cancel_job(
 
 
 @router.get(
-    "/{job_id}/scores",
-    response_model=ScorePage,
-    responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
-    summary="Per-sample scores: JSON paged, or CSV streamed",
+    "/{job_id}/scores.csv",
+    response_class=Response,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "sample_id,label,score (,tokens for instructions), in dataset "
+            "order; limit and offset cut the rows; X-Total-Count is the number of samples",
+            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {"X-Total-Count": {"schema": {"type": "integer"}}},
+        },
+    },
+    summary="Per-sample scores as CSV, streamed",
 )
-def get_scores(
+def get_scores_csv(
     job_id: uuid.UUID,
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    format: Literal["json", "csv"] = "json",
+    limit: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="at most this many rows (default: all)")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="skip this many first")] = 0,
+) -> Response:
+    scored = summary.load_scored(session, blobs, tenant, job_id)
+    tokens = repository.load_tokens(session, scored.score_set.id)
+    return _scores_file(scored.job.id, scored.index, scored.scores, tokens, limit, offset)
+
+
+def _scores_file(job_id, index, scores, tokens, limit, offset) -> Response:  # type: ignore[no-untyped-def]
+    stop = len(scores) if limit is None else min(len(scores), offset + limit)
+    return StreamingResponse(
+        _scores_csv(index, scores, tokens, range(min(offset, len(scores)), stop)),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="scores-{job_id}.csv"',
+            "X-Total-Count": str(len(scores)),
+        },
+    )
+
+
+@router.get(
+    "/{job_id}/scores",
+    response_model=ScorePage,
+    responses=ERRORS,
+    summary="Per-sample scores, paged (scores.csv streams them)",
+)
+def get_scores(
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    # Older clients ask ?format=csv here: answered as scores.csv is.
+    format: Annotated[Literal["json", "csv"], Query(include_in_schema=False)] = "json",
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
@@ -129,10 +211,15 @@ def get_scores(
     job, scores, index = scored.job, scored.scores, scored.index
     tokens = repository.load_tokens(session, scored.score_set.id)
     if format == "csv":
-        return StreamingResponse(
-            _scores_csv(index, scores, tokens),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="scores-{job.id}.csv"'},
+        # As scores.csv: every row unless the request itself named limit or offset.
+        given = request.query_params
+        return _scores_file(
+            job.id,
+            index,
+            scores,
+            tokens,
+            limit if "limit" in given else None,
+            offset if "offset" in given else 0,
         )
     stop = min(len(scores), offset + limit)
     rows = range(offset, stop)
@@ -153,16 +240,16 @@ def get_scores(
     )
 
 
-def _scores_csv(index, scores, tokens) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
-    """``sample_id,label,score`` (``,tokens`` for instructions); an unscored sample has an
-    empty score."""
+def _scores_csv(index, scores, tokens, rows: range) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """``sample_id,label,score`` (``,tokens`` for instructions) of ``rows``; an unscored sample
+    has an empty score."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["sample_id", "label", "score"] + (["tokens"] if tokens is not None else []))
     labels = index.labels()
     ids = index.ids()
-    for start in range(0, len(ids), 10000):
-        for i in range(start, min(len(ids), start + 10000)):
+    for start in range(rows.start, rows.stop, 10000):
+        for i in range(start, min(rows.stop, start + 10000)):
             value = float(scores[i])
             row = [ids[i], labels[i] if labels else "", "" if math.isnan(value) else f"{value:.9g}"]
             if tokens is not None:

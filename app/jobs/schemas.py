@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from app.datasets.schemas import ErrorInfo
+from app.datasets.schemas import ErrorInfo, ExternalIdField, TagsField
 from dlcprune.core.params import BaselineParams, DLCParams, params_of, required
 from dlcprune.names import (
     DEFAULT_METHOD,
@@ -20,7 +20,9 @@ from dlcprune.names import (
 )
 
 
-def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[BaseModel]:
+def request_model(
+    cls: type, name: str, doc: str | None, exclude: tuple[str, ...] = (), **config: Any
+) -> type[BaseModel]:
     """A request schema over a parameters dataclass (``dlcprune.core.params``,
     ``dlcprune.core.selection.params``): the names, types, defaults, bounds, choices and
     descriptions are the definition's; a field without a default is required. Execution details
@@ -29,14 +31,17 @@ def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[
     definitions: dict[str, Any] = {}
     for p in params_of(cls):
         spec = p.spec
-        if spec.execution:
+        if spec.execution or p.name in exclude:
             continue
         kind: Any = p.type
         if spec.choices is not None:
             kind = Literal[spec.choices]  # type: ignore[valid-type]
         if p.optional:
             kind = kind | None
+        # JSON numbers only: no true for 1, no "0.3" for 0.3 (an int is still a float).
+        strict = True if p.type in (int, float) and spec.choices is None else None
         info = Field(
+            strict=strict,
             default=... if required(cls, p.name) else p.default,
             ge=spec.ge,
             gt=spec.gt,
@@ -122,6 +127,8 @@ class JobCreate(BaseModel):
         description="queued jobs of a higher priority are taken first (high, normal, low); "
         "within one priority, in order of arrival",
     )
+    tags: TagsField = None
+    external_id: ExternalIdField = None
 
 
 class ProgressRead(BaseModel):
@@ -157,9 +164,11 @@ class JobRead(BaseModel):
     )
 
     id: uuid.UUID
-    dataset_id: uuid.UUID
+    dataset_id: uuid.UUID | None = Field(description="null once the dataset was deleted")
     model: str
     weights_id: uuid.UUID | None = None
+    tags: list[str] = Field(default_factory=list)
+    external_id: str | None = None
     method: str
     params: dict[str, Any]
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
@@ -193,6 +202,9 @@ class JobList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class ScoreItem(BaseModel):

@@ -44,16 +44,16 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from app.blobstore import BlobStore
 from app.config import Settings
-from app.datasets.indexing import DatasetIndex, open_reader
-from app.datasets.service import local_data_path
+from app.datasets.indexing import DatasetIndex
+from app.datasets.sources import open_source
 from app.models import Dataset, Selection
+from dlcprune.core.formats.remote import RemoteImageReader
 
 ROW_BLOCK = 4096
 MANIFEST_BLOCK = 20_000
@@ -79,7 +79,7 @@ def export_name(dataset: Dataset, selection: Selection, suffix: str) -> str:
     return f"{stem}-{str(selection.id)[:8]}{suffix}"
 
 
-def _suffix_and_type(fmt: str, path: Path) -> tuple[str, str]:
+def _suffix_and_type(fmt: str) -> tuple[str, str]:
     if fmt in ("text", "alpaca", "dolly", "sharegpt"):
         return ".jsonl", "application/jsonl"
     if fmt == "npz":
@@ -97,8 +97,7 @@ def build_export(
 ) -> ExportFile:
     """Write the original-format export to the blob store (once) and describe it. With
     ``provenance``, zip exports also hold it as ``provenance.json``."""
-    path = local_data_path(dataset, settings, blobs)
-    suffix, media_type = _suffix_and_type(dataset.format or "", path)
+    suffix, media_type = _suffix_and_type(dataset.format or "")
     filename = export_name(dataset, selection, suffix)
     with_provenance = provenance is not None and suffix == ".zip"
     folder = "with-provenance/" if with_provenance else ""
@@ -107,7 +106,8 @@ def build_export(
         return ExportFile(key, filename, media_type)
     keep = [int(i) for i in kept]
     extra = provenance if with_provenance else None
-    with open_reader(dataset, path, settings) as ds:
+    reader, _ = open_source(dataset, settings, blobs)
+    with reader as ds:
         if len(ds) != (dataset.num_samples or 0):
             raise RuntimeError("the dataset changed since it was indexed")
         with blobs.writer(key) as out:
@@ -115,7 +115,7 @@ def build_export(
                 _copy_spans(ds.path, ds.spans, keep, out)
             elif ds.format == "npz":
                 _write_npz(ds, keep, out)
-            elif ds.format == "manifest":
+            elif ds.format == "manifest" and not isinstance(ds, RemoteImageReader):
                 _write_manifest_zip(ds, keep, out, extra)
             else:
                 _write_image_zip(ds, keep, out, extra)
@@ -198,14 +198,32 @@ def _npz_extras(path: str) -> dict[str, np.ndarray]:
 
 
 def export_to_tempfile(blobs: BlobStore, key: str) -> str:
-    """A local path to stream the export from (the blob itself when the store is local)."""
+    """A local path to stream the export from (the blob itself when the store is local; else a
+    temporary copy, which ``file_response`` removes once sent)."""
     if not blobs.remote:
         return str(blobs.local_path(key))
     fd, tmp = tempfile.mkstemp(prefix="dlcprune-export-")
-    with os.fdopen(fd, "wb") as fh, blobs.open(key) as src:
-        while chunk := src.read(1 << 20):
-            fh.write(chunk)
+    try:
+        with os.fdopen(fd, "wb") as fh, blobs.open(key) as src:
+            while chunk := src.read(1 << 20):
+                fh.write(chunk)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return tmp
+
+
+def file_response(blobs: BlobStore, out: ExportFile):  # type: ignore[no-untyped-def]
+    """The export streamed from a local file; a temporary copy of a remote blob is removed once
+    the response has been sent (or the client went away)."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    path = export_to_tempfile(blobs, out.key)
+    cleanup = None
+    if blobs.remote:
+        cleanup = BackgroundTask(lambda: os.path.exists(path) and os.unlink(path))
+    return FileResponse(path, media_type=out.media_type, filename=out.filename, background=cleanup)
 
 
 # Manifests, Parquet and bundles ----------------------------------------------------------------

@@ -15,19 +15,21 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app import metrics, plots
+from app import errors, idempotency, metrics, plots
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import DatasetIndex
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError, unprocessable
-from app.jobs import summary
+from app.errors import APIError
+from app.idempotency import IdempotencyKeyDep
+from app.jobs import lifecycle, summary
 from app.models import Dataset, Selection
+from app.pagination import CursorQuery
 from app.selections import export, preview, provenance, service
 from app.selections.schemas import (
     ItemPage,
@@ -63,6 +65,12 @@ def _query(name: str) -> object:
 
 
 KeepQuery = _query("keep")
+KeepRatioQuery = Annotated[
+    float | None, Query(gt=0, le=1, description="the share of samples to keep, in (0, 1]")
+]
+KeepCountQuery = Annotated[
+    int | None, Query(ge=1, le=2**31 - 1, description="how many samples to keep, >= 1")
+]
 SplitQuery = _query("split")
 SeedQuery = _query("seed")
 HardCutoffQuery = _query("hard_cutoff")
@@ -95,9 +103,23 @@ def create_selection(
     settings: SettingsDep,
     blobs: BlobDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
     started = time.perf_counter()
-    row = service.create(session, blobs, tenant, job_id, body)
+
+    def make() -> tuple[uuid.UUID, Selection]:
+        made = service.create(session, blobs, tenant, job_id, body)
+        return made.id, made
+
+    row, replayed = idempotency.run(
+        session,
+        tenant,
+        idempotency_key,
+        scope=f"POST /v1/jobs/{job_id}/selections",
+        fingerprint=body.model_dump(mode="json"),
+        create=make,
+        load=lambda selection_id: service.get(session, tenant, selection_id),
+    )
     metrics.SELECTION_LATENCY.observe(time.perf_counter() - started)
     read = service.to_read(
         row,
@@ -105,10 +127,11 @@ def create_selection(
         base_url(request, settings),
         provenance.get(session, blobs, row),
     )
+    headers = {"Location": read.url}
+    if replayed:
+        headers[idempotency.REPLAYED_HEADER] = "true"
     return JSONResponse(
-        read.model_dump(mode="json", by_alias=True),
-        status_code=201,
-        headers={"Location": read.url},
+        read.model_dump(mode="json", by_alias=True), status_code=201, headers=headers
     )
 
 
@@ -127,8 +150,9 @@ def list_selections(
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
 ) -> SelectionList:
-    rows, total = service.list_for_job(session, tenant, job_id, limit, offset)
+    rows, total, next_cursor = service.list_for_job(session, tenant, job_id, limit, offset, cursor)
     url = base_url(request, settings)
     return SelectionList(
         items=[
@@ -140,7 +164,21 @@ def list_selections(
         total=total,
         limit=limit,
         offset=offset,
+        next_cursor=next_cursor,
     )
+
+
+@router.delete(
+    "/v1/selections/{selection_id}",
+    status_code=204,
+    responses=ERRORS,
+    summary="Delete a selection and its exports",
+)
+def delete_selection(
+    selection_id: uuid.UUID, session: SessionDep, blobs: BlobDep, tenant: TenantDep
+) -> Response:
+    lifecycle.delete_selection(session, blobs, tenant, selection_id)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -169,41 +207,111 @@ def get_selection(
 @router.get(
     "/v1/selections/{selection_id}/items",
     response_model=ItemPage,
-    responses={
-        **ERRORS,
-        200: {"content": {"application/json": {}, "text/csv": {}, "application/jsonl": {}}},
-    },
-    summary="The kept sample ids: JSON paged, CSV or JSON lines streamed",
+    responses=ERRORS,
+    summary="The kept sample ids, paged (items.csv and items.jsonl stream them)",
 )
 def get_items(
     selection_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    format: Literal["json", "csv", "jsonl"] = "json",
+    # Older clients ask ?format=csv|jsonl here: answered as items.csv / items.jsonl are.
+    format: Annotated[Literal["json", "csv", "jsonl"], Query(include_in_schema=False)] = "json",
     limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     row = service.get(session, tenant, selection_id)
     kept = service.indices(row)
     index = service.dataset_index(session, blobs, row)
-    if format == "json":
-        page = kept[offset : offset + limit]
-        labels = index.labels(page) if index.labelled else None
-        ids = index.ids(page)
-        items = [
-            SelectionItem(sample_id=sid, label=labels[k] if labels else None)
-            for k, sid in enumerate(ids)
-        ]
-        body = ItemPage(items=items, total=len(kept), limit=limit, offset=offset)
-        return JSONResponse(body.model_dump(mode="json"))
-    name = f"selection-{row.id}.{format}"
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/jsonl"
+    if format != "json":
+        # As items.csv / items.jsonl: every row unless the request named limit or offset.
+        given = request.query_params
+        return _items_file(
+            row,
+            index,
+            kept,
+            format,
+            limit if "limit" in given else None,
+            offset if "offset" in given else 0,
+        )
+    page = kept[offset : offset + limit]
+    labels = index.labels(page) if index.labelled else None
+    ids = index.ids(page)
+    items = [
+        SelectionItem(sample_id=sid, label=labels[k] if labels else None)
+        for k, sid in enumerate(ids)
+    ]
+    body = ItemPage(items=items, total=len(kept), limit=limit, offset=offset)
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+_STREAM_LIMIT = Annotated[
+    int | None,
+    Query(ge=1, le=2**31 - 1, description="at most this many rows (default: every kept sample)"),
+]
+_STREAM_OFFSET = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="skip this many kept samples first")
+]
+_ITEM_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl"}
+
+
+def _items_file(
+    row: Selection,
+    index: DatasetIndex,
+    kept: np.ndarray,
+    fmt: str,
+    limit: int | None,
+    offset: int,
+) -> Response:
+    stop = len(kept) if limit is None else offset + limit
+    name = f"selection-{row.id}.{fmt}"
     return StreamingResponse(
-        _stream_items(index, kept, format),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        _stream_items(index, kept[offset:stop], fmt),
+        media_type=_ITEM_MEDIA[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Total-Count": str(len(kept)),
+        },
     )
+
+
+def _items_route(fmt: str) -> None:
+    media = _ITEM_MEDIA[fmt].split(";")[0]
+
+    @router.get(
+        f"/v1/selections/{{selection_id}}/items.{fmt}",
+        response_class=Response,
+        responses={
+            **ERRORS,
+            200: {
+                "description": f"the kept samples in dataset order, streamed as {fmt.upper()} "
+                + ("(header sample_id,label)" if fmt == "csv" else "({sample_id, label} lines)")
+                + "; limit and offset cut the rows; X-Total-Count is the selection's size",
+                "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}}},
+            },
+        },
+        summary=f"The kept sample ids as {fmt.upper()}, streamed",
+        operation_id=f"get_items_{fmt}",
+    )
+    def get_items_file(
+        selection_id: uuid.UUID,
+        session: SessionDep,
+        blobs: BlobDep,
+        tenant: TenantDep,
+        limit: _STREAM_LIMIT = None,
+        offset: _STREAM_OFFSET = 0,
+    ) -> Response:
+        row = service.get(session, tenant, selection_id)
+        kept = service.indices(row)
+        return _items_file(
+            row, service.dataset_index(session, blobs, row), kept, fmt, limit, offset
+        )
+
+
+for _fmt in ("csv", "jsonl"):
+    _items_route(_fmt)
 
 
 def _stream_items(index: DatasetIndex, kept: np.ndarray, fmt: str) -> Iterator[bytes]:
@@ -259,6 +367,7 @@ def _build_export(
 
 @router.get(
     "/v1/selections/{selection_id}/export",
+    response_class=Response,
     responses={
         **ERRORS,
         200: {
@@ -268,11 +377,14 @@ def _build_export(
             "parquet: the same as a Parquet file (plus tokens for instruction data); bundle: a "
             "zip of the original export, manifest.csv and provenance.json",
             "content": {
-                "application/zip": {},
-                "application/jsonl": {},
-                "application/octet-stream": {},
-                "text/csv": {},
-                export.PARQUET_TYPE: {},
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in (
+                    "application/zip",
+                    "application/jsonl",
+                    "application/octet-stream",
+                    "text/csv",
+                    export.PARQUET_TYPE,
+                )
             },
         },
     },
@@ -309,8 +421,7 @@ async def get_export(
         raise APIError(
             409, "dataset_unreadable", f"the dataset can no longer be read: {exc.message}"
         ) from exc
-    path = await run_in_threadpool(export.export_to_tempfile, blobs, out.key)
-    return FileResponse(path, media_type=out.media_type, filename=out.filename)
+    return await run_in_threadpool(export.file_response, blobs, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,19 +459,29 @@ def preview_distribution_plot(
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    keep: KeepQuery,  # type: ignore[valid-type]
+    keep_ratio: KeepRatioQuery = None,
+    keep_count: KeepCountQuery = None,
+    keep: Annotated[KeepQuery | None, Query(deprecated=True)] = None,  # type: ignore[valid-type]
     strategy: StrategyName = DEFAULT_STRATEGY,  # type: ignore[valid-type]
     split: SplitQuery = DEFAULT_SPLIT,  # type: ignore[valid-type]
     seed: SeedQuery = 0,  # type: ignore[valid-type]
     hard_cutoff: HardCutoffQuery = DEFAULT_HARD_CUTOFF,  # type: ignore[valid-type]
     bins: Annotated[int, Query(ge=2, le=200)] = 30,
 ) -> Response:
+    if keep is not None and keep > 1 and float(keep).is_integer():
+        keep = int(keep)  # the alias's count, as a query string cannot say int
     try:
         body = SelectionCreate(
-            keep=keep, strategy=strategy, split=split, seed=seed, hard_cutoff=hard_cutoff
+            keep_ratio=keep_ratio,
+            keep_count=keep_count,
+            keep=keep,
+            strategy=strategy,
+            split=split,
+            seed=seed,
+            hard_cutoff=hard_cutoff,
         )
-    except ValidationError as exc:  # pragma: no cover - the Query constraints are the same
-        raise unprocessable("validation_error", str(exc)) from exc
+    except ValidationError as exc:
+        raise errors.validation_error(exc.errors()) from exc
     scored = summary.load_scored(session, blobs, tenant, job_id)
     kept = preview.kept_indices(scored, body)
     title = f"{body.strategy}, keep {body.keep:g}: {len(kept)} of {len(scored.scores)}"

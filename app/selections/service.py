@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import pagination
 from app.blobstore import BlobStore
 from app.datasets.indexing import DatasetIndex, load_index
 from app.embeddings import service as embeddings
@@ -47,10 +48,22 @@ def run_strategy(
     embeddings ``features``): the one call stored selections, previews and evaluations make, so
     a preview keeps exactly what the selection will. Unscored samples and the positions in
     ``left_out`` (suspected mislabels) are never kept; a request the strategy refuses answers
-    422 with its code."""
+    422 with its code. ``keep_count`` is a count even at 1 (the strategies read a bare 1 as
+    "everything")."""
     if left_out is not None and len(left_out):
         scores = np.array(scores, dtype=np.float32, copy=True)
         scores[left_out] = np.nan
+    keep: float = body.keep
+    keep_total = None
+    keep_count = getattr(body, "keep_count", None)
+    if keep_count is not None:
+        scored = int(np.isfinite(np.asarray(scores, dtype=np.float64)).sum())
+        if keep_count > scored:
+            raise unprocessable(
+                "invalid_selection",
+                f"keep_count {keep_count} exceeds the {scored} samples with a score",
+            )
+        keep, keep_total = (1.0, 1) if keep_count == 1 else (int(keep_count), None)
     try:
         if body.strategy in FEATURE_STRATEGIES:
             if features is None:
@@ -64,7 +77,8 @@ def run_strategy(
                 return select_features(
                     features,
                     labels,
-                    keep=body.keep,
+                    keep=keep,
+                    keep_total=keep_total,
                     strategy=body.strategy,
                     seed=body.seed,
                     eligible=~np.isnan(scores),
@@ -72,12 +86,13 @@ def run_strategy(
         return select_subset(
             scores,
             labels,
-            keep=body.keep,
+            keep=keep,
             strategy=body.strategy,
             split=body.split,
             seed=body.seed,
             unscored="exclude",
             hard_cutoff=body.hard_cutoff,
+            keep_total=keep_total,
         )
     except SelectionError as exc:
         raise unprocessable(exc.code, str(exc)) from exc
@@ -140,15 +155,16 @@ def get(session: Session, tenant_id: uuid.UUID, selection_id: uuid.UUID) -> Sele
 
 
 def list_for_job(
-    session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[Selection], int]:
+    session: Session,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+) -> tuple[list[Selection], int, str | None]:
     jobs.get(session, tenant_id, job_id)
     query = select(Selection).where(Selection.tenant_id == tenant_id, Selection.job_id == job_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Selection.created_at.desc(), Selection.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
+    return pagination.page(session, query, Selection, limit=limit, offset=offset, cursor=cursor)
 
 
 def indices(row: Selection) -> np.ndarray:
@@ -175,6 +191,15 @@ def scored_inputs(
     return scores, tokens, dataset_index(session, blobs, row)
 
 
+def keep_kind(row: Selection, num_samples: int) -> dict[str, Any]:
+    """``keep_ratio`` or ``keep_count`` of a stored selection: ``keep`` above 1 is a count; 1
+    that kept fewer than every scored sample was a count of 1, else the ratio 1."""
+    scored = num_samples - (row.excluded or 0)
+    if row.keep > 1 or (row.keep == 1 and row.size == 1 < scored):
+        return {"keep_ratio": None, "keep_count": int(row.keep)}
+    return {"keep_ratio": float(row.keep), "keep_count": None}
+
+
 def to_read(
     row: Selection,
     num_samples: int,
@@ -187,6 +212,7 @@ def to_read(
         job_id=row.job_id,
         dataset_id=row.dataset_id,
         keep=row.keep,
+        **keep_kind(row, num_samples),
         strategy=row.strategy,
         split=row.split,
         hard_cutoff=row.hard_cutoff if row.hard_cutoff is not None else DEFAULT_HARD_CUTOFF,

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import pagination
 from app.models import Webhook, WebhookAttempt, WebhookDelivery
 
 
@@ -21,13 +22,10 @@ def count(session: Session, tenant_id: uuid.UUID) -> int:
 
 
 def list_page(
-    session: Session, tenant_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[Webhook], int]:
+    session: Session, tenant_id: uuid.UUID, limit: int, offset: int, cursor: str | None = None
+) -> tuple[list[Webhook], int, str | None]:
     query = select(Webhook).where(Webhook.tenant_id == tenant_id)
-    rows = session.scalars(
-        query.order_by(Webhook.created_at.desc(), Webhook.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), count(session, tenant_id)
+    return pagination.page(session, query, Webhook, limit=limit, offset=offset, cursor=cursor)
 
 
 def delivery(

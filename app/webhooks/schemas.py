@@ -65,6 +65,7 @@ class WebhookList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None
 
 
 class AttemptRead(BaseModel):

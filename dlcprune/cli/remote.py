@@ -414,9 +414,11 @@ def preview(
         print(f"class\t{name}\t" + "\t".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
 
+from dlcprune.cli.remote_exports import exports  # noqa: E402 - uses this module's options
 from dlcprune.cli.remote_webhooks import webhooks  # noqa: E402 - uses this module's options
 
 remote.add_typer(webhooks, name="webhooks")
+remote.add_typer(exports, name="exports")
 
 from dlcprune.cli.remote_evaluations import evaluations  # noqa: E402 - uses this module's options
 

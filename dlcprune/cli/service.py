@@ -124,17 +124,33 @@ keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 def create_key(
     tenant: Annotated[str, typer.Option(help="the tenant the key acts for")],
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="read, write or admin (repeat it; default read and write); admin manages the "
+            "tenant's keys over the API (/v1/keys)"
+        ),
+    ] = None,
 ) -> None:
     """Create a key for a tenant (printed once)."""
+    from app.auth import DEFAULT_SCOPES, scopes_text
     from app.auth import create_key as make
     from app.db import migrate as run_migrations
     from app.db import session_scope
 
+    scopes = tuple(scope or DEFAULT_SCOPES)
+    try:
+        scopes_text(scopes)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
     run_migrations()
     with session_scope() as session:
-        key, row = make(session, tenant, name)
+        key, row = make(session, tenant, name, scopes)
         print(key)
-        print(f"created key {row.prefix} for tenant {tenant!r}", file=sys.stderr)
+        print(
+            f"created key {row.prefix} for tenant {tenant!r} (scopes: {row.scopes})",
+            file=sys.stderr,
+        )
 
 
 @keys.command("revoke")

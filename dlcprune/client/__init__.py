@@ -63,6 +63,7 @@ from dlcprune.client.models import (
     Progress,
     Score,
     Selection,
+    StoreExport,
     Weights,
 )
 from dlcprune.client.webhooks import (
@@ -106,6 +107,7 @@ __all__ = [
     "Progress",
     "Score",
     "Selection",
+    "StoreExport",
     "WaitTimeout",
     "Webhook",
     "WebhookEvent",
@@ -135,24 +137,50 @@ class Client(EvaluationCalls, Http):
 
     # Datasets ----------------------------------------------------------------------------------
 
-    def upload(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        copy: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Dataset:
         """Upload a dataset file (zip, tar, tar.gz, npz, jsonl), streamed from disk. Answers once
         it is validated (``ready``), or at once for large files (``indexing``: see
-        ``wait_dataset``). Invalid data raises ``DlcpruneError`` (422, with the reason)."""
+        ``wait_dataset``). Invalid data raises ``DlcpruneError`` (422, with the reason). When the
+        tenant already has a dataset with these bytes, that one is answered, unless ``copy``."""
         source = Path(path)
         data = {"name": name} if name else None
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        url = "/v1/datasets?copy=true" if copy else "/v1/datasets"
         with source.open("rb") as fh:
             files = {"file": (source.name, fh, "application/octet-stream")}
-            body = self._json("POST", "/v1/datasets", files=files, data=data)
+            body = self._json("POST", url, files=files, data=data, headers=headers)
         return Dataset.from_json(body)
 
-    def register(self, uri: str, name: str | None = None) -> Dataset:
-        """Register data the service can read already (``file://`` below its configured roots,
-        or an enabled fsspec URL such as ``s3://``)."""
+    def register(
+        self,
+        uri: str,
+        name: str | None = None,
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Dataset:
+        """Register data the service can read already: ``file://`` below its configured roots,
+        or an object store's prefix (``s3://bucket/pets/``), manifest, Parquet file or shards
+        (``s3://bucket/shard-{000..009}.tar``). ``format`` and ``columns`` as for uploads."""
         body: dict[str, Any] = {"uri": uri}
         if name:
             body["name"] = name
-        return Dataset.from_json(self._json("POST", "/v1/datasets", json=body))
+        if format:
+            body["format"] = format
+        if columns:
+            body["columns"] = dict(columns)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Dataset.from_json(
+            self._json("POST", "/v1/dataset-references", json=body, headers=headers)
+        )
 
     def datasets(self, status: str | None = None) -> list[Dataset]:
         """Every dataset of this key's tenant (all pages), newest first."""
@@ -338,7 +366,14 @@ class Client(EvaluationCalls, Http):
         seed: int,
         hard_cutoff: float | None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"keep": keep, "strategy": strategy, "seed": seed}
+        # A whole number above 1 is a count, anything else a ratio (as the service's alias).
+        if isinstance(keep, bool):
+            raise TypeError("keep must be a ratio in (0, 1] or a count, not a bool")
+        if keep > 1 and float(keep).is_integer():
+            body: dict[str, Any] = {"keep_count": int(keep)}
+        else:
+            body = {"keep_ratio": float(keep)}
+        body.update(strategy=strategy, seed=seed)
         if split is not None:  # else the service's default (docs/quality.md)
             body["split"] = split
         if hard_cutoff is not None:  # else the service's default
@@ -422,6 +457,44 @@ class Client(EvaluationCalls, Http):
         path = f"/v1/selections/{selection_id}/export"
         with self._stream("GET", path, params=params) as resp:
             return self._save(resp, dest_dir, f"selection-{selection_id}-{format}")
+
+    # Exports into an object store ------------------------------------------------------------
+
+    def export_to_store(
+        self, selection_id: Id, uri: str, format: str = DEFAULT_EXPORT_FORMAT
+    ) -> StoreExport:
+        """Start writing a selection into an empty prefix of an object store (``uri`` ends in
+        ``/``); ``format``: original, manifest-csv, manifest-jsonl, parquet, webdataset or hf."""
+        body = {"uri": uri, "format": format}
+        path = f"/v1/selections/{selection_id}/exports"
+        return StoreExport.from_json(self._json("POST", path, json=body))
+
+    def store_export(self, export_id: Id) -> StoreExport:
+        return StoreExport.from_json(self._json("GET", f"/v1/exports/{export_id}"))
+
+    def store_exports(self, selection_id: Id | None = None) -> list[StoreExport]:
+        """This tenant's exports into stores (all pages), newest first."""
+        params = {"selection_id": str(selection_id)} if selection_id else {}
+        return [StoreExport.from_json(d) for d in self._pages("/v1/exports", params, 500)]
+
+    def cancel_store_export(self, export_id: Id) -> StoreExport:
+        return StoreExport.from_json(self._json("POST", f"/v1/exports/{export_id}/cancel"))
+
+    def wait_store_export(
+        self, export_id: Id, poll: float = 1.0, timeout: float | None = None
+    ) -> StoreExport:
+        """Poll an export until it has ended; raises ``DlcpruneError`` unless it succeeded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            exp = self.store_export(export_id)
+            if exp.finished:
+                if exp.status != "succeeded":
+                    err = exp.error or ErrorInfo(exp.status, f"export {exp.id} {exp.status}")
+                    raise DlcpruneError(None, err.code, err.message)
+                return exp
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DlcpruneError(None, "timeout", f"export {exp.id} still {exp.status}")
+            time.sleep(poll)
 
     # What the data and the scores look like ----------------------------------------------------
 

@@ -18,6 +18,7 @@ __all__ = [
     "Progress",
     "Score",
     "Selection",
+    "StoreExport",
     "Weights",
 ]
 
@@ -302,3 +303,43 @@ class Item:
 
     sample_id: str
     label: str | None
+
+
+@dataclass(frozen=True)
+class StoreExport:
+    """A selection written into an object store (``GET /v1/exports/{id}``)."""
+
+    id: str
+    selection_id: str
+    uri: str
+    format: str
+    status: str  # queued, running, succeeded, failed or cancelled
+    done: int
+    total: int
+    objects: int = 0
+    bytes_written: int = 0
+    error: ErrorInfo | None = None
+    url: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreExport:
+        progress = data.get("progress") or {}
+        return cls(
+            id=str(data["id"]),
+            selection_id=str(data["selection_id"]),
+            uri=str(data["uri"]),
+            format=str(data["format"]),
+            status=str(data["status"]),
+            done=int(progress.get("done") or 0),
+            total=int(progress.get("total") or 0),
+            objects=int(data.get("objects") or 0),
+            bytes_written=int(data.get("bytes_written") or 0),
+            error=ErrorInfo.from_json(data.get("error")),
+            url=str(data.get("url") or ""),
+            raw=dict(data),
+        )

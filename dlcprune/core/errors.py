@@ -122,3 +122,9 @@ class ParameterError(ScoringError):
 
 class Cancelled(Exception):
     """Raised from a progress callback to stop scoring; the engine restores the weights first."""
+
+
+class SourceChangedError(DatasetError):
+    """A referenced dataset's objects are not those it was registered (pinned) with."""
+
+    code = "source_changed"

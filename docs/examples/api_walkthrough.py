@@ -152,7 +152,11 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         `dlcprune keys create --tenant NAME`. Without a valid key every `/v1` route answers
         `401 unauthorized`, and another tenant's ids answer `404 not_found`.
 
-        **Errors** are JSON, `{"error": {"code": "...", "message": "..."}}`, with a stable `code`
+        **Errors** are RFC 9457 problem details (`application/problem+json`): `type`
+        (`urn:dlcprune:problem:<code>`), `title`, `status`, `detail` (for a person: it names the
+        field, file or row), `instance` (the request's path), the stable `code`, `request_id`, and
+        for some a `details` object: `details.errors` lists each field that failed validation
+        (`loc`, `msg`, `type`); a refused upload's `details.dataset` is the record as it was read
         (examples at the end of this page). Every response carries `X-Request-ID` (yours, or a new
         one), which the service's JSON logs carry too.
 
@@ -174,9 +178,20 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         Multipart, field `file` (and an optional `name`): zip, tar, tar.gz, npz or JSON lines. The
         upload is streamed to the blob store while it is hashed, then validated and indexed
         before the answer (`201`, `ready`); a large upload answers `202` (`indexing`) at once.
+        Data that is refused answers `422` naming the file and the member or line, and keeps
+        nothing: no dataset row, no bytes (`details.dataset` shows the record as it was read).
+        `Idempotency-Key` makes a retried upload safe.
         """
     )
     ds = w.call("POST", "/v1/datasets", upload=archive, expect=201).json()
+
+    page.text(
+        """
+        The same bytes again (read the same way) answer the dataset the tenant already has,
+        `200`; `?copy=true` registers a new one anyway.
+        """
+    )
+    w.call("POST", "/v1/datasets", upload=archive, show="none", expect=200)
 
     page.text(
         """
@@ -189,8 +204,8 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
     )
     ref = w.call(
         "POST",
-        "/v1/datasets",
-        body={"uri": folder.as_uri(), "name": "colours (folder)"},
+        "/v1/dataset-references",
+        body={"uri": folder.as_uri(), "name": "colours (folder)", "tags": ["demo"]},
         expect=201,
     ).json()
 
@@ -270,13 +285,21 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         (within seconds). A job that has ended answers `409 job_finished`.
         """
     )
-    long_body = {"dataset_id": ds["id"], "params": {"image_size": 32, "levels": 400}}
+    long_body = {
+        "dataset_id": ds["id"],
+        "params": {"image_size": 32, "levels": 400},
+        "tags": ["demo"],
+        "external_id": "long-1",
+    }
     long_job = w.http.post("/v1/jobs", json=long_body).json()
-    page.text("A long job (400 levels) was started the same way; while it has no scores:")
+    page.text(
+        "A long job (400 levels, tagged `demo`, external id `long-1`) was started the same "
+        "way; while it has no scores:"
+    )
     w.call(
         "POST",
         f"/v1/jobs/{long_job['id']}/selections",
-        body={"keep": 0.5},
+        body={"keep_ratio": 0.5},
         expect=409,
     )
     w.call("POST", f"/v1/jobs/{long_job['id']}/cancel", expect=202)
@@ -296,12 +319,13 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         """
         ## Scores
 
-        Per sample, in dataset order: JSON paged (`limit` up to 10,000), or the whole set as CSV
-        streamed (`?format=csv`). Low scores are easy samples, high ones hard.
+        Per sample, in dataset order: JSON paged (`limit` up to 10,000), or CSV streamed from
+        `scores.csv` (every sample, or `limit`/`offset` rows; `X-Total-Count` is the number of
+        samples). Low scores are easy samples, high ones hard.
         """
     )
     w.call("GET", f"/v1/jobs/{job['id']}/scores", params={"limit": 3}, expect=200)
-    w.call("GET", f"/v1/jobs/{job['id']}/scores", params={"format": "csv"}, show="text", expect=200)
+    w.call("GET", f"/v1/jobs/{job['id']}/scores.csv", show="text", expect=200)
 
     # Selections --------------------------------------------------------------------------------
     page.text(
@@ -315,7 +339,7 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         class proportions (total variation distance), and both histograms.
         """
     )
-    sel_body = {"keep": 0.5, "strategy": "flexrand", "split": 0.5, "seed": 0}
+    sel_body = {"keep_ratio": 0.5, "strategy": "flexrand", "split": 0.5, "seed": 0}
     w.call(
         "POST",
         f"/v1/jobs/{job['id']}/selections/preview",
@@ -328,8 +352,11 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         """
         ### Create it
 
-        `keep` is a ratio in (0, 1] or a count; strategies `flexrand` (randomised easy/hard, with
-        its easy share `split`), `easy`, `hard`, `random`, `stratified`; `seed` fixes the draw.
+        `keep_ratio` is a share in (0, 1], `keep_count` a number of samples (>= 1; `keep`, a
+        number <= 1 as a ratio or a whole number above 1 as a count, is the older alias);
+        numbers must be JSON numbers (no `true`, no `"0.3"`); strategies `flexrand`
+        (randomised easy/hard, with its easy share `split`), `easy`, `hard`, `random`,
+        `stratified`; `seed` fixes the draw.
         The answer carries the selection's **provenance**: the dataset's id and SHA-256, the
         model and its weights' hash, the method and its parameters, the selection's settings and
         the code version (package version and git commit) that made it.
@@ -345,17 +372,12 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         """
         ### The kept samples
 
-        JSON paged, or CSV / JSON lines streamed, in dataset order.
+        JSON paged, or CSV / JSON lines streamed (`items.csv`, `items.jsonl`; `limit`/`offset`
+        cut the rows), in dataset order.
         """
     )
     w.call("GET", f"/v1/selections/{sel['id']}/items", params={"limit": 3}, expect=200)
-    w.call(
-        "GET",
-        f"/v1/selections/{sel['id']}/items",
-        params={"format": "csv"},
-        show="text",
-        expect=200,
-    )
+    w.call("GET", f"/v1/selections/{sel['id']}/items.csv", show="text", expect=200)
 
     # Exports -------------------------------------------------------------------------------------
     page.text(
@@ -393,6 +415,61 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
     page.block("text", zip_listing(bundle.content))
 
     webhooks(w, page, ds["id"])
+
+    # Lifecycle and lists ------------------------------------------------------------------------
+    page.text(
+        """
+        ## Lifecycle, lists, retries, keys and limits
+
+        **Deleting.** `DELETE /v1/selections/{id}` (with its exports), `DELETE /v1/jobs/{id}` (with
+        its selections; the score cache stays; a queued or running job answers
+        `409 job_active` unless `?force=true`), `DELETE /v1/weights/{id}` (`409 weights_in_use`
+        while a queued or running job uses it), `DELETE /v1/datasets/{id}`: while jobs are queued
+        or running on the dataset it answers `409 dataset_busy` (`details.jobs` lists them) unless
+        `?force=true`, which cancels them: they stay readable, `cancelled` with the error
+        `dataset_deleted` and `dataset_id` null, never a 404 to a client polling them.
+        """
+    )
+    extra = w.http.post(
+        f"/v1/jobs/{job['id']}/selections", json={"keep_count": 3, "strategy": "random"}
+    ).json()
+    w.call("DELETE", f"/v1/selections/{extra['id']}", show="none", expect=204)
+    page.text(
+        """
+        **Lists** (`/v1/datasets`, `/v1/jobs`, a job's selections, `/v1/weights`, `/v1/webhooks`,
+        `/v1/keys`) are newest first, paged by `limit`/`offset` or by cursor: each page answers
+        `next_cursor` while more follow; send it back as `?cursor=` (rows made meanwhile neither
+        repeat nor go missing). Datasets and jobs take `tags` (a list; a form field of
+        comma-separated tags on uploads) and an `external_id`, and their lists filter by
+        `?tag=` (repeat it: every tag) and `?external_id=`.
+        """
+    )
+    first = w.call("GET", "/v1/datasets", params={"limit": 1}, show="none", expect=200).json()
+    w.call("GET", "/v1/datasets", params={"limit": 1, "cursor": first["next_cursor"]}, expect=200)
+    w.call("GET", "/v1/jobs", params={"tag": "demo", "external_id": "long-1"}, expect=200)
+    page.text(
+        """
+        **Retries.** Every creating POST (uploads, references, jobs, selections, weights,
+        webhooks, keys) takes an `Idempotency-Key` (1-200 printable ASCII characters): per
+        tenant, remembered 24 hours (`DLCPRUNE_IDEMPOTENCY_TTL_S`), the same key with the same
+        request answers what the first made (`Idempotent-Replayed: true`), with another request
+        `409 idempotency_key_reused`; concurrent requests with one key make one resource (the
+        later ones wait for the first); a request that failed is not remembered.
+
+        **Keys.** Scopes `read` (GET), `write` (POST, DELETE) and `admin` (which includes both):
+        a key without the scope a request needs answers `403 insufficient_scope`. An admin key
+        manages its tenant's keys over the API: `POST /v1/keys` (`{"name", "scopes"}`; the key
+        is answered this once, only its SHA-256 is stored), `GET /v1/keys`, `GET` and
+        `DELETE /v1/keys/{id}` (revoke). A presented key that is wrong is `401`, auth on or off;
+        `/readyz` shows why a check failed only to callers with a valid key.
+
+        **Limits** per tenant, each off by default: `DLCPRUNE_TENANT_MAX_ACTIVE_JOBS` (jobs queued
+        or running; `429 too_many_jobs`), `DLCPRUNE_TENANT_MAX_STORED_BYTES` (uploaded datasets
+        and weights; `429 storage_limit`), `DLCPRUNE_RATE_LIMIT_PER_S` with
+        `DLCPRUNE_RATE_LIMIT_BURST` (requests; `429 rate_limited`); each 429 says when to retry
+        in `Retry-After`.
+        """
+    )
 
     # The Python client ------------------------------------------------------------------------
     page.text(
@@ -441,9 +518,11 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
     )
     w.call("GET", "/v1/datasets/00000000-0000-4000-8000-000000000000", expect=404)
     page.text("### 422: a body that does not validate")
-    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep": 0}, expect=422)
+    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep_ratio": "0.3"}, expect=422)
     page.text("### 422: a selection the data cannot satisfy")
-    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep": 1000}, expect=422)
+    w.call("POST", f"/v1/jobs/{job['id']}/selections", body={"keep_count": 1000}, expect=422)
+    page.text("### 405: the method is not served here (`Allow` names those that are)")
+    w.call("PUT", "/v1/datasets", expect=405)
     page.text("### 422: invalid job parameters")
     bad = {"dataset_id": ds["id"], "params": {"masking": "l1", "draws": 3}}
     w.call("POST", "/v1/jobs", body=bad, expect=422)

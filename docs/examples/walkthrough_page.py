@@ -31,6 +31,8 @@ SHOWN_HEADERS = (
     "etag",
     "content-disposition",
     "idempotent-replayed",
+    "allow",
+    "x-total-count",
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 from dlcprune.core.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
 from tests.conftest import Api, finish
+from tests.problems import problem
 from tests.service.data import image_members, write_npz
 
 
@@ -179,10 +180,10 @@ def test_npz_exports_carry_provenance_in_the_bundle(app_client, key_a: str, tmp_
 def test_export_errors(api_a: Api, api_b: Api, selection: dict) -> None:
     sel = selection["selection"]
     bad = api_a.get(sel["export_url"], params={"format": "xlsx"})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+    assert bad.status_code == 422 and problem(bad)["code"] == "validation_error"
     for fmt in ("original", "manifest-csv", "parquet", "bundle"):
         other = api_b.get(sel["export_url"], params={"format": fmt})
-        assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+        assert other.status_code == 404 and problem(other)["code"] == "not_found"
     missing = api_a.get(f"/v1/selections/{uuid.uuid4()}/export", params={"format": "bundle"})
     assert missing.status_code == 404
 
@@ -224,3 +225,27 @@ def test_writers_on_unscored_unlabelled_and_instruction_data() -> None:
     assert table.column("tokens").type == pa.int32()
     assert table.column("tokens").to_pylist() == [4, 0, 7]
     assert table.column("kept").to_pylist() == [True, False, True]
+
+
+def test_client_writes_a_selection_into_a_store_prefix(
+    client_a, selection: dict, service_env: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    """``export_to_store`` on a file:// prefix below the file roots (the object-store tests
+    write to S3): the export runs on the export queue's task, its objects appear only once it
+    has succeeded, in class folders, one per kept sample."""
+    from worker.runner import run_export
+
+    target = Path(service_env["DLCPRUNE_FILE_ROOTS"]) / f"out-{uuid.uuid4().hex[:8]}"
+    sel = selection["selection"]
+    exp = client_a.export_to_store(sel["id"], f"{target.as_uri()}/", "original")
+    assert (exp.status, exp.total, exp.format) == ("queued", 7, "original")
+    assert not target.exists()
+    assert run_export(exp.id) == "succeeded"
+    done = client_a.wait_store_export(exp.id, timeout=5)
+    assert (done.status, done.done, done.objects) == ("succeeded", 7, 7)
+    files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert files == sorted(selection["kept"])
+    assert client_a.store_exports(sel["id"])[0].id == exp.id
+    with pytest.raises(Exception) as err:
+        client_a.cancel_store_export(exp.id)
+    assert getattr(err.value, "code", "") == "export_finished"

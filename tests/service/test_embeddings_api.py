@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, update
 
 from app.models import ScoreSet
 from tests.conftest import Api, finish
+from tests.problems import error_code, problem
 from tests.service.data import write_image_zip
 
 FAST = {"image_size": 32, "levels": 2}
@@ -62,7 +63,7 @@ def test_label_issues_list_the_least_confident(api_a: Api, scored: dict) -> None
     again = api_a.get(f"/v1/jobs/{job['id']}/label-issues", params={"share": 0.1}).json()
     assert again == body
     bad = api_a.get(f"/v1/jobs/{job['id']}/label-issues", params={"share": 0.1, "threshold": 0.2})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameters"
+    assert bad.status_code == 422 and error_code(bad) == "invalid_parameters"
 
 
 def test_feature_strategies_select_exact_sizes(api_a: Api, scored: dict) -> None:
@@ -96,10 +97,10 @@ def test_a_job_scored_before_embeddings_were_kept_answers_409_then_rescores(
             .values(embeddings_key=None, embeddings_dims=None, embeddings_projected=None)
         )
     r = api_a.get(f"/v1/jobs/{job['id']}/embeddings")
-    assert r.status_code == 409 and r.json()["error"]["code"] == "no_embeddings"
-    assert "rescore" in r.json()["error"]["message"]
+    assert r.status_code == 409 and error_code(r) == "no_embeddings"
+    assert "rescore" in problem(r)["message"]
     s = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "strategy": "kcenter"})
-    assert s.status_code == 409 and s.json()["error"]["code"] == "no_embeddings"
+    assert s.status_code == 409 and error_code(s) == "no_embeddings"
     again = api_a.post(
         "/v1/jobs", json={"dataset_id": scored["dataset"]["id"], "params": FAST}
     ).json()

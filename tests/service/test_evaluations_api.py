@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tests.conftest import Api, finish
+from tests.problems import error_code
 from tests.service.data import write_image_zip
 from worker.evaluate import run_evaluation
 
@@ -85,7 +86,7 @@ def test_bad_requests_name_the_problem(
 ) -> None:
     r = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=body)
     assert r.status_code == status, r.text
-    assert r.json()["error"]["code"] == code
+    assert error_code(r) == code
 
 
 def test_cancel_and_tenancy(api_a: Api, api_b: Api, job: dict) -> None:
@@ -95,9 +96,9 @@ def test_cancel_and_tenancy(api_a: Api, api_b: Api, job: dict) -> None:
     assert c.status_code == 200 and c.json()["status"] == "cancelled"
     assert run_evaluation(ev["id"]) == "skipped"
     again = api_a.post(f"/v1/evaluations/{ev['id']}/cancel")
-    assert again.status_code == 409 and again.json()["error"]["code"] == "evaluation_finished"
+    assert again.status_code == 409 and error_code(again) == "evaluation_finished"
     plot = api_a.get(f"/v1/evaluations/{ev['id']}/plot.png")
-    assert plot.status_code == 409 and plot.json()["error"]["code"] == "evaluation_not_ready"
+    assert plot.status_code == 409 and error_code(plot) == "evaluation_not_ready"
 
 
 @pytest.fixture

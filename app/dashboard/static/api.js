@@ -32,7 +32,8 @@ async function errorFrom(resp) {
   let message = `${resp.status} ${resp.statusText}`;
   try {
     const body = await resp.json();
-    if (body && body.error) ({ code, message } = body.error);
+    // RFC 9457 problem details: the stable code and the human detail.
+    if (body && body.code) ({ code, detail: message } = body);
   } catch (_) { /* not JSON */ }
   if (resp.status === 401) {
     promptKey(getKey() ? "The stored API key was refused; enter another one."
@@ -76,8 +77,8 @@ export function uploadFile(file, name, onProgress) {
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) { resolve(body); return; }
       if (xhr.status === 401) promptKey("This service needs an API key.");
-      const err = (body && body.error) || {};
-      reject(new ApiError(xhr.status, err.code || "error", err.message || xhr.statusText));
+      const err = body || {};
+      reject(new ApiError(xhr.status, err.code || "error", err.detail || xhr.statusText));
     };
     xhr.onerror = () => reject(new ApiError(0, "network_error", "the upload failed"));
     const form = new FormData();

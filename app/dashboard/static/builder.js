@@ -43,13 +43,13 @@ export function builderCard(ctx, job, summary, vocab, reloadSelections) {
     h("div", {}, classTable)));
 
   const body = () => ({
-    keep: Number(keep.value), strategy: strategy.value, split: Number(split.value),
+    keep_ratio: Number(keep.value), strategy: strategy.value, split: Number(split.value),
     seed: Math.max(0, Math.floor(Number(seed.value) || 0)),
   });
 
   function outputs() {
     const b = body();
-    keepOut.textContent = `${fmtPct(b.keep)} ≈ ${fmtInt(Math.floor(n * b.keep + 0.5))}`;
+    keepOut.textContent = `${fmtPct(b.keep_ratio)} ≈ ${fmtInt(Math.floor(n * b.keep_ratio + 0.5))}`;
     splitOut.textContent = `${fmtPct(b.split)} easy pool`;
     split.disabled = b.strategy !== "flexrand";
   }
@@ -76,7 +76,7 @@ export function builderCard(ctx, job, summary, vocab, reloadSelections) {
       $("#preview-mean", stats).replaceChildren(fmtScore(p.mean_score.kept),
         h("small", {}, ` / ${fmtScore(p.mean_score.full)}`));
       renderClasses(p);
-      const q = new URLSearchParams({ keep: b.keep, strategy: b.strategy, split: b.split,
+      const q = new URLSearchParams({ keep_ratio: b.keep_ratio, strategy: b.strategy, split: b.split,
         seed: b.seed });
       setImage(ctx, plot, `v1/jobs/${job.id}/plots/distribution.svg?${q}`);
       create.disabled = false;

@@ -66,7 +66,7 @@ function renderJobHead(head, job, dataset, vocab) {
       h("span", { class: `badge status ${job.status}`, id: "job-state" }, job.status),
       job.cached ? h("span", { class: "sub" }, "answered from cached scores") : null,
       h("span", { class: "spacer" }),
-      job.status === "succeeded" ? downloadLink("Scores CSV", `v1/jobs/${job.id}/scores?format=csv`)
+      job.status === "succeeded" ? downloadLink("Scores CSV", `v1/jobs/${job.id}/scores.csv`)
         : null,
       live && !job.cancel_requested ? h("button", { type: "button", class: "small danger",
         onclick: async () => {
@@ -259,12 +259,12 @@ function selectionsCard(ctx, job) {
         dataset: { selectionId: s.id, size: s.size } },
       h("td", { class: "mono" }, shortId(s.id)),
       h("td", {}, strategyText),
-      h("td", { class: "num" }, s.keep <= 1 ? fmtPct(s.keep) : fmtInt(s.keep)),
+      h("td", { class: "num" }, s.keep_count != null ? fmtInt(s.keep_count) : fmtPct(s.keep_ratio ?? s.keep)),
       h("td", { class: "num" }, `${fmtInt(s.size)} / ${fmtInt(s.num_samples)}`),
       h("td", {}, fmtTime(s.created_at)),
       h("td", {}, h("div", { class: "links" },
         downloadLink("Export", `v1/selections/${s.id}/export`, "export-link"),
-        downloadLink("Items CSV", `v1/selections/${s.id}/items?format=csv`, "items-link"),
+        downloadLink("Items CSV", `v1/selections/${s.id}/items.csv`, "items-link"),
         downloadLink("Plot PNG", `v1/selections/${s.id}/plots/distribution.png`),
         downloadLink("SVG", `v1/selections/${s.id}/plots/distribution.svg`)))));
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from dlcprune.core.errors import DatasetError, EmptyDatasetError, LimitExceededError
 from dlcprune.core.formats.limits import ReadLimits, is_ignored, split_relative
@@ -27,10 +28,17 @@ class ParquetReader(TableReader):
     """One Parquet file; image paths in it are relative to the file's folder."""
 
     def __init__(
-        self, path: str, limits: ReadLimits, columns: Mapping[str, str] | None = None
+        self,
+        path: str,
+        limits: ReadLimits,
+        columns: Mapping[str, str] | None = None,
+        *,
+        filesystem: Any = None,
     ) -> None:
+        """``filesystem``: an fsspec file system to read ``path`` from (ranged reads of its row
+        groups); image bytes must then be in the table, not in files beside it."""
         super().__init__(path, limits, columns)
-        part = ParquetPart(path)
+        part = ParquetPart(path, filesystem=filesystem)
         try:
             self._setup([part], os.path.dirname(os.path.abspath(path)), hf_features(part.schema))
         except BaseException:

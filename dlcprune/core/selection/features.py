@@ -88,6 +88,7 @@ def select_features(
     strategy: str,
     seed: int = 0,
     eligible: np.ndarray | None = None,
+    keep_total: int | None = None,
 ) -> Subset:
     """Choose a subset by the samples' features.
 
@@ -100,6 +101,7 @@ def select_features(
         seed: int >= 0 (``kcenter``'s first centre per class; recorded by the others).
         eligible: optional bool ``(N,)``; samples marked False are never kept (unscored samples,
             suspected mislabels). Classes are allocated over the eligible samples.
+        keep_total: internal: an already resolved size that overrides ``keep``.
 
     Returns:
         A :class:`~.strategies.Subset` with exactly ``resolve_keep(keep, N)`` ascending indices.
@@ -115,7 +117,7 @@ def select_features(
     n = x.shape[0]
     if n == 0:
         raise SelectionError("no samples to select from")
-    total = resolve_keep(keep, n)
+    total = resolve_keep(keep, n) if keep_total is None else int(keep_total)
     mask = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     if mask.shape != (n,):
         raise SelectionError(f"eligible must have shape ({n},), got {mask.shape}")

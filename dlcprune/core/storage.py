@@ -1,0 +1,247 @@
+"""Object stores as datasets are kept there: listing, metadata, pins and fetching, over fsspec.
+
+A ``Store`` wraps one fsspec file system (``s3://`` with s3fs, ``gs://`` with gcsfs, ``file://``
+with fsspec's local one) and answers in its own terms:
+
+- ``listing(root)``: every object below a prefix, as ``ObjectInfo`` (the path relative to the
+  prefix, the size, and the object's version token: the version id or generation where the store
+  keeps versions, else its ETag, else its modification time);
+- ``fetch(paths)``: the bytes of several objects at once (fsspec runs the requests concurrently
+  for the async stores);
+- ``pin(objects)``: one SHA-256 over the sorted ``(path, size, token)`` triples: what a dataset
+  registered from the store is pinned to. Reading the same listing again and getting another pin
+  means the source changed (``changed(old, new)`` names the first object that differs).
+
+``ByteCache`` keeps fetched bytes on the local disk within a size bound, keyed by the object's
+path and version token, so a changed object is never served from the cache.
+
+Credentials are never handled here: each file system reads its own standard environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``,
+``GOOGLE_APPLICATION_CREDENTIALS``), or the caller passes storage options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["ByteCache", "ObjectInfo", "Store", "changed", "open_store", "pin", "split_uri"]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object below a listed prefix. ``path``: relative to the prefix (POSIX)."""
+
+    path: str
+    size: int
+    token: str
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, path without scheme)``: ``s3://b/k`` -> ``("s3", "b/k")``."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return scheme, parts.path
+    return scheme, f"{parts.netloc}{parts.path}"
+
+
+def _token(info: Mapping[str, Any]) -> str:
+    """The version token of an fsspec ``info`` dict: the most specific the store gives."""
+    for key in ("VersionId", "version_id", "generation"):
+        value = info.get(key)
+        if value not in (None, "", "null"):
+            return f"v:{value}"
+    for key in ("ETag", "etag", "md5Hash"):
+        value = info.get(key)
+        if value:
+            return f"e:{str(value).strip(chr(34))}"
+    for key in ("mtime", "LastModified", "updated", "created"):
+        value = info.get(key)
+        if value:
+            return f"t:{value}"
+    return ""
+
+
+class Store:
+    """One fsspec file system for one scheme (see the module docstring)."""
+
+    def __init__(self, scheme: str, fs: Any) -> None:
+        self.scheme = scheme
+        self.fs = fs
+
+    def uri(self, path: str) -> str:
+        return f"{self.scheme}://{path}"
+
+    def info(self, path: str) -> ObjectInfo:
+        """One object's metadata; ``FileNotFoundError`` when it does not exist."""
+        raw = self.fs.info(path)
+        if raw.get("type") == "directory":
+            raise IsADirectoryError(path)
+        return ObjectInfo(path, int(raw.get("size") or 0), _token(raw))
+
+    def listing(self, root: str, limit: int | None = None) -> list[ObjectInfo]:
+        """Every object below ``root`` (a prefix, with or without its ``/``), sorted by path,
+        paths relative to ``root``; hidden names (``.x``) are left out. ``FileNotFoundError``
+        when there is none; ``OverflowError`` past ``limit`` objects."""
+        base = root.rstrip("/")
+        found = self.fs.find(base, detail=True, withdirs=False)
+        out: list[ObjectInfo] = []
+        for full, raw in found.items():
+            if raw.get("type") == "directory":
+                continue
+            rel = full[len(base) :].lstrip("/") if full.startswith(base) else full
+            if not rel or any(p.startswith(".") for p in rel.split("/")):
+                continue
+            out.append(ObjectInfo(rel, int(raw.get("size") or 0), _token(raw)))
+            if limit is not None and len(out) > limit:
+                raise OverflowError(f"more than {limit} objects")
+        if not out:
+            raise FileNotFoundError(f"no objects below {self.uri(base)}/")
+        out.sort(key=lambda o: o.path)
+        return out
+
+    def fetch(self, paths: Sequence[str]) -> list[bytes | BaseException]:
+        """The bytes of each path, in order; an exception in place of an object that failed."""
+        if not paths:
+            return []
+        # cat_ranges, not cat: cat first expands (asks the store about) every path; whole
+        # objects as ranges are fetched at once, concurrently on the async stores.
+        n = len(paths)
+        got = self.fs.cat_ranges(list(paths), [None] * n, [None] * n, on_error="return")
+        return [g if isinstance(g, (bytes, BaseException)) else bytes(g) for g in got]
+
+    def get_file(self, path: str, local: str) -> None:
+        self.fs.get_file(path, local)
+
+
+def open_store(scheme: str, options: Mapping[str, Any] | None = None) -> Store:
+    """The store of ``scheme`` with ``options`` (fsspec storage options) on top of the file
+    system's own environment. ``AWS_ENDPOINT_URL`` (an S3-compatible store) is honoured for
+    ``s3`` even by s3fs versions that do not read it themselves."""
+    import fsspec
+
+    opts = dict(options or {})
+    if scheme == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        client = dict(opts.get("client_kwargs") or {})
+        if endpoint and "endpoint_url" not in opts and "endpoint_url" not in client:
+            opts["endpoint_url"] = endpoint
+        # Listings must see objects written a moment ago (the pin compares two listings).
+        opts.setdefault("use_listings_cache", False)
+    if scheme == "gs":
+        opts.setdefault("use_listings_cache", False)
+    fs = fsspec.filesystem("file" if scheme == "file" else scheme, **opts)
+    return Store(scheme, fs)
+
+
+def pin(objects: Iterable[ObjectInfo], extra: Mapping[str, Any] | None = None) -> str:
+    """The SHA-256 (hex) of a listing (and ``extra``, such as a manifest's content hash)."""
+    h = hashlib.sha256()
+    if extra:
+        h.update(json.dumps(dict(extra), sort_keys=True).encode())
+    for o in sorted(objects, key=lambda o: o.path):
+        h.update(f"{o.path}\x00{o.size}\x00{o.token}\n".encode())
+    return h.hexdigest()
+
+
+def changed(old: Sequence[ObjectInfo], new: Sequence[ObjectInfo]) -> str | None:
+    """The first difference between two listings, in words (``None`` when they are equal)."""
+    before = {o.path: o for o in old}
+    after = {o.path: o for o in new}
+    for path in sorted(before.keys() | after.keys()):
+        a, b = before.get(path), after.get(path)
+        if a is None:
+            return f"object {path!r} was added"
+        if b is None:
+            return f"object {path!r} was removed"
+        if a.size != b.size or a.token != b.token:
+            return f"object {path!r} was changed"
+    return None
+
+
+class ByteCache:
+    """Fetched bytes on the local disk, at most ``max_bytes`` in all (oldest written dropped
+    first); keys are ``(path, token)`` pairs, so another version of an object is another entry.
+    Safe for several threads of one process; files are written atomically, so processes can
+    share a directory."""
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
+        self.dir = Path(directory)
+        self.max_bytes = max(0, int(max_bytes))
+        self._lock = threading.Lock()
+        self._entries: dict[str, int] = {}
+        self._total = 0
+        if self.max_bytes:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            found = []
+            for p in self.dir.glob("*/*"):
+                if p.is_file() and ".partial-" not in p.name:
+                    st = p.stat()
+                    found.append((st.st_mtime, p.name, st.st_size))
+            for _, name, size in sorted(found):
+                self._entries[name] = size
+                self._total += size
+
+    @staticmethod
+    def _name(path: str, token: str) -> str:
+        return hashlib.sha256(f"{path}\x00{token}".encode()).hexdigest()
+
+    def _file(self, name: str) -> Path:
+        return self.dir / name[:2] / name
+
+    def get(self, path: str, token: str) -> bytes | None:
+        if not self.max_bytes:
+            return None
+        name = self._name(path, token)
+        with self._lock:
+            if name not in self._entries:
+                return None
+        try:
+            return self._file(name).read_bytes()
+        except OSError:
+            return None
+
+    def put(self, path: str, token: str, data: bytes) -> None:
+        if not self.max_bytes or len(data) > self.max_bytes:
+            return
+        name = self._name(path, token)
+        target = self._file(name)
+        with self._lock:
+            if name in self._entries:
+                return
+            self._entries[name] = len(data)
+            self._total += len(data)
+            evict = []
+            while self._total > self.max_bytes and self._entries:
+                old = next(iter(self._entries))
+                self._total -= self._entries.pop(old)
+                evict.append(old)
+        for old in evict:
+            with contextlib.suppress(OSError):
+                self._file(old).unlink()
+        if name in evict:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{name}.partial-{uuid.uuid4().hex}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError:
+            with self._lock:
+                if self._entries.pop(name, None) is not None:
+                    self._total -= len(data)
+            tmp.unlink(missing_ok=True)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total

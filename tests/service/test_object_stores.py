@@ -1,0 +1,471 @@
+"""Datasets in an object store: a real S3-compatible server on loopback (moto's server mode, as
+s3fs's own tests use it), never a mock of fsspec. References to a class-folder prefix, a Parquet
+table holding the images, a CSV manifest, WebDataset shards and a Hugging Face directory are
+registered, scored and selected; bad input answers a 4xx naming the row, member or object; an
+object changed after registration fails the job with ``source_changed``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import Api, finish, free_port
+from tests.problems import problem
+from tests.service.data import image_members
+
+FAST = {"image_size": 32, "levels": 2}
+CLASSES = {"blue": 8, "green": 8, "red": 8}
+
+
+@pytest.fixture(scope="module")
+def s3(service_env: dict[str, str]) -> Iterator[object]:
+    """A moto S3 server on 127.0.0.1, the service's environment pointed at it (s3 enabled,
+    credentials in the standard AWS variables); yields an s3fs file system on it."""
+    from moto.server import ThreadedMotoServer
+
+    from app import storage
+    from app.config import reset_settings
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "DLCPRUNE_REFERENCE_SCHEMES": "s3",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reset_settings()
+    storage._stores.clear()
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=env["AWS_ENDPOINT_URL"], use_listings_cache=False)
+    try:
+        yield fs
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+        storage._stores.clear()
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    s3.mkdir(name)
+    return name
+
+
+def put_images(fs, prefix: str, per_class: int = 8) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    members = image_members(per_class)
+    for rel, data in members.items():
+        fs.pipe_file(f"{prefix}/{rel}", data)
+    return members
+
+
+def refer(api: Api, uri: str, **options: object):  # type: ignore[no-untyped-def]
+    return api.post("/v1/datasets/references", json={"uri": uri, **options})
+
+
+def score(api: Api, dataset: dict) -> dict:
+    job = api.post("/v1/jobs", json={"dataset_id": dataset["id"], "params": FAST})
+    assert job.status_code == 202, job.text
+    assert finish(job.json()) == "succeeded"
+    return api.get(f"/v1/jobs/{job.json()['id']}").json()
+
+
+def wds_tar(members: dict[str, bytes], *, cls: dict[str, int]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            key = name.rsplit(".", 1)[0].replace("/", "_")
+            for member, payload in ((f"{key}.png", data), (f"{key}.cls", str(cls[name]).encode())):
+                info = tarfile.TarInfo(member)
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+# Registering, scoring, selecting -------------------------------------------------------------
+
+
+def test_class_folder_prefix_is_indexed_from_its_listing_scored_and_selected(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/pets")
+    resp = refer(api_a, f"s3://{bucket}/pets/")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["status"], ds["format"], ds["num_samples"]) == ("ready", "folder", 24)
+    assert ds["classes"] == CLASSES
+    # Pinned by the objects' listing (sizes and ETags), which is its content identity.
+    assert len(ds["sha256"]) == 64
+    job = score(api_a, ds)
+    assert job["status"] == "succeeded"
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 3})
+    assert sel.status_code == 201, sel.text
+    assert sel.json()["size"] == 12
+    # The same content under another prefix is the same data: the score cache answers.
+    put_images(s3, f"{bucket}/copy")
+    again = refer(api_a, f"s3://{bucket}/copy/").json()
+    assert again["sha256"] == ds["sha256"]
+    cached = api_a.post("/v1/jobs", json={"dataset_id": again["id"], "params": FAST}).json()
+    assert cached["cached"] is True
+
+
+def test_parquet_table_with_image_bytes_is_read_by_row_groups(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(6)
+    table = pa.table(
+        {
+            "img": pa.array(list(members.values()), pa.binary()),
+            "y": [name.split("/")[0] for name in members],
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=5)
+    s3.pipe_file(f"{bucket}/tables/pets.parquet", buf.getvalue())
+    resp = refer(
+        api_a, f"s3://{bucket}/tables/pets.parquet", columns={"image": "img", "label": "y"}
+    )
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["kind"], ds["num_samples"]) == ("parquet", "image", 18)
+    assert score(api_a, ds)["status"] == "succeeded"
+
+
+def test_csv_manifest_names_images_relative_to_it_and_by_uri(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = put_images(s3, f"{bucket}/imgs", per_class=4)
+    rows = ["path,label"]
+    for i, name in enumerate(members):
+        label = name.split("/")[0]
+        rows.append(f"imgs/{name},{label}" if i % 2 else f"s3://{bucket}/imgs/{name},{label}")
+    s3.pipe_file(f"{bucket}/train.csv", ("\n".join(rows) + "\n").encode())
+    resp = refer(api_a, f"s3://{bucket}/train.csv")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("manifest", 12)
+    assert ds["classes"] == {"blue": 4, "green": 4, "red": 4}
+    sample = api_a.get(f"/v1/datasets/{ds['id']}/samples/0")
+    assert sample.status_code == 200, sample.text
+
+
+def test_webdataset_shards_by_brace_pattern(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(4)
+    names = list(members)
+    cls = {n: list(CLASSES).index(n.split("/")[0]) for n in names}
+    for k, part in enumerate((names[:6], names[6:])):
+        s3.pipe_file(
+            f"{bucket}/wds/shard-{k:02d}.tar", wds_tar({n: members[n] for n in part}, cls=cls)
+        )
+    resp = refer(api_a, f"s3://{bucket}/wds/shard-{{00..01}}.tar")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("webdataset", 12)
+    assert ds["classes"] == {"0": 4, "1": 4, "2": 4}
+
+
+def test_hugging_face_directory(api_a: Api, s3, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import datasets
+
+    members = image_members(3)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASSES))}
+    )
+    hf = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": b, "path": None} for b in members.values()],
+            "label": [list(CLASSES).index(n.split("/")[0]) for n in members],
+        },
+        features=features,
+    )
+    hf.save_to_disk(str(tmp_path / "hf"))
+    s3.put(str(tmp_path / "hf") + "/", f"{bucket}/hf/", recursive=True)
+    resp = refer(api_a, f"s3://{bucket}/hf/")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert (ds["format"], ds["num_samples"]) == ("hf_dataset", 9)
+    assert ds["classes"] == {"blue": 3, "green": 3, "red": 3}
+
+
+# Bad input -------------------------------------------------------------------------------------
+
+
+def test_missing_prefix_and_object_are_404(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    resp = refer(api_a, f"s3://{bucket}/nothing/")
+    assert resp.status_code == 404, resp.text
+    assert problem(resp)["code"] == "reference_not_found"
+    assert f"s3://{bucket}/nothing/" in problem(resp)["message"]
+    resp = refer(api_a, f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x.parquet")
+    assert resp.status_code == 404, resp.text
+
+
+def test_scheme_not_enabled_says_how_to_enable_it(api_a: Api, service_env: dict[str, str]) -> None:
+    resp = refer(api_a, "gs://my-bucket/datasets/")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "reference_not_allowed"
+    assert "DLCPRUNE_REFERENCE_SCHEMES=gs" in problem(resp)["message"]
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in problem(resp)["message"]
+
+
+def test_manifest_row_outside_the_store_is_refused(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/imgs", per_class=2)
+    body = "path,label\nimgs/red/000.png,red\ns3://other-bucket/red/001.png,red\n"
+    s3.pipe_file(f"{bucket}/m.csv", body.encode())
+    resp = refer(api_a, f"s3://{bucket}/m.csv")
+    assert resp.status_code == 422, resp.text
+    err = problem(resp)
+    assert err["code"] == "unsafe_path"
+    assert f"s3://{bucket}/m.csv[s3://other-bucket/red/001.png]:2" in err["message"]
+
+
+def test_manifest_mixed_label_types_and_unmapped_column(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/imgs", per_class=2)
+    lines = [{"path": "imgs/red/000.png", "label": 1}, {"path": "imgs/red/001.png", "label": "red"}]
+    s3.pipe_file(f"{bucket}/m.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
+    resp = refer(api_a, f"s3://{bucket}/m.jsonl")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "invalid_record"
+    assert problem(resp)["message"].startswith(f"s3://{bucket}/m.jsonl:2: ")
+    resp = refer(api_a, f"s3://{bucket}/m.jsonl", columns={"image": "picture"})
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "missing_field"
+    assert "'picture'" in problem(resp)["message"]
+
+
+def test_shard_corrupt_half_way_and_traversal_in_a_member(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = image_members(4)
+    cls = {n: 0 for n in members}
+    good = wds_tar(members, cls=cls)
+    s3.pipe_file(f"{bucket}/cut/shard-00.tar", good[: len(good) // 2 + 100])
+    resp = refer(api_a, f"s3://{bucket}/cut/shard-{{00..00}}.tar")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] in ("corrupt_archive", "corrupt_image")
+    assert "shard-00.tar" in problem(resp)["message"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for member, payload in (("../evil.png", members["red/000.png"]), ("../evil.cls", b"0")):
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    s3.pipe_file(f"{bucket}/evil/shard-00.tar", buf.getvalue())
+    resp = refer(api_a, f"s3://{bucket}/evil/shard-{{00..00}}.tar")
+    assert resp.status_code == 422, resp.text
+    assert problem(resp)["code"] == "unsafe_path"
+    assert "../evil" in problem(resp)["message"]
+
+
+def test_object_changed_after_registration_fails_the_job(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    members = put_images(s3, f"{bucket}/pets", per_class=4)
+    ds = refer(api_a, f"s3://{bucket}/pets/").json()
+    assert ds["status"] == "ready"
+    s3.pipe_file(f"{bucket}/pets/red/001.png", members["red/002.png"])
+    job = api_a.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
+    assert finish(job) == "failed"
+    done = api_a.get(f"/v1/jobs/{job['id']}").json()
+    assert done["error"]["code"] == "source_changed", done
+    assert "'red/001.png' was changed" in done["error"]["message"]
+    assert done.get("num_scored") in (None, 0)
+
+
+# Exports into the store ---------------------------------------------------------------------
+
+
+def export(api: Api, selection: str, uri: str, fmt: str) -> dict:
+    from worker.runner import run_export
+
+    resp = api.post(f"/v1/selections/{selection}/exports", json={"uri": uri, "format": fmt})
+    assert resp.status_code == 202, resp.text
+    assert resp.headers["Location"].endswith(f"/v1/exports/{resp.json()['id']}")
+    assert run_export(resp.json()["id"]) == "succeeded"
+    return api.get(f"/v1/exports/{resp.json()['id']}").json()
+
+
+def test_exports_are_written_to_the_store_and_read_back(api_a: Api, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    put_images(s3, f"{bucket}/pets")
+    ds = refer(api_a, f"s3://{bucket}/pets/").json()
+    job = score(api_a, ds)
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 3}).json()
+    kept = api_a.get(f"/v1/selections/{sel['id']}").json()
+    assert kept["size"] == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/original/", "original")
+    assert (done["status"], done["objects"], done["progress"]["done"]) == ("succeeded", 12, 12)
+    names = sorted(s3.find(f"{bucket}/out/original/"))
+    assert len(names) == 12 and not any(".dlcprune-partial" in n for n in names)
+    back = refer(api_a, f"s3://{bucket}/out/original/").json()
+    assert (back["status"], back["num_samples"]) == ("ready", 12)
+    assert sum(back["classes"].values()) == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/wds/", "webdataset")
+    assert done["objects"] == 1
+    back = refer(api_a, f"s3://{bucket}/out/wds/shard-{{000000..000000}}.tar").json()
+    assert (back["status"], back["format"], back["num_samples"]) == ("ready", "webdataset", 12)
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/hf/", "hf")
+    back = refer(api_a, f"s3://{bucket}/out/hf/").json()
+    assert (back["status"], back["format"], back["num_samples"]) == ("ready", "hf_dataset", 12)
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/pq/", "parquet")
+    table = pq.read_table(io.BytesIO(s3.cat_file(f"{bucket}/out/pq/scores.parquet")))
+    assert table.num_rows == 24 and sum(table.column("kept").to_pylist()) == 12
+
+    done = export(api_a, sel["id"], f"s3://{bucket}/out/csv/", "manifest-csv")
+    lines = s3.cat_file(f"{bucket}/out/csv/manifest.csv").decode().splitlines()
+    assert lines[0] == "sample_id,label,score,kept" and len(lines) == 25
+
+    listed = api_a.get("/v1/exports", params={"selection_id": sel["id"]}).json()
+    assert listed["total"] == 5
+
+    # Idempotency-Key: the same request again is the same export; another body is a 409.
+    url, key = f"/v1/selections/{sel['id']}/exports", {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"uri": f"s3://{bucket}/out/again/", "format": "parquet"}
+    first = api_a.post(url, json=body, headers=key)
+    again = api_a.post(url, json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = api_a.post(url, json={**body, "format": "hf"}, headers=key)
+    assert other.status_code == 409 and problem(other)["code"] == "idempotency_key_reused"
+    assert api_a.get("/v1/exports", params={"selection_id": sel["id"]}).json()["total"] == 6
+
+    # A target that already holds objects is refused; a queued export cancelled writes nothing.
+    resp = api_a.post(
+        f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/csv/"}
+    )
+    assert resp.status_code == 422 and problem(resp)["code"] == "target_not_empty"
+    resp = api_a.post(
+        f"/v1/selections/{sel['id']}/exports", json={"uri": f"s3://{bucket}/out/never/"}
+    )
+    cancelled = api_a.post(f"/v1/exports/{resp.json()['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    from worker.runner import run_export
+
+    assert run_export(resp.json()["id"]) == "cancelled"
+    assert not s3.exists(f"{bucket}/out/never/")
+    other = api_a.post(f"/v1/selections/{sel['id']}/exports", json={"uri": f"gs://{bucket}/out/"})
+    assert other.status_code == 422 and problem(other)["code"] == "reference_not_allowed"
+
+
+def test_a_download_from_a_remote_blob_store_streams_and_removes_its_temporary_copy(
+    s3, bucket: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import glob
+    import tempfile
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from app.blobstore import BlobStore
+    from app.selections.export import ExportFile, file_response
+
+    blobs = BlobStore(f"s3://{bucket}/blobs", cache_dir=tmp_path)
+    payload = os.urandom(3 * 2**20 + 17)
+    blobs.put_bytes("exports/x/data.zip", payload)
+    app = FastAPI()
+
+    @app.get("/x")
+    def download():  # type: ignore[no-untyped-def]
+        return file_response(blobs, ExportFile("exports/x/data.zip", "data.zip", "application/zip"))
+
+    pattern = os.path.join(tempfile.gettempdir(), "dlcprune-export-*")
+    before = set(glob.glob(pattern))
+    with TestClient(app) as client:
+        resp = client.get("/x")
+    assert resp.status_code == 200 and resp.content == payload
+    assert resp.headers["content-length"] == str(len(payload))
+    assert set(glob.glob(pattern)) == before
+
+
+def test_denied_access_is_403_and_storage_options_are_never_shown(
+    api_a: Api, s3, service_env: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A second S3 server that checks credentials (moto with IAM auth from the first request)
+    refuses the service's: 403 access_denied, naming the URI and not the options. The store is
+    chosen by DLCPRUNE_STORAGE_OPTIONS, whose secret never appears in the answer."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from app import storage
+    from app.config import reset_settings
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    secret = f"secret-{uuid.uuid4().hex}"
+    options = {"s3": {"endpoint_url": f"http://127.0.0.1:{port}", "secret": secret, "key": "k"}}
+    os.environ["DLCPRUNE_STORAGE_OPTIONS"] = json.dumps(options)
+    reset_settings()
+    storage._stores.clear()
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        resp = refer(api_a, "s3://locked/pets/")
+        assert resp.status_code == 403, resp.text
+        err = problem(resp)
+        assert err["code"] == "access_denied"
+        assert "s3://locked/pets/" in err["message"]
+        assert secret not in resp.text
+        from app.config import get_settings
+
+        assert secret not in repr(get_settings())
+    finally:
+        os.environ.pop("DLCPRUNE_STORAGE_OPTIONS", None)
+        reset_settings()
+        storage._stores.clear()
+        proc.terminate()
+        proc.wait()
+
+
+def test_a_large_prefix_is_indexed_by_the_worker_against_its_registration_pin(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Above DLCPRUNE_INDEX_SYNC_MAX_OBJECTS the POST answers 202 (pinned, queued); an object
+    changed before the worker indexes it makes the dataset invalid with source_changed."""
+    from app.config import reset_settings
+    from worker.runner import index_dataset
+
+    members = put_images(s3, f"{bucket}/big", per_class=4)
+    os.environ["DLCPRUNE_INDEX_SYNC_MAX_OBJECTS"] = "5"
+    reset_settings()
+    try:
+        ok = refer(api_a, f"s3://{bucket}/big/")
+        assert ok.status_code == 202, ok.text
+        assert ok.json()["status"] == "indexing" and len(ok.json()["sha256"]) == 64
+        assert index_dataset(ok.json()["id"]) == "ready"
+        changed = refer(api_a, f"s3://{bucket}/big/")
+        assert changed.status_code == 202, changed.text
+        s3.pipe_file(f"{bucket}/big/red/000.png", members["red/001.png"])
+        assert index_dataset(changed.json()["id"]) == "invalid"
+        ds = api_a.get(f"/v1/datasets/{changed.json()['id']}").json()
+        assert ds["error"]["code"] == "source_changed"
+        assert "'red/000.png' was changed" in ds["error"]["message"]
+    finally:
+        os.environ.pop("DLCPRUNE_INDEX_SYNC_MAX_OBJECTS", None)
+        reset_settings()
