@@ -4,18 +4,20 @@ the recommendation into a selection."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from app import idempotency
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.evaluations import plot, service
 from app.evaluations.schemas import EvaluationCreate, EvaluationList, EvaluationRead
 from app.http import ACCEPTED_HEADERS, accepted
-from app.models import JobStatus
+from app.idempotency import IdempotencyKeyDep
+from app.models import Evaluation, JobStatus
 from app.plots import PlotFormat, image_response
 from app.selections import service as selections
 from app.selections.schemas import SelectionCreate, SelectionRead
@@ -48,10 +50,24 @@ def create_evaluation(
     blobs: BlobDep,
     settings: SettingsDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> JSONResponse:
-    row = service.create(session, blobs, tenant, job_id, body)
+    def make() -> tuple[uuid.UUID, Evaluation]:
+        made = service.create(session, blobs, tenant, job_id, body)
+        return made.id, made
+
+    row, replayed = idempotency.run(
+        session,
+        tenant,
+        idempotency_key,
+        scope=f"POST /v1/jobs/{job_id}/evaluations",
+        fingerprint=body.model_dump(mode="json"),
+        create=make,
+        load=lambda evaluation_id: service.get(session, tenant, evaluation_id),
+    )
     read = service.to_read(row, base_url(request, settings))
-    return accepted(read.model_dump(mode="json"), read.url, settings)
+    headers = {idempotency.REPLAYED_HEADER: "true"} if replayed else None
+    return accepted(read.model_dump(mode="json"), read.url, settings, headers)
 
 
 @router.get(
@@ -145,7 +161,8 @@ def select_recommended(
     blobs: BlobDep,
     settings: SettingsDep,
     tenant: TenantDep,
-) -> SelectionRead:
+    idempotency_key: IdempotencyKeyDep,
+) -> JSONResponse:
     row = _succeeded(session, tenant, evaluation_id)
     rec = row.result.get("recommendation") if row.result else None
     if not rec:
@@ -153,9 +170,28 @@ def select_recommended(
             "no_recommendation",
             f"evaluation {row.id} found no keep ratio within its tolerance of the full set",
         )
-    body = SelectionCreate(keep=rec["keep"], strategy=rec["strategy"])
-    sel = selections.create(session, blobs, tenant, row.job_id, body)
-    return selections.to_read(sel, _num_samples(session, sel), base_url(request, settings))
+    body = SelectionCreate(keep_ratio=float(rec["keep"]), strategy=rec["strategy"])
+
+    def make() -> tuple[uuid.UUID, Any]:
+        made = selections.create(session, blobs, tenant, row.job_id, body)
+        return made.id, made
+
+    sel, replayed = idempotency.run(
+        session,
+        tenant,
+        idempotency_key,
+        scope=f"POST /v1/evaluations/{evaluation_id}/select",
+        fingerprint={"evaluation_id": str(evaluation_id)},
+        create=make,
+        load=lambda selection_id: selections.get(session, tenant, selection_id),
+    )
+    read = selections.to_read(sel, _num_samples(session, sel), base_url(request, settings))
+    headers = {"Location": read.url}
+    if replayed:
+        headers[idempotency.REPLAYED_HEADER] = "true"
+    return JSONResponse(
+        read.model_dump(mode="json", by_alias=True), status_code=201, headers=headers
+    )
 
 
 def _num_samples(session, sel) -> int:  # type: ignore[no-untyped-def]

@@ -158,3 +158,17 @@ def test_the_reaper_requeues_an_evaluation_whose_worker_died(api_a: Api, job: di
     assert counts["requeued"] >= 1
     assert api_a.get(f"/v1/evaluations/{ev['id']}").json()["status"] == "queued"
     assert run_evaluation(ev["id"]) == "succeeded"
+
+
+def test_idempotency_key_on_evaluations(api_a: Api, job: dict) -> None:
+    headers = {"Idempotency-Key": f"ev-{uuid.uuid4().hex}"}
+    first = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY, headers=headers)
+    again = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = api_a.post(
+        f"/v1/jobs/{job['id']}/evaluations", json={**BODY, "seeds": 4}, headers=headers
+    )
+    assert other.status_code == 409 and error_code(other) == "idempotency_key_reused"
+    api_a.post(f"/v1/evaluations/{first.json()['id']}/cancel")
