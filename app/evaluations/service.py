@@ -52,6 +52,15 @@ def create(
         )
     found = embeddings.features_of(session, blobs, job)
     embeddings.labelled(found)
+    n = len(found.index)
+    pool = n - round(n * body.holdout)
+    too_small = [k for k in body.keep if round(k * pool) < 1]
+    if too_small:
+        raise unprocessable(
+            "invalid_keep",
+            f"keep ratios {too_small} keep no sample of the {pool} left after the held-out "
+            f"share ({n} samples, holdout {body.holdout:g})",
+        )
     request = body.model_dump(mode="json")
     request["keep"] = sorted(set(request["keep"]))
     row = Evaluation(

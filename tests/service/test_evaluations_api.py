@@ -77,6 +77,7 @@ def test_an_evaluation_runs_to_a_result(api_a: Api, job: dict) -> None:
         ({**BODY, "strategies": ["nope"]}, 422, "unknown_strategy"),
         ({**BODY, "keep": [0.5, 1.0]}, 422, "invalid_keep"),
         ({**BODY, "keep": [0.0]}, 422, "invalid_keep"),
+        ({**BODY, "keep": [0.01]}, 422, "invalid_keep"),  # 1% of 24 samples keeps none
         ({**BODY, "keep": []}, 422, "validation_error"),
         ({**BODY, "seeds": 1}, 422, "validation_error"),
     ],
