@@ -62,3 +62,17 @@ def test_cli_commands_are_there() -> None:
         env={"DLCPRUNE_URL": ""},
     )
     assert result.exit_code != 0
+
+
+@pytest.mark.slow
+def test_an_evaluation_on_the_embedded_default(embedded, colours: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite, a local blob directory and the embedded worker: scored, evaluated, selected."""
+    with Client(embedded.url, api_key=embedded.key) as dlc:
+        ds = dlc.upload(colours)
+        job = dlc.wait(dlc.start_job(ds.id, params={"image_size": 32, "levels": 2}).id, timeout=300)
+        assert job.succeeded
+        ev = dlc.evaluate(job.id, ["moderate"], keep=[0.5], seeds=2)
+        done = dlc.wait_evaluation(ev.id, timeout=120, poll=0.3)
+        assert [c["strategy"] for c in done.result["cells"]] == ["stratified", "moderate"]  # type: ignore[index]
+        x = np.load(dlc.embeddings(job.id, tmp_path))
+        assert x.shape == (24, 1280)
