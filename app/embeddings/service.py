@@ -30,8 +30,9 @@ RESCORE_HINT = (
 SELF_CONFIDENCE_FILE = "self_confidence.npy"
 SELF_CONFIDENCE_FOLDS = 5
 
-# Features by blob prefix: the most recent few stay in memory (selections at many ratios).
-_features: LRU[str, np.ndarray] = LRU(4)
+# Features by blob prefix: the most recent stays in memory (selections at many ratios); one,
+# because 1,000,000 samples x 256 float16 dimensions are 512 MB.
+_features: LRU[str, np.ndarray] = LRU(1)
 
 
 @dataclass(frozen=True)

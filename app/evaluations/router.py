@@ -15,7 +15,7 @@ from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.evaluations import plot, service
 from app.evaluations.schemas import EvaluationCreate, EvaluationList, EvaluationRead
-from app.http import ACCEPTED_HEADERS, accepted
+from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.idempotency import IdempotencyKeyDep
 from app.models import Evaluation, JobStatus
 from app.plots import PlotFormat, image_response
@@ -95,8 +95,8 @@ def list_evaluations(
 @router.get(
     "/v1/evaluations/{evaluation_id}",
     response_model=EvaluationRead,
-    responses=ERRORS,
-    summary="An evaluation: progress, then the result",
+    responses={**ERRORS, **CONDITIONAL_RESPONSES},
+    summary="An evaluation: progress, then the result (ETag; 304 to a matching If-None-Match)",
 )
 def get_evaluation(
     evaluation_id: uuid.UUID,
@@ -104,8 +104,10 @@ def get_evaluation(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-) -> EvaluationRead:
-    return service.to_read(service.get(session, tenant, evaluation_id), base_url(request, settings))
+) -> Response:
+    row = service.get(session, tenant, evaluation_id)
+    read = service.to_read(row, base_url(request, settings))
+    return conditional_json(request, read.model_dump(mode="json"))
 
 
 @router.post(

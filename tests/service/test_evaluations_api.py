@@ -35,7 +35,12 @@ def test_an_evaluation_runs_to_a_result(api_a: Api, job: dict) -> None:
     # 3 strategies (the control first) x 2 ratios x 3 seeds, and the full set
     assert ev["progress"]["total"] == 3 * 2 * 3 + 1
     assert run_evaluation(ev["id"]) == "succeeded"
-    done = api_a.get(f"/v1/evaluations/{ev['id']}").json()
+    got = api_a.get(f"/v1/evaluations/{ev['id']}")
+    cached = api_a.get(
+        f"/v1/evaluations/{ev['id']}", headers={"If-None-Match": got.headers["etag"]}
+    )
+    assert cached.status_code == 304
+    done = got.json()
     assert done["status"] == "succeeded" and done["progress"]["fraction"] == 1.0
     result = done["result"]
     assert result["strategies"] == ["stratified", "flexrand", "moderate"]
