@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     batch_size: int = 64
     cache_dir: Path | None = None  # local copies of remote blobs; default data_dir/cache
     heartbeat_seconds: float = 2.0
+    # Kept embeddings: reduce each job's features by PCA to this many dimensions (at most 256;
+    # 0 keeps them at the backbone's width, in float16).
+    embeddings_pca_dims: int = Field(default=0, ge=0, le=256)
+    # Evaluations: BLAS/OpenMP threads per evaluation (app.evaluations.engine).
+    evaluation_threads: int = Field(default=1, ge=1, le=256)
     stale_after_seconds: float = 0.0  # a running job without a heartbeat this long is requeued;
     # 0 means max(10, 5 x heartbeat_seconds)
     poll_seconds: float = 0.5  # embedded worker: how often it looks for queued work

@@ -27,7 +27,9 @@ from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import references_router
 from app.datasets.router import router as datasets_router
+from app.embeddings.router import router as embeddings_router
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
+from app.evaluations.router import router as evaluations_router
 from app.exports.router import router as exports_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
@@ -236,6 +238,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             {"name": "datasets", "description": "register and index data"},
             {"name": "jobs", "description": "score a dataset (long work, polled)"},
             {"name": "selections", "description": "pruned subsets from cached scores"},
+            {"name": "evaluations", "description": "probes trained on candidate subsets"},
             {"name": "weights", "description": "weights files for user-chosen backbones"},
             {"name": "webhooks", "description": "signed pushes when datasets and jobs change"},
             {"name": "exports", "description": "selections written into object stores"},
@@ -250,6 +253,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         datasets_router,
         references_router,
         jobs_router,
+        embeddings_router,
+        evaluations_router,
         selections_router,
         exports_router,
         weights_router,

@@ -210,6 +210,12 @@ class ScoreSet(Base):
     unscored: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     losses_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     mask_fractions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Kept embeddings (dlcprune.core.embeddings): a blob prefix, the stored width, and whether
+    # they were reduced by PCA (the projection lies beside them). Null: scored before they were
+    # kept, or no features (instructions, sharded jobs).
+    embeddings_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    embeddings_dims: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    embeddings_projected: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -321,6 +327,36 @@ class Selection(Base):
     excluded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     indices: Mapped[bytes] = mapped_column(LargeBinary)  # int64 little-endian, ascending
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Evaluation(Base):
+    """Probes trained on subsets of a job's samples (app.evaluations): request, progress and
+    the result (cells, intervals, the recommendation) as JSON."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str] = mapped_column(String(64), default="queued")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enqueues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Webhook(Base):

@@ -29,6 +29,7 @@ RUN_JOB = "dlcprune.run_job"
 RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
 RUN_EXPORT = "dlcprune.run_export"
+RUN_EVALUATION = "dlcprune.run_evaluation"
 
 # The kind of work (dlcprune.names.WORK_KINDS) of each task: it goes to that kind's queue.
 TASK_KINDS: dict[str, str] = {
@@ -36,6 +37,7 @@ TASK_KINDS: dict[str, str] = {
     RUN_JOB: "score",
     RUN_SHARD: "shards",
     RUN_EXPORT: "export",
+    RUN_EVALUATION: "evaluate",
 }
 
 # Redis lists per queue, one per priority: the transport's priority numbers (0 is taken first)
@@ -134,6 +136,10 @@ def send(
 
 def enqueue_job(job_id: uuid.UUID, priority: str = DEFAULT_PRIORITY) -> bool:
     return send(RUN_JOB, job_id, priority=priority)
+
+
+def enqueue_evaluation(evaluation_id: uuid.UUID) -> bool:
+    return send(RUN_EVALUATION, evaluation_id)
 
 
 def enqueue_index(dataset_id: uuid.UUID) -> bool:

@@ -1,6 +1,11 @@
 """Selection speed over HTTP: FlexRand on 1,000,000 cached scores, items fetched as CSV.
 
     python bench/selection.py [--samples 1000000] [--classes 1000] [--keep 0.3] [--repeat 5]
+    python bench/selection.py --samples 100000 --classes 10 --strategy kcenter --dims 256
+
+With ``--dims D`` the job also gets kept embeddings (float16, seeded Gaussian classes, ``D``
+wide), so the feature strategies (kcenter, herding, moderate) can be timed: they select from the
+embeddings, computed on demand, with no model run.
 
 Starts the service on its embedded default in a temporary directory (``dlcprune serve``), stores a
 dataset index, a finished job and its 1,000,000 scores directly through the service's own
@@ -31,7 +36,7 @@ import numpy as np  # noqa: E402
 from dlcprune.devserver import clean_env, serve  # noqa: E402
 
 
-def seed_job(data_dir: Path, n: int, classes: int) -> str:
+def seed_job(data_dir: Path, n: int, classes: int, dims: int = 0) -> str:
     """A ready dataset of ``n`` samples, a succeeded job and its scores; returns the job id."""
     os.environ["DLCPRUNE_DATA_DIR"] = str(data_dir)
     from app.auth import LOCAL_TENANT, get_or_create_tenant
@@ -85,6 +90,16 @@ def seed_job(data_dir: Path, n: int, classes: int) -> str:
             num_samples=n,
             scores=scores.astype("<f4").tobytes(),
         )
+        if dims:
+            from dlcprune.core import embeddings as emb
+
+            centres = rng.normal(size=(classes, dims)).astype(np.float32)
+            feats = centres[labels] + rng.normal(scale=2.0, size=(n, dims)).astype(np.float32)
+            prefix = f"embeddings/bench-{uuid.uuid4().hex}"
+            get_blobstore().put_bytes(
+                f"{prefix}/{emb.FEATURES_FILE}", emb.to_npy(feats.astype(np.float16))
+            )
+            ss.embeddings_key, ss.embeddings_dims, ss.embeddings_projected = prefix, dims, False
         session.add(ss)
         session.flush()
         job = Job(
@@ -111,10 +126,12 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--keep", type=float, default=0.3)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--strategy", default="flexrand")
+    parser.add_argument("--dims", type=int, default=0, help="kept embeddings' width (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dlc-select-") as tmp:
         data_dir = Path(tmp) / "var"
-        job_id = seed_job(data_dir, args.samples, args.classes)
+        job_id = seed_job(data_dir, args.samples, args.classes, args.dims)
         env = clean_env(DLCPRUNE_DATA_DIR=str(data_dir))
         with serve(
             ["--no-embedded-worker"], env=env, cwd=ROOT, ready_path="/healthz", stop_timeout=20
@@ -123,13 +140,15 @@ def main() -> None:
             expected = round(args.samples * args.keep)
             print(
                 f"{args.samples} scores, {args.classes} classes, keep {args.keep} "
-                f"({expected} ids in the CSV), FlexRand, over HTTP on 127.0.0.1"
+                f"({expected} ids in the CSV), {args.strategy}"
+                f"{f' on {args.dims}-dim embeddings' if args.dims else ''}, over HTTP on 127.0.0.1"
             )
             with httpx.Client(base_url=url, timeout=60) as client:
                 for round_ in range(args.repeat):
                     t0 = time.perf_counter()
                     sel = client.post(
-                        f"/v1/jobs/{job_id}/selections", json={"keep": args.keep, "seed": round_}
+                        f"/v1/jobs/{job_id}/selections",
+                        json={"keep": args.keep, "seed": round_, "strategy": args.strategy},
                     )
                     t1 = time.perf_counter()
                     body = client.get(

@@ -29,6 +29,10 @@ DEFAULT_METHOD = "dlc"
 
 # Selection strategies over a job's scores (dlcprune.core.selection.select).
 STRATEGIES: tuple[str, ...] = ("flexrand", "easy", "hard", "random", "stratified", "ccs")
+# Strategies over a job's stored embeddings (dlcprune.core.selection.features), not its scores.
+FEATURE_STRATEGIES: tuple[str, ...] = ("kcenter", "herding", "moderate")
+# Every strategy a selection may name.
+SELECTION_STRATEGIES: tuple[str, ...] = STRATEGIES + FEATURE_STRATEGIES
 DEFAULT_STRATEGY = "flexrand"
 # FlexRand's easy-pool share (the quality benchmark's choice, docs/quality.md).
 DEFAULT_SPLIT = 0.3
@@ -80,4 +84,6 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
     "job.cancelled",
     "export.succeeded",
     "export.failed",
+    "evaluation.succeeded",
+    "evaluation.failed",
 )

@@ -30,6 +30,7 @@ from app.logs import configure as configure_logging
 from app.logs import log_context
 from app.queue import (
     INDEX_DATASET,
+    RUN_EVALUATION,
     RUN_EXPORT,
     RUN_JOB,
     RUN_SHARD,
@@ -95,6 +96,13 @@ def run_shard_task(self: Any, shard_id: str) -> str:
 
     with log_context(shard_id=shard_id):
         return str(_retrying(self, lambda i: run_shard(i, get_settings(), worker_name()), shard_id))
+
+
+@celery.task(name=RUN_EVALUATION, bind=True, max_retries=None)
+def run_evaluation_task(self: Any, evaluation_id: str) -> str:
+    from worker.evaluate import run_evaluation
+
+    return str(_retrying(self, run_evaluation, evaluation_id))
 
 
 @celery.task(name=INDEX_DATASET, bind=True, max_retries=None)

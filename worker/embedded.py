@@ -27,7 +27,7 @@ from app.db import migrate
 from app.logs import configure as configure_logging
 from app.logs import log_context
 from app.webhooks.delivery import DeliverySender
-from worker import reaper, runner
+from worker import evaluate, reaper, runner
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -67,6 +67,10 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
             if job_id is not None:
                 with log_context(job_id=job_id):
                     runner.run_job(job_id, settings)
+                did_work = True
+            evaluation_id = evaluate.next_evaluation(settings)
+            if evaluation_id is not None:
+                evaluate.run_evaluation(evaluation_id, settings)
                 did_work = True
         except (runner.TransientError, *runner.TRANSIENT) as exc:
             log.warning("embedded worker: %s; retrying", exc)

@@ -53,6 +53,7 @@ def reap(settings: Settings | None = None) -> dict[str, int]:
         try:
             with session_factory(settings)() as session:
                 _stale_jobs(session, settings, counts)
+                _stale_evaluations(session, settings, counts)
                 if not settings.embedded_worker:
                     _stale_shards(session, settings, counts)
                     _unsent_jobs(session, settings, counts)
@@ -108,6 +109,48 @@ def _stale_jobs(session: Session, settings: Settings, counts: dict[str, int]) ->
             counts["requeued"] += 1
             if not settings.embedded_worker:
                 jobs.dispatch(session, job.id)
+
+
+def _stale_evaluations(session: Session, settings: Settings, counts: dict[str, int]) -> None:
+    """Evaluations whose worker died (stale heartbeat) go back to the queue, or fail after
+    ``max_attempts``; queued ones the broker never got are sent again."""
+    from app.evaluations import service as evaluations
+    from app.models import Evaluation
+
+    now = utcnow()
+    cutoff = now - settings.stale_after
+    stale = session.scalars(
+        select(Evaluation).where(
+            Evaluation.status == JobStatus.running, Evaluation.heartbeat_at < cutoff
+        )
+    ).all()
+    for row in stale:
+        if row.attempts >= settings.max_attempts:
+            evaluations.fail(
+                session,
+                row.id,
+                "worker_lost",
+                f"the worker running this evaluation was lost {row.attempts} times",
+            )
+            counts["failed"] += 1
+            continue
+        row.status = JobStatus.queued
+        row.stage = "requeued"
+        session.commit()
+        counts["requeued"] += 1
+        if not settings.embedded_worker:
+            evaluations.dispatch(session, row.id)
+    if settings.embedded_worker:
+        return
+    resend = timedelta(seconds=settings.redeliver_after_seconds)
+    for row in session.scalars(
+        select(Evaluation).where(Evaluation.status == JobStatus.queued)
+    ).all():
+        last = row.enqueued_at or row.created_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        if last is not None and now - last >= resend and evaluations.dispatch(session, row.id):
+            counts["resent"] += 1
 
 
 def _unsent_jobs(session: Session, settings: Settings, counts: dict[str, int]) -> None:

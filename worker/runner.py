@@ -168,7 +168,7 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
         dataset = session.get(Dataset, job.dataset_id)
         weights = session.get(Weights, job.weights_id) if job.weights_id else None
         hit = jobs_repo.score_set_by_key(session, job.tenant_id, job.cache_key)
-        if hit is not None:
+        if hit is not None and not jobs.lacks_embeddings(hit):
             jobs.succeed_from_cache(session, job, hit)
             return JobStatus.succeeded
         if dataset is None:
@@ -218,13 +218,15 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
         with factory() as session:
             jobs.mark_failed(session, job_id, "internal_error", f"{type(exc).__name__}: {exc}")
         return JobStatus.failed
-    scores, tokens, fractions, losses, timings = result
+    scores, tokens, fractions, losses, timings, features = result
     losses_key = f"losses/{job_id}.npy" if losses is not None else None
+    embeddings: jobs.KeptEmbeddings | None = None
     try:
         if losses is not None and losses_key is not None:
             buf = io.BytesIO()
             np.save(buf, losses, allow_pickle=False)
             blobs.put_bytes(losses_key, buf.getvalue())
+        embeddings = _keep_embeddings(job_id, features, settings, blobs)
         with factory() as session:
             done = jobs.store_scores(
                 session,
@@ -234,10 +236,13 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
                 mask_fractions=fractions,
                 losses_key=losses_key,
                 timings_=timings,
+                embeddings=embeddings,
             )
     except jobs.JobGone:
         if losses_key is not None:
             blobs.delete(losses_key)
+        if embeddings is not None and embeddings.key is not None:
+            blobs.delete_prefix(embeddings.key)
         return "skipped"
     except TRANSIENT as exc:
         # Scored, but the result could not be stored: the retry scores again (results are
@@ -249,9 +254,38 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
     return done.status if done is not None else "skipped"
 
 
+def _keep_embeddings(
+    job_id: uuid.UUID, features: np.ndarray | None, settings: Settings, blobs: BlobStore
+) -> Any:
+    """Write the job's unmasked features (float16, PCA-reduced when the setting asks) to the
+    blob store under ``embeddings/<job id>``; with no features, record that there are none."""
+    from dlcprune.core import embeddings as emb
+
+    if features is None:
+        return jobs.KeptEmbeddings(key=None, dims=0, projected=False)
+    stored, projection = emb.reduce(features, settings.embeddings_pca_dims or None)
+    prefix = f"embeddings/{job_id}"
+    blobs.put_bytes(f"{prefix}/{emb.FEATURES_FILE}", emb.to_npy(stored))
+    if projection is not None:
+        blobs.put_bytes(f"{prefix}/{emb.PROJECTION_FILE}", projection.to_bytes())
+    return jobs.KeptEmbeddings(
+        key=prefix, dims=int(stored.shape[1]), projected=projection is not None
+    )
+
+
+Scored = tuple[
+    np.ndarray,
+    np.ndarray | None,
+    list[float] | None,
+    np.ndarray | None,
+    dict[str, float],
+    np.ndarray | None,
+]
+
+
 def _score(
     job: Job, dataset: Dataset, weights: Weights | None, settings: Settings, blobs: BlobStore
-) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
+) -> Scored:
     """Score the job's dataset. A ``DatasetError`` leaves with ``local_path`` set: the local
     path its message may name, to be shown as the dataset's name (``public_message``)."""
     local = dataset.uri or dataset.filename
@@ -275,7 +309,7 @@ def _score_open(
     settings: Settings,
     blobs: BlobStore,
     t0: float,
-) -> tuple[np.ndarray, np.ndarray | None, list[float] | None, np.ndarray | None, dict[str, float]]:
+) -> Scored:
     from worker.scoring.dlc import DLCParams, score
 
     weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
@@ -294,14 +328,27 @@ def _score_open(
     if job.method != "dlc":
         from worker.scoring.baselines import BaselineParams, score_baseline
 
+        kept: dict[str, np.ndarray] = {}
         scores, info = score_baseline(
-            ds, backbone, job.method, BaselineParams(**params), progress=reporter
+            ds,
+            backbone,
+            job.method,
+            BaselineParams(**params),
+            progress=reporter,
+            features_out=kept,
         )
-        return scores, None, None, None, {"load_model_s": load_s, **info}
+        return scores, None, None, None, {"load_model_s": load_s, **info}, kept.get("features")
     result = score(ds, backbone, DLCParams(**params), return_losses=True, progress=reporter)
     timings = {"load_model_s": load_s, **result.timings}
     assert result.losses is not None
-    return result.scores, result.tokens, result.mask_fractions.tolist(), result.losses, timings
+    return (
+        result.scores,
+        result.tokens,
+        result.mask_fractions.tolist(),
+        result.losses,
+        timings,
+        result.features,
+    )
 
 
 def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None) -> str | None:

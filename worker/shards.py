@@ -340,6 +340,8 @@ def _advance(job_id: uuid.UUID, phase: str, settings: Settings) -> None:
             mask_fractions=fractions.tolist(),
             losses_key=losses_key,
             timings_={"shards": float(len(parts))},
+            # Features stay on the shards' workers: a sharded job keeps no embeddings.
+            embeddings=jobs.KeptEmbeddings(key=None, dims=0, projected=False),
         )
     blobs.delete_prefix(f"shards/{job_id}")
     log.info("job %s: %d shards merged", job_id, len(parts))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -210,6 +211,8 @@ def _create(session: Session, tenant_id: uuid.UUID, body: JobCreate) -> tuple[uu
         external_id=body.external_id,
     )
     hit = repository.score_set_by_key(session, tenant_id, key)
+    if hit is not None and lacks_embeddings(hit):
+        hit = None
     if hit is not None:
         _mark_succeeded(job, hit, cached=True)
     session.add(job)
@@ -486,9 +489,11 @@ def store_scores(
     mask_fractions: list[float] | None,
     losses_key: str | None,
     timings_: dict[str, float],
+    embeddings: KeptEmbeddings | None = None,
 ) -> Job | None:
     """Write the score set and mark the job succeeded, in one transaction. A score set with the
-    same key (another job, or an earlier delivery of this one) is reused, never duplicated."""
+    same key (another job, or an earlier delivery of this one) is reused, never duplicated; one
+    stored before embeddings were kept takes this job's."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
         raise JobGone(str(job_id))
@@ -516,12 +521,32 @@ def store_scores(
             mask_fractions={"levels": mask_fractions} if mask_fractions is not None else None,
         )
         session.add(score_set)
-        session.flush()
+    if embeddings is not None and score_set.embeddings_dims is None:
+        score_set.embeddings_key = embeddings.key
+        score_set.embeddings_dims = embeddings.dims
+        score_set.embeddings_projected = embeddings.projected
+    session.flush()
     job.timings = timings_
     _mark_succeeded(job, score_set, cached=False)
     announce(session, job)
     session.commit()
     return job
+
+
+@dataclass(frozen=True)
+class KeptEmbeddings:
+    """Where a job's embeddings went: a blob prefix (None: the job had no features), the stored
+    width (0 with no features) and whether PCA reduced them."""
+
+    key: str | None
+    dims: int
+    projected: bool
+
+
+def lacks_embeddings(score_set: ScoreSet) -> bool:
+    """Scores stored before embeddings were kept: a new job for them scores again (so the
+    embeddings come with it) instead of taking them from the cache."""
+    return score_set.embeddings_dims is None
 
 
 def mark_failed(session: Session, job_id: uuid.UUID, code: str, message: str) -> None:

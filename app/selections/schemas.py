@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.embeddings.schemas import ExcludeSuspected
 from app.jobs.schemas import request_model
 from dlcprune.core.selection.params import SelectionParams
-from dlcprune.names import DEFAULT_HARD_CUTOFF, STRATEGIES
+from dlcprune.names import DEFAULT_HARD_CUTOFF, SELECTION_STRATEGIES
 
 # The strategy names as a type, so the schema lists them (an enum in the OpenAPI document).
-StrategyName = Literal.__getitem__(STRATEGIES)  # type: ignore[attr-defined]
+StrategyName = Literal.__getitem__(SELECTION_STRATEGIES)  # type: ignore[attr-defined]
 
 KEEP_HELP = (
     "deprecated alias of keep_ratio / keep_count: a number <= 1 is a ratio, a whole number "
@@ -82,6 +83,12 @@ class SelectionCreate(_KeepFields, _SelectionRest):  # type: ignore[misc, valid-
                 {"keep_ratio": 0.1, "strategy": "easy"},
             ]
         },
+    )
+
+    exclude_suspected: ExcludeSuspected | None = Field(
+        default=None,
+        description="leave out suspected mislabels (lowest self-confidence) before selecting: "
+        "a share of the samples or a confidence threshold",
     )
 
 

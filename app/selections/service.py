@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app import pagination
 from app.blobstore import BlobStore
 from app.datasets.indexing import DatasetIndex, load_index
+from app.embeddings import service as embeddings
 from app.errors import conflict, not_found, unprocessable
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
@@ -20,7 +21,8 @@ from app.selections import provenance
 from app.selections.schemas import Provenance, SelectionCreate, SelectionRead
 from dlcprune.core.selection import SelectionError, Subset
 from dlcprune.core.selection import select as select_subset
-from dlcprune.names import DEFAULT_HARD_CUTOFF
+from dlcprune.core.selection.features import select_features
+from dlcprune.names import DEFAULT_HARD_CUTOFF, FEATURE_STRATEGIES
 
 
 def _job_inputs(
@@ -35,22 +37,52 @@ def _job_inputs(
     return scores, load_index(blobs, dataset.index_key), dataset
 
 
-def run_strategy(scores: np.ndarray, labels: Any, body: SelectionCreate) -> Subset:
-    """The subset ``body`` asks for over a job's scores: the one call stored selections and
-    previews both make, so a preview keeps exactly what the selection will. Unscored samples are
-    never kept; a request the strategy refuses answers 422 with its code. ``keep_count`` is a
-    count even at 1 (the strategies read a bare 1 as "everything")."""
+def run_strategy(
+    scores: np.ndarray,
+    labels: Any,
+    body: Any,
+    features: np.ndarray | None = None,
+    left_out: np.ndarray | None = None,
+) -> Subset:
+    """The subset ``body`` asks for over a job's scores (or, for a feature strategy, its kept
+    embeddings ``features``): the one call stored selections, previews and evaluations make, so
+    a preview keeps exactly what the selection will. Unscored samples and the positions in
+    ``left_out`` (suspected mislabels) are never kept; a request the strategy refuses answers
+    422 with its code. ``keep_count`` is a count even at 1 (the strategies read a bare 1 as
+    "everything")."""
+    if left_out is not None and len(left_out):
+        scores = np.array(scores, dtype=np.float32, copy=True)
+        scores[left_out] = np.nan
     keep: float = body.keep
     keep_total = None
-    if body.keep_count is not None:
+    keep_count = getattr(body, "keep_count", None)
+    if keep_count is not None:
         scored = int(np.isfinite(np.asarray(scores, dtype=np.float64)).sum())
-        if body.keep_count > scored:
+        if keep_count > scored:
             raise unprocessable(
                 "invalid_selection",
-                f"keep_count {body.keep_count} exceeds the {scored} samples with a score",
+                f"keep_count {keep_count} exceeds the {scored} samples with a score",
             )
-        keep, keep_total = (1.0, 1) if body.keep_count == 1 else (int(body.keep_count), None)
+        keep, keep_total = (1.0, 1) if keep_count == 1 else (int(keep_count), None)
     try:
+        if body.strategy in FEATURE_STRATEGIES:
+            if features is None:
+                raise SelectionError(
+                    f"{body.strategy} selects from the job's kept embeddings; it has no preview"
+                )
+            from threadpoolctl import threadpool_limits
+
+            # Matrix-vector products, one per pick: one BLAS thread is faster on a busy machine.
+            with threadpool_limits(limits=1):
+                return select_features(
+                    features,
+                    labels,
+                    keep=keep,
+                    keep_total=keep_total,
+                    strategy=body.strategy,
+                    seed=body.seed,
+                    eligible=~np.isnan(scores),
+                )
         return select_subset(
             scores,
             labels,
@@ -77,7 +109,15 @@ def create(
     scores, index, dataset = _job_inputs(session, blobs, job)
     if len(scores) != len(index):
         raise conflict("scores_mismatch", "the scores do not match the dataset's index")
-    result = run_strategy(scores, index.label_array(), body)
+    features = left_out = None
+    if body.strategy in FEATURE_STRATEGIES or body.exclude_suspected is not None:
+        found = embeddings.features_of(session, blobs, job)
+        if body.strategy in FEATURE_STRATEGIES:
+            features = embeddings.load_features(blobs, found.key)
+        if body.exclude_suspected is not None:
+            rule = body.exclude_suspected
+            left_out, _ = embeddings.suspected(blobs, found, rule.share, rule.threshold)
+    result = run_strategy(scores, index.label_array(), body, features, left_out)
     # The selection labels classes by code; report them by name, in the dataset's class order.
     if index.labelled:
         by_code = {int(k): v for k, v in result.class_counts.items()}
@@ -95,7 +135,7 @@ def create(
         seed=int(body.seed),
         size=result.size,
         class_counts=counts,
-        excluded=int(np.isnan(scores).sum()),
+        excluded=int(np.isnan(scores).sum()) + (len(left_out) if left_out is not None else 0),
         indices=np.ascontiguousarray(result.indices, dtype="<i8").tobytes(),
     )
     session.add(row)

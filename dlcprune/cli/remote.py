@@ -422,3 +422,7 @@ from dlcprune.cli.remote_webhooks import webhooks  # noqa: E402 - uses this modu
 
 remote.add_typer(webhooks, name="webhooks")
 remote.add_typer(exports, name="exports")
+
+from dlcprune.cli.remote_evaluations import evaluations  # noqa: E402 - uses this module's options
+
+remote.add_typer(evaluations, name="evaluate")

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from dlcprune.client._evaluations import Evaluation, EvaluationCalls
 from dlcprune.client._http import (
     DEFAULT_TIMEOUT,
     VERSION,
@@ -98,6 +99,7 @@ __all__ = [
     "Delivery",
     "DlcpruneError",
     "ErrorInfo",
+    "Evaluation",
     "Item",
     "Job",
     "JobFailed",
@@ -121,7 +123,7 @@ Id = str | uuid.UUID
 ProgressCallback = Callable[[float, Job], object]
 
 
-class Client(Http):
+class Client(EvaluationCalls, Http):
     """A dlcprune service at ``base_url`` (``http://127.0.0.1:8000``), with an optional API key
     (sent as ``Authorization: Bearer``). ``timeout`` (seconds, or an ``httpx.Timeout``) bounds each
     network operation, not a whole transfer. ``http`` takes an ``httpx.Client`` of your own

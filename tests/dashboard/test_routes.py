@@ -68,13 +68,13 @@ def _param(op: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_the_schema_says_what_dlcprune_names_says(openapi: dict[str, Any]) -> None:
     create = openapi["components"]["schemas"]["SelectionCreate"]["properties"]
-    assert create["strategy"]["enum"] == list(names.STRATEGIES)
+    assert create["strategy"]["enum"] == list(names.SELECTION_STRATEGIES)
     assert create["strategy"]["default"] == names.DEFAULT_STRATEGY
     assert create["split"]["default"] == names.DEFAULT_SPLIT
     assert create["hard_cutoff"]["default"] == names.DEFAULT_HARD_CUTOFF
 
     plot = openapi["paths"]["/v1/jobs/{job_id}/plots/distribution.{fmt}"]["get"]
-    assert _param(plot, "strategy")["enum"] == list(names.STRATEGIES)
+    assert _param(plot, "strategy")["enum"] == list(names.SELECTION_STRATEGIES)
     assert _param(plot, "strategy")["default"] == names.DEFAULT_STRATEGY
     assert _param(plot, "split")["default"] == names.DEFAULT_SPLIT
 

@@ -9,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import Api, finish
@@ -47,6 +48,10 @@ def test_text_classification_with_minilm(api_a: Api, tmp_path: Path) -> None:
     assert export.headers["content-type"].startswith("application/jsonl")
     lines = path.read_bytes().splitlines(keepends=True)
     assert export.content == b"".join(lines[int(k[1:])] for k in kept)
+    # The encoder's features are kept (MiniLM: 384 wide), and evaluations can use them.
+    emb = api_a.get(f"/v1/jobs/{job['id']}/embeddings")
+    assert emb.status_code == 200
+    assert np.load(io.BytesIO(emb.content), allow_pickle=False).shape == (12, 384)
     # MiniLM takes text only.
     refused = api_a.post("/v1/jobs", json={**body, "model": "efficientnet_lite0"})
     assert error_of(refused) == (422, "unsupported_dataset")
@@ -72,6 +77,13 @@ def test_instructions_with_an_uploaded_causal_lm(
     assert finish(job) == "succeeded"
     done = api_a.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded" and done["unscored"] == 2
+    # No class features for instructions: no embeddings, no evaluation, each saying why.
+    none = api_a.get(f"/v1/jobs/{job['id']}/embeddings")
+    assert error_of(none) == (409, "no_embeddings") and "instruction" in none.text
+    ev = api_a.post(
+        f"/v1/jobs/{job['id']}/evaluations", json={"strategies": ["flexrand"], "keep": [0.5]}
+    )
+    assert error_of(ev) == (422, "unlabelled_dataset") and "no labels" in ev.text
     items = api_a.get(f"/v1/jobs/{job['id']}/scores").json()["items"]
     unscored = {i["sample_id"] for i in items if i["score"] is None}
     assert unscored == {"q8", "q9"}

@@ -134,8 +134,13 @@ def score_baseline(
     *,
     progress: ProgressCallback | None = None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    features_out: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Scores (N,) float32 of ``method`` for a labelled dataset, and timings."""
+    """Scores (N,) float32 of ``method`` for a labelled dataset, and timings.
+
+    With ``features_out``, the samples' unmasked backbone features (N, F) float32 are left in it
+    under ``"features"`` (the training-free methods have them anyway; ``random`` and the
+    training-based ones make one more unmasked pass for them)."""
     if method not in BASELINES:
         raise ParameterError(f"unknown method {method!r}; baselines: {', '.join(BASELINES)}")
     params = (params or BaselineParams()).validate()
@@ -145,11 +150,13 @@ def score_baseline(
     targets = class_targets(dataset.labels, classes)
     if len(classes) < 2:
         raise ParameterError("the baselines need at least two classes")
-    if method == "random":
+    if method == "random" and features_out is None:
         rng = np.random.default_rng(np.random.SeedSequence([params.seed, 7919]))
         return rng.random(n).astype(np.float32), {"total_s": time.perf_counter() - t0}
     training = method in TRAINING_BASED
     passes = 1 if not training else 1 + params.seeds * (params.epochs + 1)
+    if training and features_out is not None:
+        passes += 1
 
     def report(stage: str, done: int, samples: int) -> None:
         if progress is not None:
@@ -160,8 +167,14 @@ def score_baseline(
     ).resolved(dataset.kind)
     inputs = prepare(dataset, backbone, dlc_like, memory_limit, None, report)
     try:
-        if not training:
+        if method == "random":
+            features_out["features"] = _features(inputs, backbone, params, report)  # type: ignore[index]
+            rng = np.random.default_rng(np.random.SeedSequence([params.seed, 7919]))
+            scores = rng.random(n)
+        elif not training:
             feats = _features(inputs, backbone, params, report)
+            if features_out is not None:
+                features_out["features"] = feats
             if method == "herding":
                 scores = _per_class(herding_ranks, feats, targets)
             elif method == "kcenter_greedy":
@@ -169,6 +182,8 @@ def score_baseline(
             else:
                 scores = _per_class(moderate_scores, feats, targets)
         else:
+            if features_out is not None:
+                features_out["features"] = _features(inputs, backbone, params, report)
             scores = _training_scores(
                 inputs, backbone, targets, len(classes), method, params, report
             )

@@ -60,6 +60,9 @@ class ScoreResult:
     unscored: list[str] = field(default_factory=list)
     # Path levels the score averages (0 = unmasked); all of 0..L unless stopped early.
     levels_used: list[int] = field(default_factory=list)
+    # The unmasked backbone features (N, F) float32 (labelled data; None for instructions and
+    # for shards, whose features are spread over workers).
+    features: np.ndarray | None = None
 
     def write_csv(self, path: str) -> None:
         """``sample_id,label,score``: one row per sample in dataset order; scores round-trip.
@@ -210,9 +213,10 @@ def score(
 
     inputs = prepare(dataset, backbone, params, memory_limit, cache_dir, report)
     timings["prepare_s"] = time.perf_counter() - t0
+    kept: dict[str, np.ndarray] = {}
     try:
         losses, fractions, used = _score_prepared(
-            inputs, targets_np, len(classes), backbone, params, report
+            inputs, targets_np, len(classes), backbone, params, report, features_out=kept
         )
     finally:
         inputs.close()
@@ -241,6 +245,7 @@ def score(
         tokens=tokens,
         unscored=unscored,
         levels_used=used,
+        features=kept.get("features"),
     )
 
 
@@ -252,12 +257,14 @@ def _score_prepared(
     params: DLCParams,
     report: Callable[[str, int, int], None],
     prototypes_np: np.ndarray | None = None,
+    features_out: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Losses (L+1, N) float32 (row 0 unmasked, row j level j), the masked share per level, and
     the levels computed (all, or fewer with early stopping).
 
     ``prototypes_np`` (K, F): given by a shard's coordinator; otherwise computed here from the
-    unmasked features of all the inputs."""
+    unmasked features of all the inputs; then, with ``features_out``, those features (N, F)
+    float32 are left in it under ``"features"``."""
     assert params.levels is not None
     n = len(inputs)
     losses = np.zeros((params.levels + 1, n), dtype=np.float32)
@@ -314,6 +321,8 @@ def _score_prepared(
             hi = min(n, lo + params.batch_size)
             z = torch.from_numpy(features[lo:hi]).to(backbone.device)
             losses[0, lo:hi] = prototype_loss(z, prototypes, targets[lo:hi]).cpu().numpy()
+        if features_out is not None:
+            features_out["features"] = features
         del features
 
     stage["done"] = 1

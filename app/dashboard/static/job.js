@@ -4,7 +4,9 @@
  * selection builder and the job's selections.
  */
 
-import { api, apiJson, downloadLink, poll, POLL_MS, sampleQueue, setImage } from "./api.js";
+import {
+  api, apiJson, downloadLink, poll, POLL_MS, postJson, sampleQueue, setImage,
+} from "./api.js";
 import { builderCard } from "./builder.js";
 import {
   card, fmtDuration, fmtInt, fmtPct, fmtScore, fmtTime, h, paramsText, progressBar, shortId,
@@ -97,6 +99,42 @@ async function renderResults(ctx, root, job, dataset) {
   );
   const selections = selectionsCard(ctx, job);
   root.append(builderCard(ctx, job, summary, vocab, selections.reload), selections.el);
+  const evaluation = await evaluationCard(ctx, job, selections.reload);
+  if (evaluation && ctx.alive()) root.append(evaluation);
+}
+
+// The latest succeeded evaluation: accuracy against keep per strategy, and its recommendation
+// turned into a selection in one click.
+async function evaluationCard(ctx, job, reloadSelections) {
+  let list;
+  try {
+    list = await apiJson(`v1/jobs/${job.id}/evaluations?limit=20`);
+  } catch (err) {
+    return null;
+  }
+  const ev = list.items.find((e) => e.status === "succeeded");
+  if (!ev) return null;
+  const rec = ev.result.recommendation;
+  const text = rec
+    ? `recommended: ${rec.strategy} at keep ${rec.keep} (within ${rec.tolerance} of the full set)`
+    : "no keep ratio stayed within the tolerance of the full set";
+  const body = [plotFigure(ctx, "evaluation-img", `v1/evaluations/${ev.id}/plot`,
+    "Held-out accuracy against keep ratio per strategy", text)];
+  if (rec) {
+    const button = h("button", { type: "button", id: "evaluation-select" },
+      "Select the recommendation");
+    button.addEventListener("click", async () => {
+      try {
+        await postJson(`v1/evaluations/${ev.id}/select`, {});
+        toast("Selection stored from the recommendation.");
+        reloadSelections();
+      } catch (err) {
+        toast(err.message, "error");
+      }
+    });
+    body.push(button);
+  }
+  return card("Evaluation", `${ev.result.seeds} paired seeds; ${ev.probe}`, ...body);
 }
 
 function plotFigure(ctx, id, path, alt, caption) {

@@ -15,7 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dlcprune.core.params import check_fields, param, required_param
-from dlcprune.names import DEFAULT_HARD_CUTOFF, DEFAULT_SPLIT, DEFAULT_STRATEGY, STRATEGIES
+from dlcprune.names import (
+    DEFAULT_HARD_CUTOFF,
+    DEFAULT_SPLIT,
+    DEFAULT_STRATEGY,
+    SELECTION_STRATEGIES,
+)
 
 __all__ = ["SelectionParams"]
 
@@ -36,8 +41,9 @@ class SelectionParams:
         DEFAULT_STRATEGY,
         "flexrand (the default), easy / hard (top-K lowest / highest scores per class), random, "
         "stratified (random per class), or ccs (coverage-centric: the hardest hard_cutoff share "
-        "dropped, the rest drawn evenly across score strata)",
-        choices=STRATEGIES,
+        "dropped, the rest drawn evenly across score strata); over the job's kept embeddings: "
+        "kcenter (k-Center greedy), herding, moderate (Moderate-DS)",
+        choices=SELECTION_STRATEGIES,
     )
     split: float = param(
         DEFAULT_SPLIT,
