@@ -17,6 +17,7 @@ import io
 import os
 import re
 import subprocess
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -271,6 +272,23 @@ def test_dashboard_in_a_browser(service: str, tmp_path: Path) -> None:
             assert set(names) <= set(members)
 
             assert page.evaluate("window.__sameDocument") is True
+
+            # An evaluation of the job: its plot on the job page, its recommendation selected
+            # in one click.
+            ev = httpx.post(
+                f"{service}/v1/jobs/{job_id}/evaluations",
+                json={"strategies": ["moderate"], "keep": [0.5], "seeds": 2, "tolerance": 1.0},
+            ).json()
+            for _ in range(600):
+                ev = httpx.get(f"{service}/v1/evaluations/{ev['id']}").json()
+                if ev["status"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.2)
+            assert ev["status"] == "succeeded", ev
+            page.reload()
+            expect(page.locator("#evaluation-img")).to_have_attribute("data-loaded", "true")
+            page.click("#evaluation-select")
+            expect(page.locator("#selections-table tbody tr[data-selection-id]")).to_have_count(2)
             assert js_errors == []
             assert foreign == [], foreign
         finally:
