@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcprune.client import AsyncClient, Client, verify_webhook
+from dlcprune.client import AsyncClient, Client, JobFailed, verify_webhook
 from tests.client.conftest import FAST, Embedded
 from tests.conftest import DLCPRUNE
 from tests.service.receiver import receiver
@@ -61,6 +61,11 @@ def test_list_scores_preview_cancel_delete(embedded: Embedded, colours: Path) ->
     again = _cli(embedded, "cancel", job.id)
     assert again.returncode == 1 and again.stderr.startswith("dlcprune: error: job_finished: ")
 
+    # A cancel is asked for; until the worker stops the job, the dataset is busy.
+    with Client(embedded.url, api_key=embedded.key) as client:
+        with pytest.raises(JobFailed):
+            client.wait(slow, poll=0.2, timeout=300)
+        assert client.job(slow).status == "cancelled"
     assert json.loads(_ok(_cli(embedded, "delete", ds.id, "--json"))) == {"deleted": ds.id}
     gone = _cli(embedded, "list", "jobs", "--dataset-id", ds.id, "--json")
     assert json.loads(_ok(gone)) == []
