@@ -80,7 +80,7 @@ def put_images(fs, prefix: str, per_class: int = 8) -> dict[str, bytes]:  # type
 
 
 def refer(api: Api, uri: str, **options: object):  # type: ignore[no-untyped-def]
-    return api.post("/v1/datasets/references", json={"uri": uri, **options})
+    return api.post("/v1/dataset-references", json={"uri": uri, **options})
 
 
 def score(api: Api, dataset: dict) -> dict:
