@@ -225,6 +225,7 @@ async def create_dataset(
     return _answer(request, settings, made)
 
 
+@router.post("/references", include_in_schema=False, status_code=201)
 @references_router.post(
     "/v1/dataset-references",
     status_code=201,

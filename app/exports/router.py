@@ -15,6 +15,7 @@ from app.exports import service
 from app.exports.schemas import ExportCreate, ExportList, ExportRead
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
 from app.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
+from app.pagination import CursorQuery
 
 router = APIRouter(tags=["exports"])
 
@@ -78,12 +79,17 @@ def list_store_exports(
     tenant: TenantDep,
     selection_id: Annotated[uuid.UUID | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
 ) -> ExportList:
-    rows, total = service.list_(session, tenant, selection_id, limit, offset)
+    rows, total, next_cursor = service.list_(session, tenant, selection_id, limit, offset, cursor)
     url = base_url(request, settings)
     return ExportList(
-        items=[service.to_read(r, url) for r in rows], total=total, limit=limit, offset=offset
+        items=[service.to_read(r, url) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_cursor=next_cursor,
     )
 
 

@@ -63,3 +63,4 @@ class ExportList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None

@@ -7,10 +7,10 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import idempotency, queue
+from app import idempotency, pagination, queue
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import public_message
@@ -126,20 +126,18 @@ def get(session: Session, tenant_id: uuid.UUID, export_id: uuid.UUID) -> StoreEx
 
 
 def list_(
-    session: Session, tenant_id: uuid.UUID, selection_id: uuid.UUID | None, limit: int, offset: int
-) -> tuple[list[StoreExport], int]:
-    where = [StoreExport.tenant_id == tenant_id]
+    session: Session,
+    tenant_id: uuid.UUID,
+    selection_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+) -> tuple[list[StoreExport], int, str | None]:
+    """(rows, total, next_cursor), newest first (app.pagination)."""
+    query = select(StoreExport).where(StoreExport.tenant_id == tenant_id)
     if selection_id is not None:
-        where.append(StoreExport.selection_id == selection_id)
-    total = session.scalar(select(func.count()).select_from(StoreExport).where(*where)) or 0
-    rows = session.scalars(
-        select(StoreExport)
-        .where(*where)
-        .order_by(StoreExport.created_at.desc(), StoreExport.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), int(total)
+        query = query.where(StoreExport.selection_id == selection_id)
+    return pagination.page(session, query, StoreExport, limit=limit, offset=offset, cursor=cursor)
 
 
 def cancel(session: Session, tenant_id: uuid.UUID, export_id: uuid.UUID) -> StoreExport:

@@ -67,6 +67,7 @@ def test_stateful_links_pass_every_check(stateful_app, key_a: str) -> None:  # t
         Machine,
         settings=settings(
             max_examples=40,
+            derandomize=True,  # the same sequences every run: a failure reproduces
             stateful_step_count=8,
             deadline=None,
             suppress_health_check=list(HealthCheck),

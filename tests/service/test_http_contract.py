@@ -586,3 +586,11 @@ def test_one_key_and_one_upload_make_one_resource_on_the_embedded_default(
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_references_have_their_own_operation_and_the_old_paths_work(api: Api) -> None:
+    body = {"uri": "file:///nowhere/at/all", "name": "x"}
+    for path in ("/v1/dataset-references", "/v1/datasets/references", "/v1/datasets"):
+        resp = api.post(path, json=body)
+        assert resp.status_code == 422, (path, resp.text)
+        assert error_code(resp) in ("reference_not_allowed", "reference_not_found"), path
