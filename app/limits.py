@@ -1,6 +1,9 @@
 """Per-tenant limits, answered ``429`` with ``Retry-After`` (0 in a setting: no limit).
 
-- ``DLCPRUNE_TENANT_MAX_ACTIVE_JOBS``: jobs queued or running at once (``too_many_jobs``);
+- ``DLCPRUNE_TENANT_MAX_ACTIVE_JOBS``: jobs queued or running at once (``too_many_jobs``); the
+  on PostgreSQL the count and the new job's insert are serialised per tenant (a
+  transaction-level advisory lock), so simultaneous posts cannot pass the limit together (on the
+  embedded SQLite default, a single process, the check is not serialised);
 - ``DLCPRUNE_TENANT_MAX_STORED_BYTES``: bytes of uploaded datasets and weights kept
   (``storage_limit``; deleting datasets or weights frees room);
 - ``DLCPRUNE_RATE_LIMIT_PER_S`` and ``DLCPRUNE_RATE_LIMIT_BURST``: requests per second, a token
@@ -14,18 +17,28 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import too_many
 from app.models import Dataset, Job, JobStatus, Weights
 
+# The first key of the advisory locks taken per tenant while a job is created.
+_ACTIVE_JOBS_LOCK = 727276
+
 
 def check_active_jobs(session: Session, settings: Settings, tenant_id: uuid.UUID) -> None:
+    """Refuse a new job past the tenant's limit. Call it in the transaction that inserts the job:
+    on PostgreSQL it takes the tenant's advisory lock until that transaction ends."""
     limit = settings.tenant_max_active_jobs
     if not limit:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:k, hashtext(:t))"),
+            {"k": _ACTIVE_JOBS_LOCK, "t": str(tenant_id)},
+        )
     active = session.scalar(
         select(func.count())
         .select_from(Job)

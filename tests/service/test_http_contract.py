@@ -594,3 +594,31 @@ def test_references_have_their_own_operation_and_the_old_paths_work(api: Api) ->
         resp = api.post(path, json=body)
         assert resp.status_code == 422, (path, resp.text)
         assert error_code(resp) in ("reference_not_allowed", "reference_not_found"), path
+
+
+def test_simultaneous_job_posts_do_not_pass_the_active_jobs_limit(
+    api: Api, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve posts of different jobs at once against a limit of 3: exactly 3 are accepted."""
+    from app.config import reset_settings
+
+    ds = api.upload(images, copy=True).json()
+    monkeypatch.setenv("DLCPRUNE_TENANT_MAX_ACTIVE_JOBS", "3")
+    reset_settings()
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(
+                pool.map(
+                    lambda n: api.post(
+                        "/v1/jobs",
+                        json={"dataset_id": ds["id"], "params": {**FAST, "levels": 20 + n}},
+                    ),
+                    range(12),
+                )
+            )
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [202] * 3 + [429] * 9, [a.text for a in answers if a.status_code >= 300]
+    assert {error_code(a) for a in answers if a.status_code == 429} == {"too_many_jobs"}
