@@ -18,7 +18,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {
     401: {"description": "missing or invalid API key"},
     404: {"description": "no such job for this tenant"},
-    409: {"description": "job not finished, or no embeddings kept (the message says to rescore)"},
+    409: {
+        "description": "job not finished, no embeddings kept (the message says to rescore), "
+        "or no projection"
+    },
     422: {"description": "invalid parameters, or a dataset without labels"},
 }
 
@@ -70,9 +73,13 @@ def get_projection(
     found = service.job_features(session, blobs, tenant, job_id)
     projection = service.load_projection(blobs, found.key)
     if projection is None:
-        from app.errors import not_found
+        from app.errors import conflict
 
-        raise not_found("projection of job", job_id)
+        raise conflict(
+            "no_projection",
+            f"job {job_id} kept its features whole (DLCPRUNE_EMBEDDINGS_PCA_DIMS was 0): there is "
+            "no projection",
+        )
     return Response(projection.to_bytes(), media_type="application/octet-stream")
 
 

@@ -157,4 +157,4 @@ def test_baseline_jobs_keep_pca_reduced_embeddings(
         assert z["components"].shape == (8, 1280) and z["mean"].shape == (1280,)
     # the first job kept its features whole: no projection
     whole = api_a.get(f"/v1/jobs/{scored['job']['id']}/embeddings/projection")
-    assert whole.status_code in (404, 409)
+    assert (whole.status_code, error_code(whole)) == (409, "no_projection")
