@@ -287,16 +287,18 @@ def evaluate(
     rows: list[tuple[str, str, str, float]],
     ratios: list[float],
     seeds: int,
+    jobs: int = 1,
 ) -> tuple[Results, Results]:
     """Per row, ratio and seed: the fine-tuning protocol's test accuracy and the frozen-feature
     probe's (the evaluations' proxy) on the same subset. Seed s selects with seed s and trains
     with seed 1000 + s for every row (paired seeds)."""
     results: Results = {}
     proxy: Results = {}
+    probes = []  # the probe fits, run in parallel once the protocol's are done
     for label, score_name, strategy, split in rows:
         results[label], proxy[label] = {}, {}
         for ratio in ratios:
-            accs, probes = [], []
+            accs = []
             for seed in range(seeds):
                 sel = select(
                     scored.scores[score_name],
@@ -307,19 +309,22 @@ def evaluate(
                     seed=seed,
                 )
                 accs.append(proto.fit(sel.indices, seed=1000 + seed))
-                probes.append(
-                    probe_accuracy(
-                        proto.train_f,
-                        data.labels,
-                        proto.test_f,
-                        data.test_labels,
-                        sel.indices,
-                        seed=1000 + seed,
-                    )
-                )
-            results[label][ratio], proxy[label][ratio] = accs, probes
+                probes.append((label, ratio, sel.indices, 1000 + seed))
+            results[label][ratio] = accs
         mean = np.mean([np.mean(v) for v in results[label].values()])
         print(f"  {label:44} average accuracy {mean:.4f}", flush=True)
+    from joblib import Parallel, delayed
+
+    t0 = time.perf_counter()
+    accs = Parallel(n_jobs=jobs)(
+        delayed(probe_accuracy)(
+            proto.train_f, data.labels, proto.test_f, data.test_labels, idx, seed=seed
+        )
+        for _, _, idx, seed in probes
+    )
+    for (label, ratio, _, _), acc in zip(probes, accs, strict=True):
+        proxy[label].setdefault(ratio, []).append(acc)
+    print(f"  {len(probes)} probe fits in {time.perf_counter() - t0:.1f} s", flush=True)
     return results, proxy
 
 
@@ -366,6 +371,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training-based scores")
     parser.add_argument("--train-seeds", type=int, default=2, help="training-based scores")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the probe fits")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "docs" / "quality.md"))
     parser.add_argument(
@@ -387,6 +394,8 @@ def main() -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     rows = HEADLINE + (OTHERS if args.methods == "all" else [])
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     started = time.time()
     report: dict[str, Any] = {"args": vars(args), "datasets": {}, "machine": machine(args)}
@@ -401,7 +410,9 @@ def main() -> None:
             study = (
                 [(f"DLC {k}", f"dlc:{k}", "flexrand", 0.5) for k in VARIANTS] if variants else []
             )
-            results, proxy = evaluate(data, proto, scored, rows + study, ratios, args.seeds)
+            results, proxy = evaluate(
+                data, proto, scored, rows + study, ratios, args.seeds, args.jobs
+            )
             report["datasets"][name] = {
                 "title": data.name,
                 "notes": data.notes,
