@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.quality_data import Data, digits, glyphs, icons, text  # noqa: E402
+from bench.quality_data import Data, digits, glyphs, icons, pack, text, unpack  # noqa: E402
 from bench.quality_report import merge, write_report  # noqa: E402
 from bench.quality_stats import auroc, probe_accuracy, self_confidence  # noqa: E402
 from dlcprune.core.formats import open_dataset  # noqa: E402
@@ -342,7 +342,12 @@ def label_issues(data: Data, proto: Protocol, scored: Scored) -> dict[str, float
     }
 
 
-def load(name: str, root: Path, device: str) -> tuple[Data, Backbone]:
+def load(name: str, root: Path, device: str, packs: str | None) -> tuple[Data, Backbone]:
+    """A dataset by name, built here or, with ``packs``, read from ``packs/<name>.npz``."""
+    if packs and (Path(packs) / f"{name}.npz").exists():
+        data = unpack(Path(packs) / f"{name}.npz", root)
+        model = "efficientnet_lite0" if data.kind == "image" else "all-minilm-l6-v2"
+        return data, load_backbone(model, device=device)
     image = {
         "digits": lambda: digits(root, 0.0),
         "digits-noisy": lambda: digits(root, 0.2),
@@ -371,6 +376,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training-based scores")
     parser.add_argument("--train-seeds", type=int, default=2, help="training-based scores")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--packs", default=None, help="folder of prebuilt image sets")
+    parser.add_argument(
+        "--pack", default=None, help="build the --datasets into this folder and stop"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes for the probe fits")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--quick", action="store_true")
@@ -391,6 +400,13 @@ def main() -> None:
         args.datasets, args.seeds, args.ratios = "digits", 2, "0.1,0.5,0.9"
         args.steps, args.levels, args.epochs, args.train_seeds = 60, 5, 1, 1
         args.no_variants = True
+    if args.pack:
+        Path(args.pack).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.datasets.split(","):
+                data, _ = load(name, Path(tmp), "cpu", None)
+                pack(data, Path(args.pack) / f"{name}.npz")
+        return
     ratios = [float(r) for r in args.ratios.split(",")]
     rows = HEADLINE + (OTHERS if args.methods == "all" else [])
     torch.manual_seed(0)
@@ -402,24 +418,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dlc-quality-") as tmp:
         for name in args.datasets.split(","):
             t_set = time.time()
-            data, bb = load(name, Path(tmp), args.device)
+            data, bb = load(name, Path(tmp), args.device, args.packs)
             print(f"{data.name}: {data.notes}", flush=True)
             variants = not args.no_variants and data.kind == "image"
-            scored = compute_scores(data, bb, args, {r[1] for r in rows}, variants)
-            proto = Protocol(data, bb, args.steps, args.batch, args.image_size)
             study = (
                 [(f"DLC {k}", f"dlc:{k}", "flexrand", 0.5) for k in VARIANTS] if variants else []
             )
-            results, proxy = evaluate(
-                data, proto, scored, rows + study, ratios, args.seeds, args.jobs
-            )
+            i, k = (int(v) for v in args.shard.split("/"))
+            mine = (rows + study)[i::k]
+            needed = {r[1] for r in mine}
+            studied = variants and any(":" in n for n in needed)
+            scored = compute_scores(data, bb, args, needed, studied)
+            proto = Protocol(data, bb, args.steps, args.batch, args.image_size)
+            results, proxy = evaluate(data, proto, scored, mine, ratios, args.seeds, args.jobs)
             report["datasets"][name] = {
                 "title": data.name,
                 "notes": data.notes,
                 "results": results,
                 "proxy": proxy,
                 "variants": [r[0] for r in study],
-                "label_issues": label_issues(data, proto, scored),
+                "label_issues": label_issues(data, proto, scored) if i == 0 else {},
                 "seconds": scored.seconds,
                 "minutes": (time.time() - t_set) / 60,
             }

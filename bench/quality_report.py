@@ -36,6 +36,12 @@ def fmt(ci: tuple[float, float, float], sign: bool = False) -> str:
     return f"**{s}**" if sign and excludes_zero(ci) else s
 
 
+def ordered(res: dict[str, Results], ratios: list[float]) -> dict[str, Results]:
+    """The control first, then the rows by average accuracy, best first."""
+    rest = sorted((m for m in res if m != CONTROL), key=lambda m: -per_seed(res[m], ratios).mean())
+    return {m: res[m] for m in [CONTROL, *rest] if m in res}
+
+
 def accuracy_table(res: dict[str, Results], ratios: list[float]) -> list[str]:
     lines = [
         "| method | " + " | ".join(f"{r:.0%}" for r in ratios) + " | average |",
@@ -208,7 +214,7 @@ def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: A
         "| --- | --- | --- | --- |",
     ]
     for name, d in report["datasets"].items():
-        res = d["results"]
+        res = d["results"] = ordered(d["results"], ratios)
         lines += [f"## {d['title']}", "", d["notes"] + f" ({d['minutes']:.0f} minutes).", ""]
         lines += [*accuracy_table(res, ratios), "", *difference_table(res, ratios)]
         plot_gaps(res, ratios, d["title"], img / f"quality-{name}.png")
@@ -259,7 +265,13 @@ def merge(paths: list[str], out: Path) -> None:
         for name, d in run["datasets"].items():
             for key in ("results", "proxy"):  # JSON made the ratio keys strings
                 d[key] = {m: {float(r): v for r, v in rs.items()} for m, rs in d[key].items()}
-            merged["datasets"][name] = d
+            if name in merged["datasets"]:  # another shard of the same dataset: join its rows
+                have = merged["datasets"][name]
+                for key in ("results", "proxy", "seconds", "label_issues"):
+                    have[key] = {**have[key], **d[key]}
+                have["minutes"] = max(have["minutes"], d["minutes"])
+            else:
+                merged["datasets"][name] = d
     merged["machine"] = "; ".join(dict.fromkeys(machines))
     args = argparse.Namespace(**merged["args"])
     ratios = [float(r) for r in args.ratios.split(",")]
