@@ -43,6 +43,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,15 +289,19 @@ def evaluate(
     ratios: list[float],
     seeds: int,
     jobs: int = 1,
+    checkpoint: Callable[[Results, Results], None] | None = None,
 ) -> tuple[Results, Results]:
     """Per row, ratio and seed: the fine-tuning protocol's test accuracy and the frozen-feature
     probe's (the evaluations' proxy) on the same subset. Seed s selects with seed s and trains
     with seed 1000 + s for every row (paired seeds)."""
+    from joblib import Parallel, delayed
+
     results: Results = {}
     proxy: Results = {}
-    probes = []  # the probe fits, run in parallel once the protocol's are done
     for label, score_name, strategy, split in rows:
         results[label], proxy[label] = {}, {}
+        t0 = time.perf_counter()
+        probes = []  # the probe fits of this row, run in parallel after the protocol's
         for ratio in ratios:
             accs = []
             for seed in range(seeds):
@@ -309,22 +314,25 @@ def evaluate(
                     seed=seed,
                 )
                 accs.append(proto.fit(sel.indices, seed=1000 + seed))
-                probes.append((label, ratio, sel.indices, 1000 + seed))
+                probes.append((ratio, sel.indices, 1000 + seed))
             results[label][ratio] = accs
-        mean = np.mean([np.mean(v) for v in results[label].values()])
-        print(f"  {label:44} average accuracy {mean:.4f}", flush=True)
-    from joblib import Parallel, delayed
-
-    t0 = time.perf_counter()
-    accs = Parallel(n_jobs=jobs)(
-        delayed(probe_accuracy)(
-            proto.train_f, data.labels, proto.test_f, data.test_labels, idx, seed=seed
+        t1 = time.perf_counter()
+        found = Parallel(n_jobs=jobs)(
+            delayed(probe_accuracy)(
+                proto.train_f, data.labels, proto.test_f, data.test_labels, idx, seed=seed
+            )
+            for _, idx, seed in probes
         )
-        for _, _, idx, seed in probes
-    )
-    for (label, ratio, _, _), acc in zip(probes, accs, strict=True):
-        proxy[label].setdefault(ratio, []).append(acc)
-    print(f"  {len(probes)} probe fits in {time.perf_counter() - t0:.1f} s", flush=True)
+        for (ratio, _, _), acc in zip(probes, found, strict=True):
+            proxy[label].setdefault(ratio, []).append(acc)
+        mean = np.mean([np.mean(v) for v in results[label].values()])
+        print(
+            f"  {label:44} average accuracy {mean:.4f} ({len(probes)} fits {t1 - t0:.1f} s, "
+            f"probes {time.perf_counter() - t1:.1f} s)",
+            flush=True,
+        )
+        if checkpoint:
+            checkpoint(results, proxy)
     return results, proxy
 
 
@@ -380,6 +388,9 @@ def main() -> None:
     parser.add_argument(
         "--pack", default=None, help="build the --datasets into this folder and stop"
     )
+    parser.add_argument(
+        "--shard", default="0/1", help="i/k: run every k-th row from the i-th (--merge joins)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes for the probe fits")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--quick", action="store_true")
@@ -430,23 +441,33 @@ def main() -> None:
             studied = variants and any(":" in n for n in needed)
             scored = compute_scores(data, bb, args, needed, studied)
             proto = Protocol(data, bb, args.steps, args.batch, args.image_size)
-            results, proxy = evaluate(data, proto, scored, mine, ratios, args.seeds, args.jobs)
-            report["datasets"][name] = {
+            entry: dict[str, Any] = {
                 "title": data.name,
                 "notes": data.notes,
-                "results": results,
-                "proxy": proxy,
                 "variants": [r[0] for r in study],
-                "label_issues": label_issues(data, proto, scored) if i == 0 else {},
                 "seconds": scored.seconds,
-                "minutes": (time.time() - t_set) / 60,
+                "label_issues": label_issues(data, proto, scored) if i == 0 else {},
             }
-            report["minutes"] = (time.time() - started) / 60
-            if args.json:  # a checkpoint: a run cut short keeps the datasets it finished
-                Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+
+            def checkpoint(
+                res: Results, prox: Results, entry: dict = entry, name: str = name, t: float = t_set
+            ) -> None:
+                report["datasets"][name] = entry | {"results": res, "proxy": prox}
+                report["datasets"][name]["minutes"] = (time.time() - t) / 60
+                report["minutes"] = (time.time() - started) / 60
+                if args.json:  # a run cut short keeps the rows it finished
+                    Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+
+            results, proxy = evaluate(
+                data, proto, scored, mine, ratios, args.seeds, args.jobs, checkpoint
+            )
+            checkpoint(results, proxy)
     report["minutes"] = (time.time() - started) / 60
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+    if args.shard != "0/1":
+        print(f"shard {args.shard} done ({report['minutes']:.1f} min); --merge writes the report")
+        return
     write_report(report, ratios, out, args)
     print(f"wrote {out} ({report['minutes']:.1f} min)")
 

@@ -60,9 +60,9 @@ def difference_table(res: dict[str, Results], ratios: list[float]) -> list[str]:
         "| method − control | " + " | ".join(f"{r:.0%}" for r in ratios) + " | average |",
         "|" + " --- |" * (len(ratios) + 2),
     ]
-    ctl = res[CONTROL]
+    ctl = res.get(CONTROL)
     for m, rs in res.items():
-        if m == CONTROL:
+        if m == CONTROL or ctl is None:
             continue
         cells = [fmt(paired(rs[r], ctl[r]), sign=True) for r in ratios]
         avg = paired(per_seed(rs, ratios), per_seed(ctl, ratios))
@@ -78,7 +78,9 @@ def plot_gaps(res: dict[str, Results], ratios: list[float], title: str, path: Pa
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    ctl = res[CONTROL]
+    ctl = res.get(CONTROL)
+    if ctl is None:
+        return
     xs = np.array([100 * (1 - r) for r in ratios])
     shown = [m for m in res if m != CONTROL]
     for k, m in enumerate(shown):
@@ -121,11 +123,14 @@ def proxy_agreement(d: dict[str, Any], ratios: list[float]) -> float:
 
 def pooled(report: dict[str, Any], names: list[str], row: str, ref: str, ratios: list[float]):
     """Paired difference ``row - ref`` per seed, averaged over ratios and the datasets named."""
+    found = [report["datasets"][n]["results"] for n in names]
     diffs = [
-        per_seed(report["datasets"][n]["results"][row], ratios)
-        - per_seed(report["datasets"][n]["results"][ref], ratios)
-        for n in names
+        per_seed(res[row], ratios) - per_seed(res[ref], ratios)
+        for res in found
+        if row in res and ref in res  # a run cut short may lack a row
     ]
+    if not diffs:
+        return math.nan, math.nan, math.nan
     return interval(np.mean(diffs, axis=0))
 
 
