@@ -43,8 +43,10 @@ format: install
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-# The slowest tests are listed at the end of every run, to keep the suite's time in view.
-PYTEST_ARGS ?= --durations=20
+# Two pytest-xdist workers, a test file each at a time (tests of one file share their fixtures);
+# every session fixture makes its own database, queues and ports. The slowest tests are listed at
+# the end of every run, to keep the suite's time in view.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=20
 
 # The import-linter contracts (docs/architecture.md) run inside the suite: tests/test_layers.py.
 test: install services browser

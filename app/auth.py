@@ -100,6 +100,22 @@ def _unauthorized(message: str) -> APIError:
     return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def key_is_valid(request: Request) -> bool:
+    """Whether the request presents a key that is known and not revoked (False when the
+    database cannot say: a caller that cannot be checked sees no more than one without a key)."""
+    from app.db import session_factory
+
+    try:
+        key = _presented_key(request)
+        if not key:
+            return False
+        with session_factory()() as session:
+            row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+            return row is not None and row.revoked_at is None
+    except Exception:
+        return False
+
+
 def tenant_for_request(request: Request, session: Session) -> uuid.UUID:
     settings = get_settings()
     if not settings.auth_enabled:

@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_max_per_tenant: int = Field(default=20, ge=1, le=1000)
 
+    # Idempotency-Key (app.idempotency): how long a key is remembered, and how long a request
+    # waits for another one with the same key that is still running before answering 409.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    idempotency_wait_s: float = Field(default=60.0, ge=0, le=600)
+
+    # Per-tenant limits (0: none), answered 429 with Retry-After: jobs queued or running at
+    # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket
+    # of rate_limit_burst requests, refilled at rate_limit_per_s, per API process).
+    tenant_max_active_jobs: int = Field(default=0, ge=0)
+    tenant_max_stored_bytes: int = Field(default=0, ge=0)
+    rate_limit_per_s: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator(

@@ -1,4 +1,15 @@
-"""Errors as JSON: ``{"error": {"code": ..., "message": ...}}`` with the right status.
+"""Errors as RFC 9457 problem details (``application/problem+json``), with the right status.
+
+Every error body is one shape::
+
+    {"type": "urn:dlcprune:problem:validation_error", "title": "Validation error",
+     "status": 422, "detail": "keep_ratio: Input should be ...", "instance": "/v1/selections",
+     "code": "validation_error", "request_id": "...", "details": {"errors": [...]}}
+
+``code`` is the stable, machine-readable name (``type`` is the same name as a URN, so a client may
+read either); ``detail`` is for a person and names the field, file or row; ``instance`` is the
+request's path; ``details`` is absent or an object: ``errors`` (a list of ``{"loc", "msg",
+"type"}``, for validation errors) and, where a route says so, other named members.
 
 Every error a client can cause maps to a 4xx with a stable code; an unexpected exception answers
 500 ``internal_error`` without details (they go to the log with the request id).
@@ -16,9 +27,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("dlcprune.api")
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:dlcprune:problem:"
+
+
+def problem_details(details: Any) -> dict[str, Any] | None:
+    """The one shape of ``details``: None, or an object (a bare list is the ``errors`` list)."""
+    if details is None:
+        return None
+    if isinstance(details, dict):
+        return details
+    if isinstance(details, (list, tuple)):
+        return {"errors": list(details)}
+    return {"value": details}
+
 
 class APIError(Exception):
-    """An error answered to the client as it is."""
+    """An error answered to the client as it is (as a problem document)."""
 
     def __init__(
         self, status: int, code: str, message: str, *, details: Any = None, headers: Any = None
@@ -27,7 +52,7 @@ class APIError(Exception):
         self.status = status
         self.code = code
         self.message = message
-        self.details = details
+        self.details = problem_details(details)
         self.headers = headers
 
 
@@ -35,19 +60,67 @@ def not_found(what: str, ident: object) -> APIError:
     return APIError(404, "not_found", f"{what} {ident} not found")
 
 
-def conflict(code: str, message: str) -> APIError:
-    return APIError(409, code, message)
+def conflict(code: str, message: str, details: Any = None) -> APIError:
+    return APIError(409, code, message, details=details)
 
 
 def unprocessable(code: str, message: str, details: Any = None) -> APIError:
     return APIError(422, code, message, details=details)
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        err["details"] = details
-    return {"error": err}
+def too_many(code: str, message: str, retry_after: int) -> APIError:
+    """429 with ``Retry-After`` (seconds): a per-tenant limit was reached."""
+    return APIError(429, code, message, headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
+def title_of(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+def problem_document(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    *,
+    instance: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 body of an error (see the module's docstring for its members)."""
+    doc: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title_of(code),
+        "status": status,
+        "detail": message,
+        "code": code,
+    }
+    if instance:
+        doc["instance"] = instance
+    if request_id:
+        doc["request_id"] = request_id
+    shaped = problem_details(details)
+    if shaped is not None:
+        doc["details"] = shaped
+    return doc
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Any = None,
+) -> JSONResponse:
+    """A problem document as a response (``application/problem+json``)."""
+    instance = request.url.path if request is not None else None
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    return JSONResponse(
+        problem_document(status, code, message, details, instance=instance, request_id=request_id),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
 
 
 _STATUS_CODES = {
@@ -66,7 +139,21 @@ _STATUS_CODES = {
 }
 
 
-def _validation_message(errors: list[dict[str, Any]]) -> str:
+def field_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic's errors as the ``details.errors`` list: ``{"loc", "msg", "type"}`` each."""
+    out = []
+    for err in errors:
+        out.append(
+            {
+                "loc": [str(p) for p in err.get("loc", ()) if p != "body"],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors[:5]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
@@ -75,49 +162,36 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for err in errors:
-        out.append(
-            {
-                "loc": [str(p) for p in err.get("loc", ())],
-                "msg": str(err.get("msg", "")),
-                "type": str(err.get("type", "")),
-            }
-        )
-    return out
+def validation_error(errors: Any) -> APIError:
+    """422 ``validation_error`` naming each field that failed, ``details.errors`` the list."""
+    errors = list(errors)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return APIError(400, "malformed_json", "the request body is not valid JSON")
+    return APIError(
+        422, "validation_error", validation_message(errors), details=field_errors(errors)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details),
-            status_code=exc.status,
-            headers=exc.headers,
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.code, exc.message, exc.details, exc.headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        # A body that is not JSON at all is a malformed request, not a failed validation.
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(
-                error_body("malformed_json", "the request body is not valid JSON"),
-                status_code=400,
-            )
-        return JSONResponse(
-            error_body("validation_error", _validation_message(errors), _jsonable_errors(errors)),
-            status_code=422,
-        )
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = validation_error(exc.errors())
+        return problem_response(request, err.status, err.code, err.message, err.details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(request, exc.status_code, code, message, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -126,8 +200,34 @@ def install_error_handlers(app: FastAPI) -> None:
             extra={"request_id": getattr(request.state, "request_id", None)},
         )
         request_id = getattr(request.state, "request_id", None)
-        return JSONResponse(
-            error_body("internal_error", "internal server error; the request id is in the logs"),
-            status_code=500,
+        return problem_response(
+            request,
+            500,
+            "internal_error",
+            "internal server error; the request id is in the logs",
             headers={"X-Request-ID": request_id} if request_id else None,
         )
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first
+    route's), HEAD beside GET, for the ``Allow`` header."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        for route in request.app.router.routes:
+            try:
+                match, _ = route.matches(probe)
+            except Exception:
+                continue
+            if match is Match.FULL:
+                methods.add(method)
+                break
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))

@@ -26,7 +26,7 @@ from app.config import Settings, get_settings
 from app.dashboard import STATIC_PATH, static_files
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
-from app.errors import error_body, install_error_handlers
+from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_document
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.openapi import install_openapi
@@ -47,7 +47,9 @@ model's weights are masked step by step and each sample's loss is averaged along
 easy), poll it, then request subsets at any ratio with **FlexRand** (randomised easy/hard
 under-sampling) and download them. Scores are computed once and reused for every ratio.
 
-Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. Send the API key as
+Errors are RFC 9457 problem details (`application/problem+json`): `type`, `title`, `status`,
+`detail`, `instance`, plus a stable `code` and, for some, a `details` object (`details.errors`
+lists the fields that failed validation). Send the API key as
 `Authorization: Bearer <key>` (or `X-API-Key`).
 """
 
@@ -74,7 +76,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
         started = False
@@ -98,18 +100,24 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
-            error_body("payload_too_large", f"the request body is larger than {self.limit} bytes")
+            problem_document(
+                413,
+                "payload_too_large",
+                f"the request body is larger than {self.limit} bytes",
+                instance=scope.get("path"),
+                request_id=(scope.get("state") or {}).get("request_id"),
+            )
         ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }

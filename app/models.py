@@ -81,6 +81,28 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Space-separated, of read, write, admin (app.auth.SCOPES); keys made before scopes existed
+    # hold read and write.
+    scopes: Mapped[str] = mapped_column(
+        String(64), default="read write", server_default="read write"
+    )
+
+
+class IdempotencyKey(Base):
+    """A tenant's ``Idempotency-Key`` and what it made (app.idempotency): the request's scope
+    (method and path) and body digest, the resource once made, and when the key is forgotten."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(500))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Dataset(Base):
@@ -109,6 +131,9 @@ class Dataset(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # The client's own labels and id for it, filterable in lists.
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -206,6 +231,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The client's own labels and id for it, filterable in lists.
+    tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
 
 class ShardStatus(enum.StrEnum):

@@ -1,8 +1,9 @@
-"""The OpenAPI document, as clients see the API: every error is ``ErrorResponse``.
+"""The OpenAPI document, as clients see the API: every error is a ``Problem``.
 
 FastAPI documents its own 422 body (``HTTPValidationError``); this service answers every error
-with ``{"error": {"code", "message"[, "details"]}}``, so the document says so, for every status a
-route can answer, and declares the two ways to send an API key.
+with an RFC 9457 problem document (``application/problem+json``, :mod:`app.errors`), so the
+document says so, for every status a route can answer, and declares the two ways to send an API
+key.
 """
 
 from __future__ import annotations
@@ -14,14 +15,29 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 
-class ErrorBody(BaseModel):
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="where: the body's field path, or query/path/header")
+    msg: str
+    type: str = Field(description="pydantic's error type (int_type, greater_than, ...)")
+
+
+class ProblemDetails(BaseModel, extra="allow"):
+    errors: list[FieldError] | None = Field(
+        default=None, description="for validation_error: each field that failed"
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document with the service's stable ``code``."""
+
+    type: str = Field(description="urn:dlcprune:problem:<code>")
+    title: str = Field(description="a short summary of the code")
+    status: int = Field(description="the HTTP status")
+    detail: str = Field(description="for a person: what is wrong, naming the field or file")
+    instance: str | None = Field(default=None, description="the request's path")
     code: str = Field(description="stable, machine-readable: not_found, validation_error, ...")
-    message: str = Field(description="for a person: what is wrong, naming the field or file")
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
+    request_id: str | None = Field(default=None, description="as in X-Request-ID")
+    details: ProblemDetails | None = None
 
 
 _DESCRIPTIONS = {
@@ -33,11 +49,37 @@ _DESCRIPTIONS = {
     "413": "request body over the size limit",
     "415": "unsupported content type",
     "422": "invalid parameters or data",
+    "429": "a per-tenant limit was reached; retry after Retry-After seconds",
     "503": "a dependency (database, broker, blob store) is down",
 }
 
 # Errors any /v1 route can answer (auth, body limits, unknown ids, bad parameters).
 _COMMON = ("400", "401", "404", "413", "422")
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    """Bounds of integers as integers: FastAPI's document model holds them as floats, and
+    9.223372036854776e+18 is not 2**63 - 1 (a generator would refuse the largest valid seed)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for name in _BOUNDS:
+                value = node.get(name)
+                if isinstance(value, float) and value.is_integer():
+                    node[name] = _exact(value)
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)
+
+
+def _exact(value: float) -> int:
+    # A float near 2**63 stands for the int64 limit the code wrote (2**63 - 1).
+    as_int = int(value)
+    return as_int - 1 if as_int in (2**63, 2**31 * 2**32) else as_int
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -53,12 +95,10 @@ def install_openapi(app: FastAPI) -> None:
         )
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        for name, sub in schemas["ErrorResponse"].pop("$defs", {}).items():
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schemas["Problem"].pop("$defs", {}).items():
             schemas[name] = sub
-        error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        error_ref = {"$ref": "#/components/schemas/Problem"}
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -81,9 +121,10 @@ def install_openapi(app: FastAPI) -> None:
                     )
                     if entry["description"] == "Validation Error":
                         entry["description"] = _DESCRIPTIONS["422"]
-                    entry["content"] = {"application/json": {"schema": error_ref}}
+                    entry["content"] = {"application/problem+json": {"schema": error_ref}}
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        _integer_bounds(schema)
         app.openapi_schema = schema
         return schema
 

@@ -162,9 +162,12 @@ class Api:
     def delete(self, url: str, **kw):  # type: ignore[no-untyped-def]
         return self.request("DELETE", url, **kw)
 
-    def upload(self, path: Path, **fields: str):  # type: ignore[no-untyped-def]
+    def upload(self, path: Path, *, copy: bool = False, **fields: str):  # type: ignore[no-untyped-def]
+        """POST the file; ``copy`` makes a new dataset even when the tenant has these bytes
+        (without it the tenant's dataset with the same bytes answers, 200)."""
+        url = "/v1/datasets?copy=true" if copy else "/v1/datasets"
         with open(path, "rb") as fh:
-            return self.post("/v1/datasets", files={"file": (path.name, fh)}, data=fields)
+            return self.post(url, files={"file": (path.name, fh)}, data=fields)
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import pagination
 from app.models import Dataset
 
 
@@ -23,15 +24,42 @@ def list_page(
     status: str | None,
     limit: int,
     offset: int,
-) -> tuple[list[Dataset], int]:
+    cursor: str | None = None,
+    tags: list[str] | None = None,
+    external_id: str | None = None,
+) -> tuple[list[Dataset], int, str | None]:
+    """(rows, total, next_cursor), newest first (app.pagination)."""
     query = select(Dataset).where(Dataset.tenant_id == tenant_id)
     if status:
         query = query.where(Dataset.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if external_id is not None:
+        query = query.where(Dataset.external_id == external_id)
+    query = pagination.filter_tags(query, Dataset.tags, tags)
+    return pagination.page(session, query, Dataset, limit=limit, offset=offset, cursor=cursor)
+
+
+def same_content(
+    session: Session,
+    tenant_id: uuid.UUID,
+    sha256: str,
+    requested_format: str | None,
+    columns: dict | None,
+) -> Dataset | None:
+    """The tenant's oldest upload of these bytes, read the same way, that is not invalid."""
     rows = session.scalars(
-        query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)
+        select(Dataset)
+        .where(
+            Dataset.tenant_id == tenant_id,
+            Dataset.sha256 == sha256,
+            Dataset.source == "upload",
+            Dataset.status != "invalid",
+        )
+        .order_by(Dataset.created_at)
     ).all()
-    return list(rows), total
+    for row in rows:
+        if row.requested_format == requested_format and (row.columns or None) == (columns or None):
+            return row
+    return None
 
 
 def pending_index(session: Session, limit: int = 10) -> list[uuid.UUID]:

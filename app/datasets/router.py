@@ -11,12 +11,25 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from app import errors
+from app.blobstore import BlobStore
+from app.config import Settings
 from app.datasets import repository, samples, service
-from app.datasets.schemas import DatasetList, DatasetOptions, DatasetRead, DatasetReference
+from app.datasets.schemas import (
+    EXTERNAL_ID_MAX,
+    NAME_MAX,
+    DatasetList,
+    DatasetOptions,
+    DatasetRead,
+    DatasetReference,
+)
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError, error_body
+from app.errors import APIError, problem_response
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
+from app.idempotency import REPLAY_HEADERS, REPLAYED_HEADER, IdempotencyKeyDep
+from app.pagination import CursorQuery, ExternalIdQuery, TagQuery
 from app.uploads import receive_file
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -38,7 +51,12 @@ _UPLOAD_BODY = {
                 "type": "object",
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
-                    "name": {"type": "string"},
+                    "name": {"type": "string", "maxLength": NAME_MAX},
+                    "tags": {
+                        "type": "string",
+                        "description": "a JSON list of strings, or the tags comma-separated",
+                    },
+                    "external_id": {"type": "string", "maxLength": EXTERNAL_ID_MAX},
                     "format": {
                         **DatasetOptions.model_json_schema()["properties"]["format"]["anyOf"][0],
                         "description": "read the file as this format instead of detecting it",
@@ -59,15 +77,6 @@ _UPLOAD_BODY = {
                 },
             },
         },
-        "application/json": {
-            "schema": DatasetReference.model_json_schema(),
-            "examples": {
-                "reference": {
-                    "summary": "data already on the server",
-                    "value": {"uri": "file:///datasets/digits", "name": "digits"},
-                }
-            },
-        },
     },
 }
 
@@ -77,20 +86,26 @@ def base_url(request: Request, settings: SettingsDep) -> str:
 
 
 def validation_error(exc: ValidationError) -> APIError:
-    """A 422 naming each field that failed (``columns.image: ...``)."""
-    return APIError(
-        422,
-        "validation_error",
-        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
-    )
+    """A 422 naming each field that failed (``columns.image: ...``; ``details.errors``), or a
+    400 for a body that is not JSON."""
+    return errors.validation_error(exc.errors())
 
 
 def upload_options(fields: dict[str, str]) -> DatasetOptions:
     """An upload's ``format`` and ``columns`` form fields (``columns`` a JSON object string),
     validated as the JSON reference's fields are; empty fields count as not given."""
     raw: dict[str, object] = {}
-    if fields.get("format", "").strip():
-        raw["format"] = fields["format"].strip()
+    for name in ("name", "format", "external_id"):
+        if fields.get(name, "").strip():
+            raw[name] = fields[name].strip()
+    if fields.get("tags", "").strip():
+        text = fields["tags"].strip()
+        try:
+            raw["tags"] = json.loads(text) if text.startswith("[") else text.split(",")
+        except ValueError as exc:
+            raise APIError(
+                422, "validation_error", f"tags: not valid JSON ({exc.msg}); send a list"
+            ) from exc
     if fields.get("columns", "").strip():
         try:
             raw["columns"] = json.loads(fields["columns"])
@@ -104,25 +119,55 @@ def upload_options(fields: dict[str, str]) -> DatasetOptions:
         raise validation_error(exc) from exc
 
 
+_CREATED_RESPONSES: dict[int | str, dict] = {
+    202: {
+        "model": DatasetRead,
+        "description": "accepted; indexing",
+        "headers": {**ACCEPTED_HEADERS, **REPLAY_HEADERS},
+    },
+    **ERRORS,
+    409: {"description": "Idempotency-Key reused with another request, or still running"},
+    422: {
+        "description": "unsupported format or reference, or the data is invalid (the error "
+        "names the file and the line or member; details.dataset is the record as it was read: "
+        "a refused registration keeps no dataset)"
+    },
+}
+
+
+def _answer(request: Request, settings: Settings, made: service.Created) -> Response:
+    read = service.to_read(made.dataset, base_url(request, settings))
+    body = read.model_dump(mode="json")
+    if read.error is not None:
+        # Validated while the client waited, and refused: a 4xx naming the file and the line or
+        # member. Nothing is kept (no row, no bytes): details.dataset shows what was read.
+        return problem_response(
+            request, 422, read.error.code, read.error.message, {"dataset": body}
+        )
+    headers = {"Location": read.url}
+    if made.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    if made.queued:
+        return accepted(body, read.url, settings, headers)
+    return JSONResponse(body, status_code=200 if made.existing else 201, headers=headers)
+
+
 @router.post(
     "",
     status_code=201,
     response_model=DatasetRead,
     responses={
-        202: {
+        **_CREATED_RESPONSES,
+        200: {
             "model": DatasetRead,
-            "description": "accepted; indexing",
-            "headers": ACCEPTED_HEADERS,
+            "description": "the tenant already has a dataset with these bytes (and the same "
+            "format and columns): that dataset (copy=true makes a new one)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **ERRORS,
-        422: {
-            "description": "unsupported format or reference, or the data is invalid (the "
-            "error names the file and the line or member; details.dataset is the invalid "
-            "record)"
-        },
+        201: {"headers": {"Location": {"schema": {"type": "string"}}, **REPLAY_HEADERS}},
     },
     openapi_extra={"requestBody": _UPLOAD_BODY},
-    summary="Register a dataset: upload a file or reference existing data",
+    summary="Upload a dataset file (multipart)",
 )
 async def create_dataset(
     request: Request,
@@ -130,55 +175,95 @@ async def create_dataset(
     settings: SettingsDep,
     blobs: BlobDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
+    copy: Annotated[
+        bool,
+        Query(
+            description="register a new dataset even when the tenant already has one with the "
+            "same bytes (by default that one is answered, 200)"
+        ),
+    ] = False,
 ) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
+        # The JSON reference was first sent here; POST /v1/datasets/references is its own
+        # operation now, and this path keeps taking it.
         raw = await request.body()
         try:
-            body = DatasetReference.model_validate_json(raw)
+            reference = DatasetReference.model_validate_json(raw)
         except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors()):
-                raise APIError(400, "malformed_json", "the request body is not valid JSON") from exc
             raise validation_error(exc) from exc
-        dataset, queued = await run_in_threadpool(
-            service.create_from_reference, session, settings, blobs, tenant, body
+        return await _refer(request, session, settings, blobs, tenant, idempotency_key, reference)
+    dataset_id = uuid.uuid4()
+    received = await receive_file(
+        request,
+        blobs=blobs,
+        key_for=lambda filename: service.upload_key(dataset_id, filename),
+        max_bytes=settings.max_upload_bytes,
+    )
+    try:
+        options = upload_options(received.fields)
+        made = await run_in_threadpool(
+            service.register_upload,
+            session,
+            settings,
+            blobs,
+            tenant,
+            dataset_id,
+            received,
+            options,
+            idempotency_key=idempotency_key,
+            copy=copy,
         )
-    else:
-        dataset_id = uuid.uuid4()
-        received = await receive_file(
-            request,
-            blobs=blobs,
-            key_for=lambda filename: service.upload_key(dataset_id, filename),
-            max_bytes=settings.max_upload_bytes,
-        )
-        try:
-            options = upload_options(received.fields)
-            dataset, queued = await run_in_threadpool(
-                service.create_from_upload,
-                session,
-                settings,
-                blobs,
-                tenant,
-                dataset_id,
-                received,
-                options,
-            )
-        except BaseException:
-            blobs.delete_prefix(f"datasets/{dataset_id}")
-            raise
-    read = service.to_read(dataset, base_url(request, settings))
-    body = read.model_dump(mode="json")
-    if read.error is not None:
-        # Validated while the client waited, and refused: a 4xx naming the file and the line or
-        # member. The record stays (GET shows it invalid, with the same error) until deleted.
-        return JSONResponse(
-            error_body(read.error.code, read.error.message, {"dataset": body}),
-            status_code=422,
-            headers={"Location": read.url},
-        )
-    if queued:
-        return accepted(body, read.url, settings)
-    return JSONResponse(body, status_code=201, headers={"Location": read.url})
+    except BaseException:
+        blobs.delete_prefix(f"datasets/{dataset_id}")
+        raise
+    if made.dataset.id != dataset_id:  # an existing dataset answered: these bytes are not needed
+        blobs.delete_prefix(f"datasets/{dataset_id}")
+    return _answer(request, settings, made)
+
+
+@router.post(
+    "/references",
+    status_code=201,
+    response_model=DatasetRead,
+    responses={
+        **_CREATED_RESPONSES,
+        201: {"headers": {"Location": {"schema": {"type": "string"}}, **REPLAY_HEADERS}},
+    },
+    summary="Register data the service can already read (a file:// path or a storage URL)",
+)
+async def create_reference(
+    body: DatasetReference,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> Response:
+    return await _refer(request, session, settings, blobs, tenant, idempotency_key, body)
+
+
+async def _refer(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant: uuid.UUID,
+    idempotency_key: str | None,
+    body: DatasetReference,
+) -> Response:
+    made = await run_in_threadpool(
+        service.register_reference,
+        session,
+        settings,
+        blobs,
+        tenant,
+        body,
+        idempotency_key=idempotency_key,
+    )
+    return _answer(request, settings, made)
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS, summary="List datasets")
@@ -190,11 +275,27 @@ def list_datasets(
     status: Annotated[str | None, Query(pattern="^(indexing|ready|invalid)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    cursor: CursorQuery = None,
+    tag: TagQuery = None,
+    external_id: ExternalIdQuery = None,
 ) -> DatasetList:
-    rows, total = repository.list_page(session, tenant, status=status, limit=limit, offset=offset)
+    rows, total, next_cursor = repository.list_page(
+        session,
+        tenant,
+        status=status,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        tags=tag,
+        external_id=external_id,
+    )
     url = base_url(request, settings)
     return DatasetList(
-        items=[service.to_read(d, url) for d in rows], total=total, limit=limit, offset=offset
+        items=[service.to_read(d, url) for d in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_cursor=next_cursor,
     )
 
 

@@ -17,6 +17,22 @@ Role = Literal[ROLES]  # type: ignore[valid-type]
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+NAME_MAX = 500
+EXTERNAL_ID_MAX = 200
+TAG_MAX = 64
+TAGS_MAX = 20
+# A client's labels for a resource (filter lists with ?tag=) and its own id for it.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=TAG_MAX, pattern=r"^[^,\s]+$")]
+TagsField = Annotated[
+    list[Tag] | None,
+    Field(max_length=TAGS_MAX, description=f"labels (at most {TAGS_MAX}, no spaces or commas)"),
+]
+ExternalIdField = Annotated[
+    str | None,
+    Field(min_length=1, max_length=EXTERNAL_ID_MAX, description="the client's own id for it"),
+]
+
+
 class ErrorInfo(BaseModel):
     code: str
     message: str
@@ -38,12 +54,16 @@ ColumnsOption = Annotated[
 
 
 class DatasetOptions(BaseModel):
-    """An upload's ``format`` and ``columns`` form fields (``columns`` as a JSON object)."""
+    """An upload's form fields beside the file (``columns`` as a JSON object), with the JSON
+    reference's limits."""
 
     model_config = ConfigDict(extra="ignore")
 
+    name: str | None = Field(default=None, max_length=NAME_MAX)
     format: FormatOption = None
     columns: ColumnsOption = None
+    tags: TagsField = None
+    external_id: ExternalIdField = None
 
 
 class DatasetReference(BaseModel):
@@ -70,9 +90,11 @@ class DatasetReference(BaseModel):
         description="file:// below an operator-configured root, or an enabled fsspec URL "
         "(s3://, gs://)",
     )
-    name: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=NAME_MAX)
     format: FormatOption = None
     columns: ColumnsOption = None
+    tags: TagsField = None
+    external_id: ExternalIdField = None
 
 
 class DatasetRead(BaseModel):
@@ -119,6 +141,8 @@ class DatasetRead(BaseModel):
         default=None, description="class name to sample count; {} when unlabelled"
     )
     error: ErrorInfo | None = None
+    tags: list[str] = Field(default_factory=list)
+    external_id: str | None = None
     created_at: datetime
     updated_at: datetime
     url: str
@@ -129,3 +153,6 @@ class DatasetList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null on the last page"
+    )

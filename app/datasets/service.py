@@ -7,20 +7,30 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import idempotency, limits, queue
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets import repository
 from app.datasets.indexing import index_path, public_message
-from app.datasets.schemas import DatasetOptions, DatasetRead, DatasetReference, ErrorInfo
+from app.datasets.schemas import (
+    NAME_MAX,
+    DatasetOptions,
+    DatasetRead,
+    DatasetReference,
+    ErrorInfo,
+)
 from app.errors import APIError, not_found, unprocessable
 from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
 from app.uploads import ReceivedFile, sha256_path
@@ -225,6 +235,106 @@ def index_pending(dataset_id: uuid.UUID, session: Session, settings: Settings, b
 # Creating -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Created:
+    """What registering answered: the dataset, whether indexing was queued, whether it is one the
+    tenant already had (same bytes), whether an Idempotency-Key replayed it."""
+
+    dataset: Dataset
+    queued: bool
+    existing: bool = False
+    replayed: bool = False
+
+
+_CONTENT_LOCKS: dict[str, threading.Lock] = {}
+_CONTENT_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _same_content_lock(
+    session: Session, settings: Settings, tenant_id: uuid.UUID, sha256: str
+) -> Iterator[None]:
+    """Serialise registrations of the same bytes by one tenant, so concurrent uploads of one file
+    make one dataset: a transaction-scoped advisory lock on PostgreSQL (held until the caller's
+    commit or rollback), a process lock on SQLite (the embedded default is one process)."""
+    name = f"{tenant_id}:{sha256}"
+    if not settings.is_sqlite:
+        lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        yield
+        return
+    with _CONTENT_LOCKS_GUARD:
+        lock = _CONTENT_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        yield
+
+
+def register_upload(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    received: ReceivedFile,
+    options: DatasetOptions,
+    *,
+    idempotency_key: str | None = None,
+    copy: bool = False,
+) -> Created:
+    """Register an upload already in the blob store, once per Idempotency-Key; the tenant's
+    dataset with the same bytes (read the same way) answers instead unless ``copy``."""
+    made, _ = idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope="POST /v1/datasets",
+        fingerprint={
+            "sha256": received.sha256,
+            "filename": received.filename,
+            "options": options.model_dump(mode="json"),
+            "copy": copy,
+        },
+        create=lambda: _identified(
+            create_from_upload(
+                session, settings, blobs, tenant_id, dataset_id, received, options, copy=copy
+            )
+        ),
+        load=lambda existing: _replayed(get(session, tenant_id, existing)),
+    )
+    return made
+
+
+def register_reference(
+    session: Session,
+    settings: Settings,
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    body: DatasetReference,
+    *,
+    idempotency_key: str | None = None,
+) -> Created:
+    made, _ = idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope="POST /v1/datasets/references",
+        fingerprint=body.model_dump(mode="json"),
+        create=lambda: _identified(
+            create_from_reference(session, settings, blobs, tenant_id, body)
+        ),
+        load=lambda existing: _replayed(get(session, tenant_id, existing)),
+    )
+    return made
+
+
+def _identified(made: Created) -> tuple[uuid.UUID, Created]:
+    return made.dataset.id, made
+
+
+def _replayed(dataset: Dataset) -> Created:
+    return Created(dataset, queued=dataset.status == DatasetStatus.indexing, replayed=True)
+
+
 def create_from_upload(
     session: Session,
     settings: Settings,
@@ -233,27 +343,43 @@ def create_from_upload(
     dataset_id: uuid.UUID,
     received: ReceivedFile,
     options: DatasetOptions | None = None,
-) -> tuple[Dataset, bool]:
-    """Record an upload already in the blob store. Returns (dataset, queued for indexing)."""
-    name = (received.fields.get("name") or received.filename).strip()[:500]
+    *,
+    copy: bool = False,
+) -> Created:
+    """Record an upload already in the blob store (or answer the tenant's dataset with the same
+    bytes, read the same way, unless ``copy``)."""
     options = options or DatasetOptions()
-    now = utcnow()
-    dataset = Dataset(
-        created_at=now,
-        updated_at=now,
-        id=dataset_id,
-        tenant_id=tenant_id,
-        name=name,
-        status=DatasetStatus.indexing,
-        source="upload",
-        blob_key=received.key,
-        filename=received.filename,
-        size_bytes=received.size,
-        sha256=received.sha256,
-        requested_format=options.format,
-        columns=dict(options.columns) if options.columns else None,
-    )
-    return _finish_create(session, settings, blobs, dataset, received.size)
+    name = (options.name or received.fields.get("name") or received.filename).strip()
+    columns = dict(options.columns) if options.columns else None
+    with _same_content_lock(session, settings, tenant_id, received.sha256):
+        if not copy:
+            existing = repository.same_content(
+                session, tenant_id, received.sha256, options.format, columns
+            )
+            if existing is not None:
+                return Created(
+                    existing, queued=existing.status == DatasetStatus.indexing, existing=True
+                )
+        limits.check_storage(session, settings, tenant_id, received.size)
+        now = utcnow()
+        dataset = Dataset(
+            created_at=now,
+            updated_at=now,
+            id=dataset_id,
+            tenant_id=tenant_id,
+            name=name[:NAME_MAX],
+            status=DatasetStatus.indexing,
+            source="upload",
+            blob_key=received.key,
+            filename=received.filename[:500],
+            size_bytes=received.size,
+            sha256=received.sha256,
+            requested_format=options.format,
+            columns=columns,
+            tags=list(options.tags) if options.tags else None,
+            external_id=options.external_id,
+        )
+        return _finish_create(session, settings, blobs, dataset, received.size)
 
 
 def create_from_reference(
@@ -262,7 +388,7 @@ def create_from_reference(
     blobs: BlobStore,
     tenant_id: uuid.UUID,
     body: DatasetReference,
-) -> tuple[Dataset, bool]:
+) -> Created:
     scheme = check_reference(body.uri, settings)
     size: int | None = None
     if scheme == "file":
@@ -275,24 +401,42 @@ def create_from_reference(
         # Set here, not at flush: indexing inline names the index blob after the id.
         id=uuid.uuid4(),
         tenant_id=tenant_id,
-        name=(body.name or filename)[:500],
+        name=(body.name or filename)[:NAME_MAX],
         status=DatasetStatus.indexing,
         source="uri",
         uri=body.uri,
         filename=filename[:500],
         requested_format=body.format,
         columns=dict(body.columns) if body.columns else None,
+        tags=list(body.tags) if body.tags else None,
+        external_id=body.external_id,
     )
     return _finish_create(session, settings, blobs, dataset, size)
 
 
 def _finish_create(
     session: Session, settings: Settings, blobs: BlobStore, dataset: Dataset, size: int | None
-) -> tuple[Dataset, bool]:
+) -> Created:
+    """Index small data inline (a refused one keeps no row and no bytes: a 422 whose
+    ``details.dataset`` is the record as read); queue the rest for the workers."""
     inline = size is not None and size <= settings.index_sync_max_bytes
     try:
         if inline:
-            index_now(session, dataset, settings, blobs)
+            _index(dataset, settings, blobs)
+            if dataset.status == DatasetStatus.invalid:
+                read = to_read(dataset, settings.base_url)
+                raise APIError(
+                    422,
+                    read.error.code if read.error else "invalid_dataset",
+                    read.error.message if read.error else "the data is invalid",
+                    details={"dataset": read.model_dump(mode="json")},
+                )
+            outbox.emit(
+                session,
+                dataset.tenant_id,
+                f"dataset.{dataset.status}",
+                to_read(dataset, settings.base_url).model_dump(mode="json"),
+            )
         session.add(dataset)
         session.commit()
     except BaseException:
@@ -301,7 +445,7 @@ def _finish_create(
         raise
     if not inline:
         queue.enqueue_index(dataset.id)
-    return dataset, not inline
+    return Created(dataset, queued=not inline)
 
 
 # Reading and deleting ---------------------------------------------------------------------
@@ -365,6 +509,8 @@ def to_read(dataset: Dataset, base_url: str) -> DatasetRead:
         num_samples=dataset.num_samples,
         classes=dataset.classes,
         error=error,
+        tags=list(dataset.tags or []),
+        external_id=dataset.external_id,
         created_at=as_utc(dataset.created_at),
         updated_at=as_utc(dataset.updated_at),
         url=f"{base_url}/v1/datasets/{dataset.id}",

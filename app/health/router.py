@@ -1,15 +1,24 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+``/readyz`` names each dependency's state. The exception text of a failed check is shown only to
+a caller whose API key is valid (or on the embedded default with auth off, which only its own
+host reaches); anyone else reads ``failed``: the text can name hosts, users and paths."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app import db, queue
+from app.auth import key_is_valid
 from app.blobstore import get_blobstore
 from app.config import get_settings
+from app.errors import problem_document
 
+log = logging.getLogger("dlcprune.api")
 router = APIRouter(tags=["health"])
 
 
@@ -31,7 +40,7 @@ def _check(fn) -> str | None:  # type: ignore[no-untyped-def]
     summary="Database (at the latest schema), broker and blob store are reachable",
     responses={503: {"description": "a dependency is down"}},
 )
-async def readyz() -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     settings = get_settings()
     checks = {
         "database": await run_in_threadpool(_check, db.ping),
@@ -42,7 +51,11 @@ async def readyz() -> JSONResponse:
         "blob_store": await run_in_threadpool(_check, lambda: get_blobstore().check()),
     }
     failed = {k: v for k, v in checks.items() if v is not None}
-    shown = {k: ("ok" if v is None else v) for k, v in checks.items()}
+    for name, why in failed.items():
+        log.warning("readiness check %s failed: %s", name, why)
+    if failed and settings.auth_enabled and not await run_in_threadpool(key_is_valid, request):
+        failed = dict.fromkeys(failed, "failed")
+    shown = {k: ("ok" if failed.get(k) is None else failed[k]) for k in checks}
     if settings.embedded_worker:
         shown["broker"] = "embedded (no broker)"
     body = {
@@ -51,14 +64,14 @@ async def readyz() -> JSONResponse:
         "broker": "embedded" if settings.embedded_worker else "celery",
     }
     if failed:
+        problem = problem_document(
+            503,
+            "unavailable",
+            "; ".join(f"{k}: {v}" for k, v in failed.items()),
+            instance=request.url.path,
+            request_id=getattr(request.state, "request_id", None),
+        )
         return JSONResponse(
-            {
-                "error": {
-                    "code": "unavailable",
-                    "message": "; ".join(f"{k}: {v}" for k, v in failed.items()),
-                },
-                **body,
-            },
-            status_code=503,
+            {**body, **problem}, status_code=503, media_type="application/problem+json"
         )
     return JSONResponse(body)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import plots
@@ -18,6 +18,7 @@ from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.errors import conflict
 from app.http import ACCEPTED_HEADERS, CONDITIONAL_RESPONSES, accepted, conditional_json
+from app.idempotency import REPLAYED_HEADER, IdempotencyKeyDep
 from app.jobs import repository, service, summary
 from app.jobs.schemas import JobCreate, JobList, JobRead, ScoreItem, ScorePage
 
@@ -45,11 +46,11 @@ def create_job(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
     job, replayed = service.create(session, tenant, body, idempotency_key)
     read = service.to_read(job, base_url(request, settings))
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    headers = {REPLAYED_HEADER: "true"} if replayed else None
     return accepted(read.model_dump(mode="json"), read.url, settings, headers)
 
 

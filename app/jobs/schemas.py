@@ -20,7 +20,9 @@ from dlcprune.names import (
 )
 
 
-def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[BaseModel]:
+def request_model(
+    cls: type, name: str, doc: str | None, exclude: tuple[str, ...] = (), **config: Any
+) -> type[BaseModel]:
     """A request schema over a parameters dataclass (``dlcprune.core.params``,
     ``dlcprune.core.selection.params``): the names, types, defaults, bounds, choices and
     descriptions are the definition's; a field without a default is required. Execution details
@@ -29,14 +31,17 @@ def request_model(cls: type, name: str, doc: str | None, **config: Any) -> type[
     definitions: dict[str, Any] = {}
     for p in params_of(cls):
         spec = p.spec
-        if spec.execution:
+        if spec.execution or p.name in exclude:
             continue
         kind: Any = p.type
         if spec.choices is not None:
             kind = Literal[spec.choices]  # type: ignore[valid-type]
         if p.optional:
             kind = kind | None
+        # JSON numbers only: no true for 1, no "0.3" for 0.3 (an int is still a float).
+        strict = True if p.type in (int, float) and spec.choices is None else None
         info = Field(
+            strict=strict,
             default=... if required(cls, p.name) else p.default,
             ge=spec.ge,
             gt=spec.gt,

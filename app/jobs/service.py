@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import idempotency, queue
 from app.config import get_settings
 from app.datasets import service as datasets
 from app.datasets.schemas import ErrorInfo
-from app.errors import APIError, conflict, not_found, unprocessable
+from app.errors import conflict, not_found, unprocessable
 from app.jobs import repository
 from app.jobs.schemas import BaselineParamsIn, DLCParamsIn, JobCreate, JobRead, ProgressRead
 from app.models import (
@@ -74,9 +73,21 @@ def cache_key(
     return hashlib.sha256(canonical(payload).encode()).hexdigest()
 
 
+# Models named by their form rather than by the registry; each needs weights_id.
+_WEIGHTED_FORMS = ("timm:", "torchvision:")
+_WEIGHTED_NAMES = ("torchscript", "hf")
+
+
 def _check_model(model: str, weights: Weights | None) -> None:
     if model in REGISTRY_MODELS:
         return
+    known_form = model.startswith(_WEIGHTED_FORMS) or model in _WEIGHTED_NAMES
+    if weights is None and not known_form:
+        raise unprocessable(
+            "unknown_model",
+            f"unknown model {model!r}: the registry has {', '.join(REGISTRY_MODELS)}; other "
+            "backbones are timm:NAME, torchvision:NAME, torchscript or hf, with weights_id",
+        )
     if weights is None:
         raise unprocessable(
             "invalid_model",
@@ -130,14 +141,18 @@ def create(
     ``succeeded`` with ``cached=True``. Otherwise it is queued, and sent to the workers only after
     the transaction commits.
     """
-    request_hash = hashlib.sha256(canonical(body.model_dump(mode="json")).encode()).hexdigest()
-    if idempotency_key is not None:
-        if not 1 <= len(idempotency_key) <= 200:
-            raise APIError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 characters")
-        existing = repository.by_idempotency_key(session, tenant_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, request_hash), True
+    return idempotency.run(
+        session,
+        tenant_id,
+        idempotency_key,
+        scope="POST /v1/jobs",
+        fingerprint=body.model_dump(mode="json"),
+        create=lambda: _create(session, tenant_id, body),
+        load=lambda job_id: get(session, tenant_id, job_id),
+    )
 
+
+def _create(session: Session, tenant_id: uuid.UUID, body: JobCreate) -> tuple[uuid.UUID, Job]:
     dataset = datasets.get(session, tenant_id, body.dataset_id)
     if dataset.status == DatasetStatus.indexing:
         raise conflict("dataset_not_ready", f"dataset {dataset.id} is still being indexed")
@@ -190,29 +205,17 @@ def create(
         },
         cache_key=key,
         priority=body.priority,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
     )
     hit = repository.score_set_by_key(session, tenant_id, key)
     if hit is not None:
         _mark_succeeded(job, hit, cached=True)
     session.add(job)
-    try:
-        if hit is not None:
-            announce(session, job)
-        session.commit()
-    except IntegrityError:
-        # A concurrent request with the same idempotency key won the insert.
-        session.rollback()
-        if idempotency_key is None:
-            raise
-        existing = repository.by_idempotency_key(session, tenant_id, idempotency_key)
-        if existing is None:
-            raise
-        return _replay(existing, request_hash), True
+    if hit is not None:
+        announce(session, job)
+    session.commit()
     if job.status == JobStatus.queued:
         dispatch(session, job.id)
-    return job, False
+    return job.id, job
 
 
 def dispatch(session: Session, job_id: uuid.UUID) -> bool:
@@ -260,15 +263,6 @@ def _check_fits(dataset: Dataset, model: str) -> None:
             "unsupported_dataset",
             f"{model} takes images; vector data needs a TorchScript model (weights_id)",
         )
-
-
-def _replay(job: Job, request_hash: str) -> Job:
-    if job.request_hash != request_hash:
-        raise conflict(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request body",
-        )
-    return job
 
 
 def announce(session: Session, job: Job) -> None:

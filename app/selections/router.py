@@ -19,13 +19,14 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app import metrics, plots
+from app import errors, idempotency, metrics, plots
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import DatasetIndex
 from app.datasets.router import base_url
 from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
-from app.errors import APIError, unprocessable
+from app.errors import APIError
+from app.idempotency import IdempotencyKeyDep
 from app.jobs import summary
 from app.models import Dataset, Selection
 from app.selections import export, preview, provenance, service
@@ -63,6 +64,12 @@ def _query(name: str) -> object:
 
 
 KeepQuery = _query("keep")
+KeepRatioQuery = Annotated[
+    float | None, Query(gt=0, le=1, description="the share of samples to keep, in (0, 1]")
+]
+KeepCountQuery = Annotated[
+    int | None, Query(ge=1, le=2**31 - 1, description="how many samples to keep, >= 1")
+]
 SplitQuery = _query("split")
 SeedQuery = _query("seed")
 HardCutoffQuery = _query("hard_cutoff")
@@ -95,9 +102,23 @@ def create_selection(
     settings: SettingsDep,
     blobs: BlobDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
     started = time.perf_counter()
-    row = service.create(session, blobs, tenant, job_id, body)
+
+    def make() -> tuple[uuid.UUID, Selection]:
+        made = service.create(session, blobs, tenant, job_id, body)
+        return made.id, made
+
+    row, replayed = idempotency.run(
+        session,
+        tenant,
+        idempotency_key,
+        scope=f"POST /v1/jobs/{job_id}/selections",
+        fingerprint=body.model_dump(mode="json"),
+        create=make,
+        load=lambda selection_id: service.get(session, tenant, selection_id),
+    )
     metrics.SELECTION_LATENCY.observe(time.perf_counter() - started)
     read = service.to_read(
         row,
@@ -105,10 +126,11 @@ def create_selection(
         base_url(request, settings),
         provenance.get(session, blobs, row),
     )
+    headers = {"Location": read.url}
+    if replayed:
+        headers[idempotency.REPLAYED_HEADER] = "true"
     return JSONResponse(
-        read.model_dump(mode="json", by_alias=True),
-        status_code=201,
-        headers={"Location": read.url},
+        read.model_dump(mode="json", by_alias=True), status_code=201, headers=headers
     )
 
 
@@ -348,19 +370,29 @@ def preview_distribution_plot(
     session: SessionDep,
     blobs: BlobDep,
     tenant: TenantDep,
-    keep: KeepQuery,  # type: ignore[valid-type]
+    keep_ratio: KeepRatioQuery = None,
+    keep_count: KeepCountQuery = None,
+    keep: Annotated[KeepQuery | None, Query(deprecated=True)] = None,  # type: ignore[valid-type]
     strategy: StrategyName = DEFAULT_STRATEGY,  # type: ignore[valid-type]
     split: SplitQuery = DEFAULT_SPLIT,  # type: ignore[valid-type]
     seed: SeedQuery = 0,  # type: ignore[valid-type]
     hard_cutoff: HardCutoffQuery = DEFAULT_HARD_CUTOFF,  # type: ignore[valid-type]
     bins: Annotated[int, Query(ge=2, le=200)] = 30,
 ) -> Response:
+    if keep is not None and keep > 1 and float(keep).is_integer():
+        keep = int(keep)  # the alias's count, as a query string cannot say int
     try:
         body = SelectionCreate(
-            keep=keep, strategy=strategy, split=split, seed=seed, hard_cutoff=hard_cutoff
+            keep_ratio=keep_ratio,
+            keep_count=keep_count,
+            keep=keep,
+            strategy=strategy,
+            split=split,
+            seed=seed,
+            hard_cutoff=hard_cutoff,
         )
-    except ValidationError as exc:  # pragma: no cover - the Query constraints are the same
-        raise unprocessable("validation_error", str(exc)) from exc
+    except ValidationError as exc:
+        raise errors.validation_error(exc.errors()) from exc
     scored = summary.load_scored(session, blobs, tenant, job_id)
     kept = preview.kept_indices(scored, body)
     title = f"{body.strategy}, keep {body.keep:g}: {len(kept)} of {len(scored.scores)}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.schemas import request_model
 from dlcprune.core.selection.params import SelectionParams
@@ -15,19 +15,74 @@ from dlcprune.names import DEFAULT_HARD_CUTOFF, STRATEGIES
 # The strategy names as a type, so the schema lists them (an enum in the OpenAPI document).
 StrategyName = Literal.__getitem__(STRATEGIES)  # type: ignore[attr-defined]
 
-# The fields, defaults, bounds and descriptions are SelectionParams' (the CLI's options too).
-SelectionCreate = request_model(
-    SelectionParams,
-    "SelectionCreate",
-    None,
-    json_schema_extra={
-        "examples": [
-            {"keep": 0.3, "strategy": "flexrand", "split": 0.5, "seed": 0},
-            {"keep": 500, "strategy": "stratified", "seed": 7},
-            {"keep": 0.1, "strategy": "easy"},
-        ]
-    },
+KEEP_HELP = (
+    "deprecated alias of keep_ratio / keep_count: a number <= 1 is a ratio, a whole number "
+    "above 1 a count; send keep_ratio or keep_count instead"
 )
+
+
+class _KeepFields(BaseModel):
+    """How much to keep: exactly one of ``keep_ratio``, ``keep_count`` or (the older alias)
+    ``keep``. After validation ``keep`` holds what the strategies take (a ratio, or a count)."""
+
+    keep_ratio: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=1,
+        description="the share of samples to keep, in (0, 1]: 1 keeps every scored sample",
+    )
+    keep_count: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=2**31 - 1,
+        description="how many samples to keep, >= 1 (at most the samples with a score)",
+    )
+    keep: (
+        Annotated[float, Field(strict=True, gt=0, le=1)]
+        | Annotated[int, Field(strict=True, ge=2, le=2**31 - 1)]
+        | None
+    ) = Field(default=None, description=KEEP_HELP, json_schema_extra={"deprecated": True})
+
+    @model_validator(mode="after")
+    def _one_keep(self) -> _KeepFields:
+        given = [n for n in ("keep_ratio", "keep_count", "keep") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "send exactly one of keep_ratio (a share in (0, 1]) or keep_count (>= 1)"
+                + (f"; got {', '.join(given)}" if given else "")
+            )
+        if self.keep_ratio is not None:
+            self.keep = float(self.keep_ratio)
+        elif self.keep_count is not None:
+            self.keep = float(self.keep_count)
+        else:
+            value = self.keep
+            if isinstance(value, int) and value >= 2:
+                self.keep_count = value
+            else:
+                self.keep_ratio = float(value)  # type: ignore[arg-type]
+            self.keep = float(value)  # type: ignore[arg-type]
+        return self
+
+
+# The other fields, defaults, bounds and descriptions are SelectionParams' (the CLI's options
+# too); how much to keep is _KeepFields'.
+_SelectionRest = request_model(SelectionParams, "_SelectionRest", None, exclude=("keep",))
+
+
+class SelectionCreate(_KeepFields, _SelectionRest):  # type: ignore[misc, valid-type]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"keep_ratio": 0.3, "strategy": "flexrand", "split": 0.5, "seed": 0},
+                {"keep_count": 500, "strategy": "stratified", "seed": 7},
+                {"keep_ratio": 0.1, "strategy": "easy"},
+            ]
+        },
+    )
 
 
 class ProvenanceSelection(BaseModel):
@@ -113,7 +168,9 @@ class SelectionRead(BaseModel):
     id: uuid.UUID
     job_id: uuid.UUID
     dataset_id: uuid.UUID
-    keep: float
+    keep: float = Field(description="as asked: the ratio, or the count (see keep_ratio/keep_count)")
+    keep_ratio: float | None = Field(default=None, description="the ratio asked for, or null")
+    keep_count: int | None = Field(default=None, description="the count asked for, or null")
     strategy: str
     split: float
     hard_cutoff: float = DEFAULT_HARD_CUTOFF
@@ -140,6 +197,7 @@ class SelectionList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None
 
 
 class SelectionItem(BaseModel):

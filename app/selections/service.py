@@ -37,17 +37,29 @@ def _job_inputs(
 def run_strategy(scores: np.ndarray, labels: Any, body: SelectionCreate) -> Subset:
     """The subset ``body`` asks for over a job's scores: the one call stored selections and
     previews both make, so a preview keeps exactly what the selection will. Unscored samples are
-    never kept; a request the strategy refuses answers 422 with its code."""
+    never kept; a request the strategy refuses answers 422 with its code. ``keep_count`` is a
+    count even at 1 (the strategies read a bare 1 as "everything")."""
+    keep: float = body.keep
+    keep_total = None
+    if body.keep_count is not None:
+        scored = int(np.isfinite(np.asarray(scores, dtype=np.float64)).sum())
+        if body.keep_count > scored:
+            raise unprocessable(
+                "invalid_selection",
+                f"keep_count {body.keep_count} exceeds the {scored} samples with a score",
+            )
+        keep, keep_total = (1.0, 1) if body.keep_count == 1 else (int(body.keep_count), None)
     try:
         return select_subset(
             scores,
             labels,
-            keep=body.keep,
+            keep=keep,
             strategy=body.strategy,
             split=body.split,
             seed=body.seed,
             unscored="exclude",
             hard_cutoff=body.hard_cutoff,
+            keep_total=keep_total,
         )
     except SelectionError as exc:
         raise unprocessable(exc.code, str(exc)) from exc
@@ -137,6 +149,15 @@ def scored_inputs(
     return scores, tokens, dataset_index(session, blobs, row)
 
 
+def keep_kind(row: Selection, num_samples: int) -> dict[str, Any]:
+    """``keep_ratio`` or ``keep_count`` of a stored selection: ``keep`` above 1 is a count; 1
+    that kept fewer than every scored sample was a count of 1, else the ratio 1."""
+    scored = num_samples - (row.excluded or 0)
+    if row.keep > 1 or (row.keep == 1 and row.size == 1 < scored):
+        return {"keep_ratio": None, "keep_count": int(row.keep)}
+    return {"keep_ratio": float(row.keep), "keep_count": None}
+
+
 def to_read(
     row: Selection,
     num_samples: int,
@@ -149,6 +170,7 @@ def to_read(
         job_id=row.job_id,
         dataset_id=row.dataset_id,
         keep=row.keep,
+        **keep_kind(row, num_samples),
         strategy=row.strategy,
         split=row.split,
         hard_cutoff=row.hard_cutoff if row.hard_cutoff is not None else DEFAULT_HARD_CUTOFF,

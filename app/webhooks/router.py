@@ -9,9 +9,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from app import idempotency
 from app.datasets.router import base_url
 from app.deps import SessionDep, SettingsDep, TenantDep
 from app.http import ACCEPTED_HEADERS, accepted
+from app.idempotency import IdempotencyKeyDep
+from app.models import Webhook
 from app.webhooks import repository, service
 from app.webhooks.schemas import (
     DeliveryList,
@@ -45,12 +48,31 @@ def create_webhook(
     session: SessionDep,
     settings: SettingsDep,
     tenant: TenantDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> Response:
-    hook, secret = service.create(session, settings, tenant, body)
-    created = service.to_created(hook, secret, base_url(request, settings))
-    return JSONResponse(
-        created.model_dump(mode="json"), status_code=201, headers={"Location": created.location}
+    def make() -> tuple[uuid.UUID, tuple[Webhook, str]]:
+        hook, secret = service.create(session, settings, tenant, body)
+        return hook.id, (hook, secret)
+
+    def load(webhook_id: uuid.UUID) -> tuple[Webhook, str]:
+        # The same request made again is answered the same, the secret included.
+        hook = service.get(session, tenant, webhook_id)
+        return hook, hook.secret
+
+    (hook, secret), replayed = idempotency.run(
+        session,
+        tenant,
+        idempotency_key,
+        scope="POST /v1/webhooks",
+        fingerprint=body.model_dump(mode="json"),
+        create=make,
+        load=load,
     )
+    created = service.to_created(hook, secret, base_url(request, settings))
+    headers = {"Location": created.location}
+    if replayed:
+        headers[idempotency.REPLAYED_HEADER] = "true"
+    return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
 
 
 @router.get("", response_model=WebhookList, responses=ERRORS, summary="List webhooks")

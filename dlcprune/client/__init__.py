@@ -133,24 +133,39 @@ class Client(Http):
 
     # Datasets ----------------------------------------------------------------------------------
 
-    def upload(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        copy: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Dataset:
         """Upload a dataset file (zip, tar, tar.gz, npz, jsonl), streamed from disk. Answers once
         it is validated (``ready``), or at once for large files (``indexing``: see
-        ``wait_dataset``). Invalid data raises ``DlcpruneError`` (422, with the reason)."""
+        ``wait_dataset``). Invalid data raises ``DlcpruneError`` (422, with the reason). When the
+        tenant already has a dataset with these bytes, that one is answered, unless ``copy``."""
         source = Path(path)
         data = {"name": name} if name else None
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        url = "/v1/datasets?copy=true" if copy else "/v1/datasets"
         with source.open("rb") as fh:
             files = {"file": (source.name, fh, "application/octet-stream")}
-            body = self._json("POST", "/v1/datasets", files=files, data=data)
+            body = self._json("POST", url, files=files, data=data, headers=headers)
         return Dataset.from_json(body)
 
-    def register(self, uri: str, name: str | None = None) -> Dataset:
+    def register(
+        self, uri: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> Dataset:
         """Register data the service can read already (``file://`` below its configured roots,
         or an enabled fsspec URL such as ``s3://``)."""
         body: dict[str, Any] = {"uri": uri}
         if name:
             body["name"] = name
-        return Dataset.from_json(self._json("POST", "/v1/datasets", json=body))
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Dataset.from_json(
+            self._json("POST", "/v1/datasets/references", json=body, headers=headers)
+        )
 
     def datasets(self, status: str | None = None) -> list[Dataset]:
         """Every dataset of this key's tenant (all pages), newest first."""
@@ -336,7 +351,14 @@ class Client(Http):
         seed: int,
         hard_cutoff: float | None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"keep": keep, "strategy": strategy, "seed": seed}
+        # A whole number above 1 is a count, anything else a ratio (as the service's alias).
+        if isinstance(keep, bool):
+            raise TypeError("keep must be a ratio in (0, 1] or a count, not a bool")
+        if keep > 1 and float(keep).is_integer():
+            body: dict[str, Any] = {"keep_count": int(keep)}
+        else:
+            body = {"keep_ratio": float(keep)}
+        body.update(strategy=strategy, seed=seed)
         if split is not None:  # else the service's default (docs/quality.md)
             body["split"] = split
         if hard_cutoff is not None:  # else the service's default

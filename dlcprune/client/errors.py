@@ -69,17 +69,17 @@ class WaitTimeout(DlcpruneError):
 
 
 def error_from(resp: httpx.Response) -> DlcpruneError:
-    """The API's ``{"error": {"code", "message"}}`` as an exception (any other body too)."""
+    """The API's RFC 9457 problem document (``code``, ``detail``, ``details``) as an exception
+    (any other body too: its text is the message)."""
     code, message, details = f"http_{resp.status_code}", "", None
     try:
         body = resp.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        code = str(err.get("code") or code)
-        message = str(err.get("message") or "")
-        details = err.get("details")
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        code = body["code"] or code
+        message = str(body.get("detail") or body.get("title") or "")
+        details = body.get("details")
     if not message:
         message = resp.text.strip()[:500] or resp.reason_phrase or "error"
     return DlcpruneError(

@@ -152,7 +152,11 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         `dlcprune keys create --tenant NAME`. Without a valid key every `/v1` route answers
         `401 unauthorized`, and another tenant's ids answer `404 not_found`.
 
-        **Errors** are JSON, `{"error": {"code": "...", "message": "..."}}`, with a stable `code`
+        **Errors** are RFC 9457 problem details (`application/problem+json`): `type`
+        (`urn:dlcprune:problem:<code>`), `title`, `status`, `detail` (for a person: it names the
+        field, file or row), `instance` (the request's path), the stable `code`, `request_id`, and
+        for some a `details` object: `details.errors` lists each field that failed validation
+        (`loc`, `msg`, `type`); a refused upload's `details.dataset` is the record as it was read
         (examples at the end of this page). Every response carries `X-Request-ID` (yours, or a new
         one), which the service's JSON logs carry too.
 

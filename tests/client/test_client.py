@@ -502,10 +502,22 @@ def test_every_request_body_has_examples(app_client) -> None:  # type: ignore[no
     assert bodies >= 6
     for name in ("JobCreate", "SelectionCreate"):
         assert schemas[name]["examples"], name
-    datasets = spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
-    reference = datasets["application/json"]  # DatasetReference, inline
-    assert reference["schema"]["examples"] and reference["examples"]
-    assert set(reference["schema"]["properties"]) == {"uri", "name", "format", "columns"}
+    # One request body per operation: the upload is multipart only, the reference its own JSON.
+    assert set(spec["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]) == {
+        "multipart/form-data"
+    }
+    reference = spec["paths"]["/v1/datasets/references"]["post"]["requestBody"]["content"]
+    assert set(reference) == {"application/json"}
+    ref_schema = schemas[reference["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]]
+    assert ref_schema["examples"]
+    assert set(ref_schema["properties"]) == {
+        "uri",
+        "name",
+        "format",
+        "columns",
+        "tags",
+        "external_id",
+    }
     for path in ("/v1/datasets", "/v1/weights"):
         multipart = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
         assert multipart["examples"], path

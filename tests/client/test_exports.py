@@ -20,6 +20,7 @@ import pytest
 from dlcprune.core.selection import DEFAULT_SPLIT
 from tests.client.conftest import FAST
 from tests.conftest import Api, finish
+from tests.problems import problem
 from tests.service.data import image_members, write_npz
 
 
@@ -179,10 +180,10 @@ def test_npz_exports_carry_provenance_in_the_bundle(app_client, key_a: str, tmp_
 def test_export_errors(api_a: Api, api_b: Api, selection: dict) -> None:
     sel = selection["selection"]
     bad = api_a.get(sel["export_url"], params={"format": "xlsx"})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+    assert bad.status_code == 422 and problem(bad)["code"] == "validation_error"
     for fmt in ("original", "manifest-csv", "parquet", "bundle"):
         other = api_b.get(sel["export_url"], params={"format": fmt})
-        assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+        assert other.status_code == 404 and problem(other)["code"] == "not_found"
     missing = api_a.get(f"/v1/selections/{uuid.uuid4()}/export", params={"format": "bundle"})
     assert missing.status_code == 404
 

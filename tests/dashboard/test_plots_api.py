@@ -19,6 +19,7 @@ from app import plots
 from app.dashboard import STATIC_DIR
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.conftest import Api, finish
+from tests.problems import problem
 from tests.service.data import (
     TINTS,
     image_bytes,
@@ -32,9 +33,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def error_of(resp) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    body = resp.json()
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
-    return resp.status_code, body["error"]["code"]
+    body = problem(resp)
+    assert isinstance(body["message"], str) and body["message"], body
+    return resp.status_code, body["code"]
 
 
 def ks_brute_force(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import Api, make_key
+from tests.problems import problem
 from tests.service.data import image_members
 
 
@@ -232,7 +233,7 @@ def test_bad_uploads_are_refused_with_a_code_naming_the_place(
     path = make(tmp_path)
     resp = api.upload(path)
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == code, error
     for name in names:
         assert name in error["message"], (name, error["message"])
@@ -264,7 +265,7 @@ def test_uploads_over_the_limit_answer_413_while_streaming(api: Api, tmp_path: P
         content=chunks(),
         headers={"content-type": "multipart/form-data; boundary=xyz"},
     )
-    assert resp.status_code == 413 and resp.json()["error"]["code"] == "payload_too_large"
+    assert resp.status_code == 413 and problem(resp)["code"] == "payload_too_large"
 
 
 def test_keys_never_reach_logs_or_bodies(
@@ -346,7 +347,7 @@ def test_every_route_hides_other_tenants(
         kw = {"json": bodies} if method == "POST" else {"params": {"keep": 0.5}}
         resp = b.request(method, url, **kw)
         assert resp.status_code == 404, (method, url, resp.status_code, resp.text[:200])
-        assert resp.json()["error"]["code"] == "not_found"
+        assert problem(resp)["code"] == "not_found"
         # And the owner still sees it (except what needs a body we did not send).
         if method == "GET":
             mine = a.get(url, params={"keep": 0.5})

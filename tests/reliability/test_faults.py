@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import _purge_queue, make_key
+from tests.problems import problem
 from tests.reliability.conftest import PrivatePostgres, PrivateRedis, Stack
 from tests.service.data import write_image_zip
 
@@ -200,7 +201,7 @@ def test_a_postgres_restart_mid_job(
         wait(client, job["url"], lambda j: j["status"] == "running" and j["progress"]["done"])
         private_postgres.stop()
         down = client.get("/readyz")
-        assert down.status_code == 503 and down.json()["error"]["code"] == "unavailable"
+        assert down.status_code == 503 and problem(down)["code"] == "unavailable"
         assert down.json()["checks"]["database"] != "ok"
         time.sleep(3)
         private_postgres.start()

@@ -17,6 +17,7 @@ import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.conftest import Api, finish
+from tests.problems import problem
 from tests.service.data import (
     image_members,
     write_image_tar,
@@ -30,10 +31,9 @@ FAST = {"image_size": 32, "levels": 2}
 
 
 def error_of(resp) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    body = resp.json()
-    assert set(body) >= {"error"}, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return resp.status_code, body["error"]["code"]
+    body = problem(resp)
+    assert isinstance(body["message"], str) and body["message"]
+    return resp.status_code, body["code"]
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +102,20 @@ def test_other_formats_index(
 def test_corrupt_uploads_end_invalid_with_the_reason(api_a: Api, files: dict[str, Path]) -> None:
     resp = api_a.upload(files["corrupt_image"])
     assert error_of(resp) == (422, "corrupt_image")
-    bad = resp.json()["error"]["details"]["dataset"]
+    bad = problem(resp)["details"]["dataset"]
     assert bad["status"] == "invalid" and bad["error"]["code"] == "corrupt_image"
     assert "badimg.zip" in bad["error"]["message"]
-    assert "red/broken.png" in resp.json()["error"]["message"]
-    # The invalid record stays visible with the same reason.
-    assert api_a.get(f"/v1/datasets/{bad['id']}").json() == bad
+    assert "red/broken.png" in problem(resp)["message"]
+    # A refused upload keeps nothing: no row (the record was only shown), no bytes.
+    assert error_of(api_a.get(f"/v1/datasets/{bad['id']}")) == (404, "not_found")
+    listed = api_a.get("/v1/datasets", params={"status": "invalid", "limit": 1000}).json()
+    assert bad["id"] not in {d["id"] for d in listed["items"]}
     garbage = api_a.upload(files["garbage"])
     assert error_of(garbage) == (422, "corrupt_archive")
     # The service's own storage path never leaks into messages.
-    assert "blobs" not in garbage.json()["error"]["message"]
+    assert "blobs" not in problem(garbage)["message"]
     job = api_a.post("/v1/jobs", json={"dataset_id": bad["id"]})
-    assert error_of(job) == (409, "dataset_invalid")
+    assert error_of(job) == (404, "not_found")
 
 
 def test_upload_errors(api_a: Api, tmp_path: Path, service_env: dict[str, str]) -> None:
@@ -393,7 +395,8 @@ def test_selection_determinism_and_errors(api_a: Api, scored: dict) -> None:
     assert items(3) != items(4)
     assert error_of(api_a.post(url, json={"keep": 0})) == (422, "validation_error")
     assert error_of(api_a.post(url, json={"keep": 25})) == (422, "invalid_selection")
-    assert error_of(api_a.post(url, json={"keep": 2.5})) == (422, "invalid_selection")
+    # Neither a ratio nor a whole count: the schema's anyOf refuses it.
+    assert error_of(api_a.post(url, json={"keep": 2.5})) == (422, "validation_error")
     assert error_of(api_a.post(url, json={"keep": 0.5, "split": 2})) == (422, "validation_error")
     assert error_of(api_a.post(url, json={"keep": 0.5, "strategy": "best"})) == (
         422,

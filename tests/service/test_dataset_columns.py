@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.conftest import Api
+from tests.problems import problem
 from tests.service.data import image_members
 from worker.runner import run_job
 
@@ -132,18 +133,18 @@ def test_without_columns_or_with_a_missing_one_the_dataset_is_invalid(
     path, _ = table_path
     resp = refer(api_a, path)
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == "missing_field"
     assert error["message"].startswith(f"{path.as_uri()}: no label column"), error
     assert "columns={'label': ...}" in error["message"]
-    assert resp.json()["error"]["details"]["dataset"]["status"] == "invalid"
+    assert problem(resp)["details"]["dataset"]["status"] == "invalid"
 
     resp = refer(api_a, path, columns={"image": "img", "label": "target"})
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == "missing_field"
     assert "column 'target' (mapped to label) is not in the data" in error["message"], error
-    assert resp.json()["error"]["details"]["dataset"]["columns"] == {
+    assert problem(resp)["details"]["dataset"]["columns"] == {
         "image": "img",
         "label": "target",
     }
@@ -155,17 +156,17 @@ def test_a_format_that_does_not_fit_is_invalid_with_a_clear_message(
     path, _ = table_path
     resp = refer(api_a, path, format="npz")
     assert resp.status_code == 422, resp.text
-    body = resp.json()
-    assert body["error"]["code"] == "corrupt_archive"
-    assert body["error"]["message"].startswith(f"{path.as_uri()}: "), body
-    assert body["error"]["message"].endswith("(read as format 'npz', as the request named)")
-    assert body["error"]["details"]["dataset"]["requested_format"] == "npz"
+    body = problem(resp)
+    assert body["code"] == "corrupt_archive"
+    assert body["message"].startswith(f"{path.as_uri()}: "), body
+    assert body["message"].endswith("(read as format 'npz', as the request named)")
+    assert body["details"]["dataset"]["requested_format"] == "npz"
 
     # A format without column roles refuses a mapping.
     resp = refer(api_a, path, format="zip", columns=COLUMNS)
     assert resp.status_code == 422, resp.text
-    assert resp.json()["error"]["code"] == "invalid_columns"
-    assert "format 'zip' takes no column mapping" in resp.json()["error"]["message"]
+    assert problem(resp)["code"] == "invalid_columns"
+    assert "format 'zip' takes no column mapping" in problem(resp)["message"]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +189,7 @@ def test_bad_options_in_a_reference_answer_422_naming_the_field(
     before = api_a.get("/v1/datasets", params={"limit": 1}).json()["total"]
     resp = refer(api_a, path, **options)
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == "validation_error"
     assert error["message"].startswith(f"{field}"), error
     assert api_a.get("/v1/datasets", params={"limit": 1}).json()["total"] == before
@@ -209,12 +210,12 @@ def test_an_upload_takes_format_and_columns_as_form_fields(
     # Empty fields count as not given: the label column is then missing.
     resp = api_a.upload(path, columns="", format="")
     assert resp.status_code == 422, resp.text
-    assert resp.json()["error"]["code"] == "missing_field"
-    assert resp.json()["error"]["message"].startswith("table.parquet: no label column")
+    assert problem(resp)["code"] == "missing_field"
+    assert problem(resp)["message"].startswith("table.parquet: no label column")
 
     resp = api_a.upload(path, format="tar")
     assert resp.status_code == 422, resp.text
-    assert resp.json()["error"]["message"].endswith("(read as format 'tar', as the request named)")
+    assert problem(resp)["message"].endswith("(read as format 'tar', as the request named)")
 
     blobs = Path(service_env["DLCPRUNE_BLOB_URL"]) / "datasets"
     before_blobs = set(blobs.iterdir())
@@ -228,7 +229,7 @@ def test_an_upload_takes_format_and_columns_as_form_fields(
     ]:
         resp = api_a.upload(path, **fields)
         assert resp.status_code == 422, (fields, resp.text)
-        error = resp.json()["error"]
+        error = problem(resp)
         assert error["code"] == "validation_error", fields
         assert error["message"].startswith(field), (fields, error)
     # Nothing was kept of the refused uploads.

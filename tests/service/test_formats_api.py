@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from dlcprune.core.selection import allocate, resolve_keep
 from tests.conftest import Api
+from tests.problems import problem
 from tests.service.data import image_members
 from worker.runner import run_job
 
@@ -54,7 +55,7 @@ def test_a_parquet_upload_of_image_bytes_is_indexed_scored_and_selected(
     # (which has no column mapping) is refused, naming what is missing.
     resp = api_a.upload(path)
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == "missing_field"
     assert error["message"].startswith("colours.parquet: no label column")
 
@@ -117,7 +118,7 @@ def test_a_parquet_manifest_referenced_by_file_uri(api_a: Api, service_env: dict
     pq.write_table(bad, root / "bad.parquet")
     resp = api_a.post("/v1/datasets", json={"uri": (root / "bad.parquet").as_uri()})
     assert resp.status_code == 422, resp.text
-    error = resp.json()["error"]
+    error = problem(resp)
     assert error["code"] == "unsafe_path", error
     assert "bad.parquet[../elsewhere.png]:2: image path contains '..'" in error["message"]
 

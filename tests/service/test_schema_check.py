@@ -21,6 +21,8 @@ def test_readyz_is_503_until_the_schema_is_current(tmp_path: Path, monkeypatch) 
         "DLCPRUNE_BROKER_URL": "",
         "DLCPRUNE_DATABASE_URL": "",
         "DLCPRUNE_BLOB_URL": "",
+        # The embedded default on loopback: no keys, so readiness names what failed.
+        "DLCPRUNE_AUTH_ENABLED": "false",
     }.items():
         monkeypatch.setenv(key, value)
     reset_settings()

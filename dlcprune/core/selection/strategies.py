@@ -193,7 +193,7 @@ def select(
     if unscored == "exclude":
         arr = np.asarray(scores)
         if arr.dtype.kind == "f" and np.isnan(arr).any():
-            return _select_scored(arr, labels, keep, strategy, split, seed, hard_cutoff)
+            return _select_scored(arr, labels, keep, strategy, split, seed, hard_cutoff, keep_total)
     values = _check_scores(scores)
     n = values.shape[0]
     total = resolve_keep(keep, n) if keep_total is None else keep_total
@@ -243,10 +243,11 @@ def _select_scored(
     split: float,
     seed: int,
     hard_cutoff: float = DEFAULT_HARD_CUTOFF,
+    keep_total: int | None = None,
 ) -> Subset:
     """:func:`select` over the samples with a finite score; indices refer to the full input."""
     n = scores.shape[0]
-    total = resolve_keep(keep, n)
+    total = resolve_keep(keep, n) if keep_total is None else keep_total
     scored = np.flatnonzero(~np.isnan(scores))
     if total > len(scored):
         raise SelectionError(
