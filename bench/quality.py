@@ -245,7 +245,8 @@ def compute_scores(
     studied = [(n, VARIANTS[n.removeprefix("dlc:")]) for n in sorted(needed) if ":" in n]
     studied = studied if variants else []
     with open_dataset(data.train) as ds:
-        for name, variant in [("dlc", {}), *studied]:
+        reference = [("dlc", {})] if "dlc" in needed or not studied else []
+        for name, variant in [*reference, *studied]:
             t0 = time.perf_counter()
             main = {"levels": args.levels, "schedule": "geometric"}  # the reference path
             r = score(ds, bb, DLCParams(batch_size=64, **kw, **(main | variant)))
@@ -451,7 +452,7 @@ def main() -> None:
                 "notes": data.notes,
                 "variants": [r[0] for r in study],
                 "seconds": scored.seconds,
-                "label_issues": label_issues(data, proto, scored) if i == 0 else {},
+                "label_issues": label_issues(data, proto, scored) if "dlc" in needed else {},
             }
 
             def checkpoint(
