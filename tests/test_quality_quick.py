@@ -41,9 +41,9 @@ def test_quick_quality_report(tmp_path: Path) -> None:
     header = table[0]
     assert header.split("|")[2:5] == [" 10% ", " 50% ", " 90% "]
     assert table[2].startswith("| Stratified random (control) |")  # the control comes first
-    rows = [r for r in table if re.match(r"\| (DLC \+ FlexRand|Random|EL2N|Herding)", r)]
-    assert len(rows) >= 2 * 8  # accuracy and paired-difference rows
-    for row in rows[:8]:
+    rows = [r for r in table if re.match(r"\| (DLC \+ FlexRand|Random|Herding)", r)]
+    assert len(rows) == 2 * 7  # accuracy and paired-difference rows
+    for row in rows[:7]:
         cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
         accs = [float(c.split("[")[0]) for c in cells[1:4]]
         assert all(-100.0 <= a <= 100.0 for a in accs)
@@ -52,7 +52,7 @@ def test_quick_quality_report(tmp_path: Path) -> None:
     data = json.loads(raw.read_text())
     results = data["datasets"]["digits"]["results"]
     splits = {f"DLC + FlexRand {s}" for s in ("0.3", "0.45", "0.5", "0.55", "0.7")}
-    assert set(results) >= {"Stratified random (control)", "Random (global)", "EL2N"} | splits
+    assert set(results) >= {"Stratified random (control)", "Random (global)", "Herding"} | splits
     assert all(len(v["0.1"]) == 2 for v in results.values())  # two paired seeds
     proxy = data["datasets"]["digits"]["proxy"]
     assert set(proxy) == set(results) and all(len(v["0.5"]) == 2 for v in proxy.values())
