@@ -62,7 +62,7 @@ def _probe(seed: int):
     from sklearn.preprocessing import StandardScaler
 
     return make_pipeline(
-        StandardScaler(), LogisticRegression(C=1.0, max_iter=300, random_state=seed)
+        StandardScaler(), LogisticRegression(C=1.0, max_iter=100, random_state=seed)
     )
 
 
