@@ -178,10 +178,10 @@ def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
         )
     else:
         lines.append(
-            "No split share and no path variant differs from the paper's setting (geometric "
-            "path of 50 levels, split 0.5) by an interval that excludes zero, so the service "
-            "uses the paper's defaults for labelled data (`dlcprune/core/params.py` "
-            "LABELLED_PATH, `dlcprune/names.py` DEFAULT_SPLIT)."
+            "No split share and no path variant beats the paper's setting (geometric path of "
+            "50 levels, split 0.5) by an interval that excludes zero, so the service uses the "
+            "paper's defaults for labelled data (`dlcprune/core/params.py` LABELLED_PATH, "
+            "`dlcprune/names.py` DEFAULT_SPLIT)."
         )
     lines.append("")
     return lines
