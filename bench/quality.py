@@ -9,7 +9,7 @@ For each dataset (a held-out test split is never used for scoring or selection):
 1. every score is computed on the training split, timed (wall seconds, same run): DLC on the
    reference path (the authors' code: 50 geometric levels) and its variants (image sets), and
    the baselines, through the same engine functions the service's jobs call (``worker.scoring``);
-2. for keep ratios 10%, 20%, 30%, 50%, 70% and 10 paired seeds (seed s selects with s and trains
+2. for keep ratios 10% and 30% (``--ratios``) and 10 paired seeds (seed s selects with s and trains
    with 1000 + s in every row), each row's subset is fine-tuned with one fixed protocol and its
    test accuracy measured, and the evaluations' probe (logistic regression on the frozen
    features) is trained on the same subset: the control is class-stratified random; FlexRand
@@ -24,12 +24,11 @@ layer plus a new linear head are trained; everything before it is frozen and its
 once per sample (images: EfficientNet-Lite0's last convolution, conv_head 320 -> 1280, with its
 BatchNorm; text: MiniLM stays frozen and a residual MLP block the size of a transformer
 feed-forward layer is trained on its sentence features). ``--steps`` optimisation steps
-(default 200) of ``--batch`` samples (64) whatever the subset's size, so small subsets are not
+(default 100) of ``--batch`` samples (64) whatever the subset's size, so small subsets are not
 starved: a subset is cycled through as often as the steps need. AdamW (3e-4 for the backbone
 layer, 1e-2 for the head), warm-up then cosine decay, weight decay 1e-4, no augmentation.
-Training the whole backbone for each of the ~1,500 runs does not fit in 30 minutes per dataset on
-2 CPU cores (one full fine-tune of EfficientNet-Lite0 on these 1,258 images takes about a
-minute here); the last layer does (about 1.5 s per run).
+Images at 32 px (``--image-size``) by default. Training the whole backbone for each run does not
+fit on 2 CPU cores; bench/paper.py does that on a GPU (224 px).
 """
 
 from __future__ import annotations
