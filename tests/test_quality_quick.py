@@ -42,7 +42,7 @@ def test_quick_quality_report(tmp_path: Path) -> None:
     assert header.split("|")[2:5] == [" 10% ", " 50% ", " 90% "]
     assert table[2].startswith("| Stratified random (control) |")  # the control comes first
     rows = [r for r in table if re.match(r"\| (DLC \+ FlexRand|Random|Herding)", r)]
-    assert len(rows) == 2 * 7  # accuracy and paired-difference rows
+    assert len(rows) == 3 * 7  # accuracy, paired-difference and decision-table rows
     for row in rows[:7]:
         cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
         accs = [float(c.split("[")[0]) for c in cells[1:4]]
