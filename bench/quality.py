@@ -1,33 +1,34 @@
-"""Does the pruned subset train as well as the paper claims? DLC against the baselines.
+"""Does the pruned subset train as well as the paper claims? DLC against class-stratified random.
 
-    python bench/quality.py                      # digits, noisy digits, text (about 45 minutes)
-    python bench/quality.py --datasets digits    # one of them
-    python bench/quality.py --quick              # CI: digits, 3 ratios, 1 seed, a few minutes
+    python bench/quality.py                      # digits, glyphs (20% labels flipped), icons, text
+    python bench/quality.py --device cuda --datasets digits,glyphs-noisy,icons
+    python bench/quality.py --quick              # CI: digits, 3 ratios, 2 seeds, a few minutes
 
 For each dataset (a held-out test split is never used for scoring or selection):
 
-1. every score is computed on the training split, timed (wall seconds, this machine, same run):
-   DLC (the service's defaults, and the variants that decide them) and every baseline, through
-   the same engine functions the service's jobs call (``worker.scoring``);
-2. for keep ratios 10%, 20%, ..., 90%, each method with its usual selection (DLC with FlexRand,
-   and with top-K easy and top-K hard; the baselines as their papers select; CCS over DLC and
-   over EL2N), a classifier is fine-tuned on the subset with one fixed protocol and its test
-   accuracy measured, over 3 seeds;
-3. a report goes to ``docs/quality.md`` with plots in ``docs/img/``: accuracy (mean and standard
-   deviation) per method and ratio with the average over ratios, each method's gap over random per
-   ratio (as the paper's Figure 5), the scoring times relative to DLC, and the defaults study.
+1. every score is computed on the training split, timed (wall seconds, same run): DLC on the
+   reference path (the authors' code: 50 geometric levels) and its variants (image sets), and
+   the baselines, through the same engine functions the service's jobs call (``worker.scoring``);
+2. for keep ratios 10% and 30% (``--ratios``) and 10 paired seeds (seed s selects with s and trains
+   with 1000 + s in every row), each row's subset is fine-tuned with one fixed protocol and its
+   test accuracy measured, and the evaluations' probe (logistic regression on the frozen
+   features) is trained on the same subset: the control is class-stratified random; FlexRand
+   runs at split 0.3, 0.45, 0.5, 0.55 and 0.7, each reported (none picked on the test split);
+3. a report goes to ``docs/quality.md`` (bench/quality_report.py) with plots in ``docs/img/``:
+   accuracy with 95% intervals, paired differences from the control with 95% intervals, the
+   proxy's rank agreement (Spearman), the label-issue AUROC where labels were flipped, scoring
+   times, and the defaults decision.
 
 The fine-tuning protocol (the same for every method and ratio): the pre-trained backbone's last
 layer plus a new linear head are trained; everything before it is frozen and its output computed
 once per sample (images: EfficientNet-Lite0's last convolution, conv_head 320 -> 1280, with its
 BatchNorm; text: MiniLM stays frozen and a residual MLP block the size of a transformer
 feed-forward layer is trained on its sentence features). ``--steps`` optimisation steps
-(default 200) of ``--batch`` samples (64) whatever the subset's size, so small subsets are not
+(default 100) of ``--batch`` samples (64) whatever the subset's size, so small subsets are not
 starved: a subset is cycled through as often as the steps need. AdamW (3e-4 for the backbone
 layer, 1e-2 for the head), warm-up then cosine decay, weight decay 1e-4, no augmentation.
-Training the whole backbone for each of the ~1,500 runs does not fit in 30 minutes per dataset on
-2 CPU cores (one full fine-tune of EfficientNet-Lite0 on these 1,258 images takes about a
-minute here); the last layer does (about 1.5 s per run).
+Images at 32 px (``--image-size``) by default. Training the whole backbone for each run does not
+fit on 2 CPU cores; bench/paper.py does that on a GPU (224 px).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.quality_data import Data, digits, text  # noqa: E402
+from bench.quality_data import Data, digits, glyphs, icons, pack, text, unpack  # noqa: E402
+from bench.quality_report import merge, write_report  # noqa: E402
+from bench.quality_stats import auroc, probe_accuracy, self_confidence  # noqa: E402
 from dlcprune.core.formats import open_dataset  # noqa: E402
 from dlcprune.core.params import DLCParams  # noqa: E402
 from dlcprune.core.selection import select  # noqa: E402
@@ -67,37 +71,46 @@ from worker.scoring.baselines import (  # noqa: E402
 from worker.scoring.dlc import class_targets, score  # noqa: E402
 from worker.scoring.passes import prepare  # noqa: E402
 
-RATIOS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+RATIOS = [0.1, 0.3]
+SEEDS = 10
+PROXY_SEEDS = 2  # the probe runs on the first seeds only (its cell means give the ranking)
+CONTROL = "Stratified random (control)"
+SPLITS = [0.3, 0.45, 0.5, 0.55, 0.7]
 
-# (label, score name, selection strategy): each score with the selection its paper uses.
-METHODS = [
-    ("DLC + FlexRand", "dlc", "flexrand"),
-    ("DLC + top-K easy", "dlc", "easy"),
-    ("DLC + top-K hard", "dlc", "hard"),
-    ("DLC + CCS", "dlc", "ccs"),
-    ("Random", "random", "random"),
-    ("Herding", "herding", "easy"),
-    ("k-Center greedy", "kcenter_greedy", "easy"),
-    ("Moderate-DS", "moderate", "easy"),
-    ("EL2N", "el2n", "hard"),
-    ("EL2N + CCS", "el2n", "ccs"),
-    ("GraNd", "grand", "hard"),
-    ("Forgetting", "forgetting", "hard"),
-    ("Entropy", "entropy", "hard"),
-    ("Margin", "margin", "hard"),
-    ("Least confidence", "least_confidence", "hard"),
+# (label, score name, selection strategy, FlexRand split): each score with the selection its
+# paper uses. The headline rows run by default; --methods all adds the rest.
+# In the order they run, so that a run cut short keeps the rows that decide the most.
+HEADLINE: list[tuple[str, str, str, float]] = [
+    (CONTROL, "random", "stratified", 0.5),
+    *[(f"DLC + FlexRand {s}", "dlc", "flexrand", s) for s in (0.5, 0.3, 0.7)],
+    # (here the path variants, on the image sets)
+    *[(f"DLC + FlexRand {s}", "dlc", "flexrand", s) for s in (0.45, 0.55)],
+    ("Random (global)", "random", "random", 0.5),
+    ("Herding", "herding", "easy", 0.5),
+    ("k-Center greedy", "kcenter_greedy", "easy", 0.5),
 ]
-
-# The DLC variants that decide the defaults: schedule x levels x masking.
+OTHERS: list[tuple[str, str, str, float]] = [
+    ("EL2N", "el2n", "hard", 0.5),
+    ("DLC + top-K easy", "dlc", "easy", 0.5),
+    ("Moderate-DS", "moderate", "easy", 0.5),
+    ("DLC + top-K hard", "dlc", "hard", 0.5),
+    ("DLC + CCS", "dlc", "ccs", 0.5),
+    ("EL2N + CCS", "el2n", "ccs", 0.5),
+    ("GraNd", "grand", "hard", 0.5),
+    ("Forgetting", "forgetting", "hard", 0.5),
+    ("Entropy", "entropy", "hard", 0.5),
+    ("Margin", "margin", "hard", 0.5),
+    ("Least confidence", "least_confidence", "hard", 0.5),
+]
+# The reference path (the authors' code, the paper's defaults) and the variants studied against
+# it, each with FlexRand at split 0.5.
+REFERENCE = "DLC + FlexRand 0.5"
+# The headline study: the previous default (linear, 10 levels); --methods all adds the others.
 VARIANTS = {
-    "geometric, 50 levels, l1 (authors' code)": {"schedule": "geometric", "levels": 50},
-    "linear, 49 levels, l1 (paper)": {"schedule": "linear", "levels": 49},
-    "geometric, 10 levels, l1": {"schedule": "geometric", "levels": 10},
-    "linear, 10 levels, l1": {"schedule": "linear", "levels": 10},
-    "geometric, 50 levels, random": {"schedule": "geometric", "levels": 50, "masking": "random"},
-    "linear, 49 levels, random": {"schedule": "linear", "levels": 49, "masking": "random"},
+    "linear, 10 levels": {"schedule": "linear", "levels": 10},
+    "linear, 49 levels (paper's text)": {"schedule": "linear", "levels": 49},
+    "geometric, 10 levels": {"schedule": "geometric", "levels": 10},
 }
-SPLITS = [0.3, 0.5, 0.7]
 
 
 # Fine-tuning protocol --------------------------------------------------------------------------
@@ -142,39 +155,42 @@ class Protocol:
         self.steps, self.batch = steps, batch
         self.kind = data.kind
         self.bb = bb
+        self.device = bb.device
         self.num_classes = int(max(data.labels.max(), data.test_labels.max()) + 1)
-        self.train_x = self._activations(data.train, image_size)
-        self.test_x = self._activations(data.test, image_size)
-        self.labels = torch.from_numpy(data.labels)
-        self.test_labels = torch.from_numpy(data.test_labels)
+        self.train_x, self.train_f = self._activations(data.train, image_size)
+        self.test_x, self.test_f = self._activations(data.test, image_size)
+        self.labels = torch.from_numpy(data.labels).to(self.device)
+        self.test_labels = torch.from_numpy(data.test_labels).to(self.device)
 
     @torch.inference_mode()
-    def _activations(self, path: Path, image_size: int) -> Any:
+    def _activations(self, path: Path, image_size: int) -> tuple[Any, np.ndarray]:
+        """The frozen part's output (the tail's input) and the unmasked backbone's pooled
+        features (N, D) float32 (the probe's input, as a scoring job keeps them)."""
         params = DLCParams(image_size=image_size, max_length=64).resolved(self.kind)
         with open_dataset(path) as ds:
             inputs = prepare(ds, self.bb, params, 2**31, None, lambda *a: None)
             n = len(ds)
         m = self.bb.model
-        outs = []
+        outs, feats = [], []
         for lo in range(0, n, 128):
             idx = np.arange(lo, min(n, lo + 128))
             x = inputs.gather(idx, self.bb.device)
+            f = self.bb.features(x).float()
+            feats.append(f.cpu().numpy())
             if self.kind == "image":
                 h = m.blocks(m.bn1(m.conv_stem(x)))
                 outs.append(h.contiguous().float())
             else:
-                outs.append(self.bb.features(x).float())
+                outs.append(f)
         inputs.close()
-        return torch.cat(outs)
-
-    def _take(self, acts: Any, idx: torch.Tensor) -> Any:
-        return acts[idx]
+        return torch.cat(outs), np.concatenate(feats)
 
     def fit(self, subset: np.ndarray, seed: int) -> float:
         """Train a fresh tail on ``subset`` (training indices); returns test accuracy."""
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         tail = (ImageTail if self.kind == "image" else TextTail)(self.bb.model, self.num_classes)
+        tail = tail.to(self.device)
         head = list(tail.head.parameters())
         rest = [p for n, p in tail.named_parameters() if not n.startswith("head.")]
         opt = torch.optim.AdamW(
@@ -199,10 +215,8 @@ class Protocol:
                 chunk = order[pos : pos + self.batch - len(take)]
                 take += chunk.tolist()
                 pos += len(chunk)
-            idx = torch.tensor(take)
-            loss = nn.functional.cross_entropy(
-                tail(self._take(self.train_x, idx)), self.labels[idx]
-            )
+            idx = torch.tensor(take, device=self.device)
+            loss = nn.functional.cross_entropy(tail(self.train_x[idx]), self.labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -210,10 +224,7 @@ class Protocol:
         with torch.inference_mode():
             n = len(self.test_labels)
             preds = torch.cat(
-                [
-                    tail(self._take(self.test_x, torch.arange(lo, min(n, lo + 256)))).argmax(1)
-                    for lo in range(0, n, 256)
-                ]
+                [tail(self.test_x[lo : min(n, lo + 256)]).argmax(1) for lo in range(0, n, 256)]
             )
         return float((preds == self.test_labels).float().mean())
 
@@ -227,28 +238,36 @@ class Scored:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def compute_scores(data: Data, bb: Backbone, args: argparse.Namespace) -> Scored:
+def compute_scores(
+    data: Data, bb: Backbone, args: argparse.Namespace, needed: set[str], variants: bool
+) -> Scored:
+    """Every score a row of ``needed`` uses, on the training split, timed; the DLC variants too
+    when ``variants``."""
     out = Scored()
     kw = {"image_size": args.image_size} if data.kind == "image" else {"max_length": 64}
+    studied = [(n, VARIANTS[n.removeprefix("dlc:")]) for n in sorted(needed) if ":" in n]
+    studied = studied if variants else []
     with open_dataset(data.train) as ds:
-        for name, variant in [("dlc", {})] + [(f"dlc:{k}", v) for k, v in VARIANTS.items()]:
-            if name != "dlc" and (args.quick or data.kind != "image"):
-                continue  # the defaults study runs on the image datasets
-
+        reference = [("dlc", {})] if "dlc" in needed or not studied else []
+        for name, variant in [*reference, *studied]:
             t0 = time.perf_counter()
-            main = {"levels": args.levels, "schedule": "geometric"}  # the reference row
+            main = {"levels": args.levels, "schedule": "geometric"}  # the reference path
             r = score(ds, bb, DLCParams(batch_size=64, **kw, **(main | variant)))
             out.scores[name] = r.scores
             out.seconds[name] = time.perf_counter() - t0
             print(f"  scored {name:48} {out.seconds[name]:7.1f} s", flush=True)
         base = BaselineParams(seeds=args.train_seeds, epochs=args.epochs, **kw)
         for method in ("random", "herding", "kcenter_greedy", "moderate"):
+            if method not in needed:
+                continue
             t0 = time.perf_counter()
             out.scores[method], _ = score_baseline(ds, bb, method, base)
             out.seconds[method] = time.perf_counter() - t0
             print(f"  scored {method:48} {out.seconds[method]:7.1f} s", flush=True)
-        # The six training-based scores share one fine-tuning run per seed (as a user scoring
-        # all of them would); each is charged the whole run, which is what it costs alone.
+        if not needed & set(TRAINING_BASED):
+            return out
+        # The training-based scores share one fine-tuning run per seed (as a user scoring all
+        # of them would); each is charged the whole run, which is what it costs alone.
         t0 = time.perf_counter()
         params = DLCParams(**kw).resolved(ds.kind)
         inputs = prepare(ds, bb, params, 2**31, None, lambda *a: None)
@@ -265,18 +284,31 @@ def compute_scores(data: Data, bb: Backbone, args: argparse.Namespace) -> Scored
 
 # Evaluation ------------------------------------------------------------------------------------
 
+Results = dict[str, dict[float, list[float]]]
+
 
 def evaluate(
     data: Data,
     proto: Protocol,
     scored: Scored,
-    methods: list[tuple[str, str, str, float]],
+    rows: list[tuple[str, str, str, float]],
     ratios: list[float],
     seeds: int,
-) -> dict[str, dict[float, list[float]]]:
-    results: dict[str, dict[float, list[float]]] = {}
-    for label, score_name, strategy, split in methods:
-        results[label] = {}
+    jobs: int = 1,
+    proxy_seeds: int = PROXY_SEEDS,
+    checkpoint: Callable[[Results, Results], None] | None = None,
+) -> tuple[Results, Results]:
+    """Per row, ratio and seed: the fine-tuning protocol's test accuracy and the frozen-feature
+    probe's (the evaluations' proxy) on the same subset. Seed s selects with seed s and trains
+    with seed 1000 + s for every row (paired seeds)."""
+    from joblib import Parallel, delayed
+
+    results: Results = {}
+    proxy: Results = {}
+    for label, score_name, strategy, split in rows:
+        results[label], proxy[label] = {}, {}
+        t0 = time.perf_counter()
+        probes = []  # the probe fits of this row, run in parallel after the protocol's
         for ratio in ratios:
             accs = []
             for seed in range(seeds):
@@ -289,66 +321,87 @@ def evaluate(
                     seed=seed,
                 )
                 accs.append(proto.fit(sel.indices, seed=1000 + seed))
+                if seed < proxy_seeds:
+                    probes.append((ratio, sel.indices, 1000 + seed))
             results[label][ratio] = accs
+        t1 = time.perf_counter()
+        found = Parallel(n_jobs=jobs)(
+            delayed(probe_accuracy)(
+                proto.train_f, data.labels, proto.test_f, data.test_labels, idx, seed=seed
+            )
+            for _, idx, seed in probes
+        )
+        for (ratio, _, _), acc in zip(probes, found, strict=True):
+            proxy[label].setdefault(ratio, []).append(acc)
         mean = np.mean([np.mean(v) for v in results[label].values()])
-        print(f"  {label:44} average accuracy {mean:.4f}", flush=True)
-    return results
+        print(
+            f"  {label:44} average accuracy {mean:.4f} ({len(ratios) * seeds} fits "
+            f"{t1 - t0:.1f} s, {len(probes)} probes {time.perf_counter() - t1:.1f} s)",
+            flush=True,
+        )
+        if checkpoint:
+            checkpoint(results, proxy)
+    return results, proxy
 
 
-# Report ----------------------------------------------------------------------------------------
+def label_issues(data: Data, proto: Protocol, scored: Scored) -> dict[str, float]:
+    """AUROC for the flipped training labels: the label-issue score (1 - cross-validated
+    self-confidence of the given label on the unmasked features) and DLC (high = hard)."""
+    flipped = data.labels != data.clean
+    if not flipped.any():
+        return {}
+    conf = self_confidence(proto.train_f, data.labels)
+    return {
+        "flipped": int(flipped.sum()),
+        "label_issue_auroc": auroc(1.0 - conf, flipped),
+        "dlc_auroc": auroc(scored.scores["dlc"], flipped),
+    }
 
 
-def table(results: dict[str, dict[float, list[float]]], ratios: list[float]) -> list[str]:
-    head = "| method | " + " | ".join(f"{r:.0%}" for r in ratios) + " | average |"
-    lines = [head, "|" + " --- |" * (len(ratios) + 2)]
-    ranked = sorted(results, key=lambda m: -np.mean([np.mean(v) for v in results[m].values()]))
-    for m in ranked:
-        cells = [
-            f"{100 * np.mean(results[m][r]):.1f} ± {100 * np.std(results[m][r]):.1f}"
-            for r in ratios
-        ]
-        avg = np.mean([np.mean(results[m][r]) for r in ratios])
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | **{100 * avg:.2f}** |")
-    return lines
-
-
-def plot_gaps(
-    results: dict[str, dict[float, list[float]]], ratios: list[float], title: str, path: Path
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    rand = np.array([np.mean(results["Random"][r]) for r in ratios])
-    for m in results:
-        if m == "Random":
-            continue
-        gap = 100 * (np.array([np.mean(results[m][r]) for r in ratios]) - rand)
-        style = {"linewidth": 2.6, "color": "black"} if m == "DLC + FlexRand" else {"alpha": 0.75}
-        ax.plot([100 * (1 - r) for r in ratios], gap, marker="o", markersize=3, label=m, **style)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("pruning ratio (% of the training set removed)")
-    ax.set_ylabel("accuracy gap over random (points)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def load(name: str, root: Path, device: str, packs: str | None) -> tuple[Data, Backbone]:
+    """A dataset by name, built here or, with ``packs``, read from ``packs/<name>.npz``."""
+    if packs and (Path(packs) / f"{name}.npz").exists():
+        data = unpack(Path(packs) / f"{name}.npz", root)
+        model = "efficientnet_lite0" if data.kind == "image" else "all-minilm-l6-v2"
+        return data, load_backbone(model, device=device)
+    image = {
+        "digits": lambda: digits(root, 0.0),
+        "digits-noisy": lambda: digits(root, 0.2),
+        "glyphs": lambda: glyphs(root, 0.0),
+        "glyphs-noisy": lambda: glyphs(root, 0.2),
+        "icons": lambda: icons(root, 0.0),
+    }
+    if name in image:
+        return image[name](), load_backbone("efficientnet_lite0", device=device)
+    if name == "text":
+        return text(root), load_backbone("all-minilm-l6-v2", device=device)
+    sys.exit(f"unknown dataset {name!r} (one of {', '.join([*image, 'text'])})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default="digits,digits-noisy,text")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", default="digits,glyphs-noisy,icons,text")
+    parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--ratios", default=",".join(str(r) for r in RATIOS))
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--methods", choices=["headline", "all"], default="headline")
+    parser.add_argument("--no-variants", action="store_true", help="skip the DLC path study")
+    parser.add_argument("--proxy-seeds", type=int, default=PROXY_SEEDS)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--levels", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=3, help="training-based scores")
     parser.add_argument("--train-seeds", type=int, default=2, help="training-based scores")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--packs", default=None, help="folder of prebuilt image sets")
+    parser.add_argument(
+        "--pack", default=None, help="build the --datasets into this folder and stop"
+    )
+    parser.add_argument(
+        "--shard", default="0/1", help="i/k: run every k-th row from the i-th (--merge joins)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the probe fits")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "docs" / "quality.md"))
     parser.add_argument(
@@ -364,211 +417,86 @@ def main() -> None:
         merge(args.merge.split(","), Path(args.out))
         return
     if args.quick:
-        args.datasets, args.seeds, args.ratios = "digits", 1, "0.1,0.5,0.9"
-        args.steps, args.levels, args.epochs, args.train_seeds = 100, 5, 1, 1
+        args.datasets, args.seeds, args.ratios = "digits", 2, "0.1,0.5,0.9"
+        args.steps, args.levels, args.epochs, args.train_seeds = 60, 5, 1, 1
+        args.no_variants = True
+    if args.pack:
+        Path(args.pack).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.datasets.split(","):
+                data, _ = load(name, Path(tmp), "cpu", None)
+                pack(data, Path(args.pack) / f"{name}.npz")
+        return
     ratios = [float(r) for r in args.ratios.split(",")]
+    rows = HEADLINE + (OTHERS if args.methods == "all" else [])
+    studied_variants = list(VARIANTS)[: None if args.methods == "all" else 1]
     torch.manual_seed(0)
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
-    img_dir = out.parent / "img"
-    img_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    report: dict[str, Any] = {"args": vars(args), "datasets": {}}
+    report: dict[str, Any] = {"args": vars(args), "datasets": {}, "machine": machine(args)}
     with tempfile.TemporaryDirectory(prefix="dlc-quality-") as tmp:
-        root = Path(tmp)
         for name in args.datasets.split(","):
             t_set = time.time()
-            if name == "digits":
-                data, bb = digits(root, 0.0), load_backbone("efficientnet_lite0")
-            elif name == "digits-noisy":
-                data, bb = digits(root, 0.2), load_backbone("efficientnet_lite0")
-            elif name == "text":
-                data, bb = text(root), load_backbone("all-minilm-l6-v2")
-            else:
-                sys.exit(f"unknown dataset {name!r}")
+            data, bb = load(name, Path(tmp), args.device, args.packs)
             print(f"{data.name}: {data.notes}", flush=True)
-            scored = compute_scores(data, bb, args)
+            variants = not args.no_variants and data.kind == "image"
+            study = (
+                [(f"DLC {k}", f"dlc:{k}", "flexrand", 0.5) for k in studied_variants]
+                if variants
+                else []
+            )
+            i, k = (int(v) for v in args.shard.split("/"))
+            mine = (rows[:4] + study + rows[4:])[i::k]
+            needed = {r[1] for r in mine}
+            studied = variants and any(":" in n for n in needed)
+            scored = compute_scores(data, bb, args, needed, studied)
             proto = Protocol(data, bb, args.steps, args.batch, args.image_size)
-            methods = [(label, s, strat, 0.5) for label, s, strat in METHODS]
-            results = evaluate(data, proto, scored, methods, ratios, args.seeds)
-            defaults: dict[str, Any] = {}
-            if not args.quick and data.kind == "image":
-                variants = [(k, f"dlc:{k}", "flexrand", 0.5) for k in VARIANTS]
-                splits = [(f"FlexRand split {s}", "dlc", "flexrand", s) for s in SPLITS]
-                defaults = evaluate(data, proto, scored, variants + splits, ratios, args.seeds)
-            report["datasets"][name] = {
+            entry: dict[str, Any] = {
                 "title": data.name,
                 "notes": data.notes,
-                "results": results,
-                "defaults": defaults,
+                "variants": [r[0] for r in study],
                 "seconds": scored.seconds,
-                "minutes": (time.time() - t_set) / 60,
+                "label_issues": label_issues(data, proto, scored) if "dlc" in needed else {},
             }
-            plot_gaps(results, ratios, data.name, img_dir / f"quality-{name}.png")
-            report["minutes"] = (time.time() - started) / 60
-            if args.json:  # a checkpoint: a run cut short keeps the datasets it finished
-                Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+
+            def checkpoint(
+                res: Results, prox: Results, entry: dict = entry, name: str = name, t: float = t_set
+            ) -> None:
+                report["datasets"][name] = entry | {"results": res, "proxy": prox}
+                report["datasets"][name]["minutes"] = (time.time() - t) / 60
+                report["minutes"] = (time.time() - started) / 60
+                if args.json:  # a run cut short keeps the rows it finished
+                    Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+
+            results, proxy = evaluate(
+                data,
+                proto,
+                scored,
+                mine,
+                ratios,
+                args.seeds,
+                args.jobs,
+                args.proxy_seeds,
+                checkpoint,
+            )
+            checkpoint(results, proxy)
     report["minutes"] = (time.time() - started) / 60
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+    if args.shard != "0/1":
+        print(f"shard {args.shard} done ({report['minutes']:.1f} min); --merge writes the report")
+        return
     write_report(report, ratios, out, args)
     print(f"wrote {out} ({report['minutes']:.1f} min)")
 
 
-def merge(paths: list[str], out: Path) -> None:
-    """One report from the --json files of several runs (one per dataset, say)."""
-    merged: dict[str, Any] = {"datasets": {}, "minutes": 0.0}
-    for path in paths:
-        run = json.loads(Path(path).read_text())
-        merged.setdefault("args", run["args"])
-        merged["minutes"] += run["minutes"]
-        for name, d in run["datasets"].items():
-            for key in ("results", "defaults"):  # JSON made the ratio keys strings
-                d[key] = {m: {float(r): v for r, v in rs.items()} for m, rs in d[key].items()}
-            merged["datasets"][name] = d
-    args = argparse.Namespace(**merged["args"])
-    ratios = [float(r) for r in args.ratios.split(",")]
-    write_report(merged, ratios, out, args)
-    print(f"wrote {out} from {len(paths)} run(s)")
-
-
-def average(per_ratio: dict[float, list[float]], ratios: list[float]) -> float:
-    return float(np.mean([np.mean(per_ratio[r]) for r in ratios]))
-
-
-def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
-    """The defaults the service takes from this benchmark: each DLC variant's and split share's
-    accuracy averaged over ratios, seeds and every dataset that studied it; then where DLC stands
-    against random and against the training-based scores' cost."""
-    studied = {n: d for n, d in report["datasets"].items() if d["defaults"]}
-    if not studied:
-        return []
-    names = list(next(iter(studied.values()))["defaults"])
-    per = {m: [average(d["defaults"][m], ratios) for d in studied.values()] for m in names}
-    avg = {m: float(np.mean(v)) for m, v in per.items()}
-    variants = [m for m in names if not m.startswith("FlexRand split")]
-    splits = [m for m in names if m.startswith("FlexRand split")]
-    best_v, best_s = max(variants, key=avg.get), max(splits, key=avg.get)  # type: ignore[arg-type]
-    spread = max(avg[m] for m in variants) - min(avg[m] for m in variants)
-    lines = [
-        "## What the results decide",
-        "",
-        "Average accuracy over every ratio and seed (DLC with FlexRand; the variants with split "
-        "0.5, the split shares with the authors' 50-level geometric path):",
-        "",
-        "| variant | "
-        + " | ".join(d["title"].split(":")[0] for d in studied.values())
-        + " | mean |",
-        "|" + " --- |" * (len(studied) + 2),
-    ]
-    for m in names:
-        cells = " | ".join(f"{100 * v:.2f}" for v in per[m])
-        lines.append(f"| {m} | {cells} | **{100 * avg[m]:.2f}** |")
-    lines += [
-        "",
-        f"Best variant on average: **{best_v}**; the variants lie within {100 * spread:.2f} "
-        f"points of each other. Best split share on average: "
-        f"**{best_s.removeprefix('FlexRand split ')}**. These are the service's defaults for "
-        "labelled data (`dlcprune/core/params.py` LABELLED_PATH, "
-        "`dlcprune/names.py` DEFAULT_SPLIT).",
-        "",
-    ]
-    for d in studied.values():
-        rand = average(d["results"]["Random"], ratios)
-        chosen = average(d["defaults"][best_v], ratios)
-        secs = d["seconds"]
-        t_dlc = secs.get(f"dlc:{best_v}", secs["dlc"])
-        t_train = secs.get("el2n")
-        lines.append(
-            f"- {d['title'].split(':')[0]}: the chosen path averages {100 * chosen:.2f} against "
-            f"random's {100 * rand:.2f} ({100 * (chosen - rand):+.2f} points); it scores in "
-            f"{t_dlc:.1f} s"
-            + (
-                f", the training-based scores in {t_train:.1f} s ({t_train / t_dlc:.1f}x DLC's "
-                f"time; {secs['dlc']:.1f} s for the 50-level path, {t_train / secs['dlc']:.2f}x)."
-                if t_train
-                else "."
-            )
-        )
-    dlc, rand_all = [], []
-    for d in report["datasets"].values():
-        dlc.append(average(d["results"]["DLC + FlexRand"], ratios))
-        rand_all.append(average(d["results"]["Random"], ratios))
-    gap = float(np.mean(dlc) - np.mean(rand_all))
-    lines += [
-        "",
-        f"Over all datasets DLC + FlexRand (the reference row) averages "
-        f"{100 * float(np.mean(dlc)):.2f} against random's {100 * float(np.mean(rand_all)):.2f} "
-        f"({100 * gap:+.2f} points).",
-        "",
-    ]
-    return lines
-
-
-def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: Any) -> None:
-    lines = [
-        "# Selection quality: DLC against the baselines",
-        "",
-        f"Written by `python bench/quality.py{' --quick' if args.quick else ''}` on "
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-        f"({report['minutes']:.0f} minutes). Test accuracy in % (mean ± standard deviation over "
-        f"{args.seeds} seed(s)) of a classifier fine-tuned on each subset; columns are the share "
-        "of the training set kept.",
-        "",
-        "Protocol (every method, every ratio): the backbone's last layer (EfficientNet-Lite0's "
-        "conv_head with its BatchNorm; for text, a residual MLP block on MiniLM's frozen "
-        "sentence features) and a new linear head "
-        f"are trained for {args.steps} steps of {args.batch} samples (a small subset is cycled "
-        "as often as needed, so it gets the same number of steps), AdamW, warm-up and cosine "
-        "decay, no augmentation; the earlier layers are frozen. Images at "
-        f"{args.image_size} px. DLC: {args.levels} geometric levels of 2% of the remaining "
-        f"weights, L1 masks. Training-based scores: {args.epochs} passes over the training "
-        f"split, {args.train_seeds} seed(s), the whole backbone fine-tuned.",
-        "",
-    ]
-    for name, d in report["datasets"].items():
-        res = d["results"]
-        lines += [f"## {d['title']}", "", d["notes"] + f" ({d['minutes']:.0f} minutes).", ""]
-        lines += table(res, ratios)
-        lines += ["", f"![gap over random](img/quality-{name}.png)", ""]
-        rand = np.mean([np.mean(res["Random"][r]) for r in ratios])
-        dlc = np.mean([np.mean(res["DLC + FlexRand"][r]) for r in ratios])
-        others = {
-            m: np.mean([np.mean(res[m][r]) for r in ratios])
-            for m in res
-            if not m.startswith("DLC") and m != "Random"
-        }
-        best = max(others, key=others.get)  # type: ignore[arg-type]
-        lines += [
-            f"DLC + FlexRand averages **{100 * (dlc - rand):+.2f} points** over random and "
-            f"**{100 * (dlc - others[best]):+.2f}** over the best baseline ({best}, "
-            f"{100 * others[best]:.2f}).",
-            "",
-            "Scoring time on the training split (wall seconds, same run):",
-            "",
-            "| score | seconds | relative to DLC |",
-            "| --- | --- | --- |",
-        ]
-        secs = d["seconds"]
-        for m, s in sorted(secs.items(), key=lambda kv: kv[1]):
-            if m.startswith("dlc:"):
-                continue
-            lines.append(f"| {m} | {s:.1f} | {s / secs['dlc']:.2f}x |")
-        if d["defaults"]:
-            lines += [
-                "",
-                "DLC variants and FlexRand split shares (average accuracy over ratios, FlexRand):",
-                "",
-                "| variant | scoring s | average |",
-                "| --- | --- | --- |",
-            ]
-            for m, r in d["defaults"].items():
-                avg = np.mean([np.mean(r[x]) for x in ratios])
-                s = secs.get(f"dlc:{m}", secs["dlc"])
-                lines.append(f"| {m} | {s:.0f} | {100 * avg:.2f} |")
-        lines.append("")
-    lines += decisions(report, ratios)
-    out.write_text("\n".join(lines) + "\n")
+def machine(args: argparse.Namespace) -> str:
+    where = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    if args.device.startswith("cuda"):
+        where += f", {torch.cuda.get_device_name()}"
+    return where
 
 
 if __name__ == "__main__":

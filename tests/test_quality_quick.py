@@ -36,40 +36,52 @@ def test_quick_quality_report(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Selection quality")
     assert "## digits" in text and (tmp_path / "docs" / "img" / "quality-digits.png").exists()
+    assert (tmp_path / "docs" / "img" / "quality-digits.svg").exists()
     table = [line for line in text.splitlines() if line.startswith("| ")]
     header = table[0]
     assert header.split("|")[2:5] == [" 10% ", " 50% ", " 90% "]
-    rows = [r for r in table if re.match(r"\| (DLC|Random|EL2N|Herding)", r)]
-    assert len(rows) >= 4
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        accs = [float(c.split("±")[0]) for c in cells[1:4]]
-        assert all(0.0 <= a <= 100.0 for a in accs)
-    assert "over random" in text and "relative to DLC" in text
+    assert table[2].startswith("| Stratified random (control) |")  # the control comes first
+    rows = [r for r in table if re.match(r"\| (DLC \+ FlexRand|Random|Herding)", r)]
+    assert len(rows) == 3 * 7  # accuracy, paired-difference and decision-table rows
+    for row in rows[:7]:
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
+        accs = [float(c.split("[")[0]) for c in cells[1:4]]
+        assert all(-100.0 <= a <= 100.0 for a in accs)
+    assert "relative to DLC" in text and "Spearman" in text
+    assert "## What the results decide" in text
     data = json.loads(raw.read_text())
     results = data["datasets"]["digits"]["results"]
-    assert set(results) >= {"DLC + FlexRand", "Random", "EL2N", "Forgetting", "Moderate-DS"}
-    assert all(len(v["0.1"]) == 1 for v in results.values())  # one seed
+    splits = {f"DLC + FlexRand {s}" for s in ("0.3", "0.45", "0.5", "0.55", "0.7")}
+    assert set(results) >= {"Stratified random (control)", "Random (global)", "Herding"} | splits
+    assert all(len(v["0.1"]) == 2 for v in results.values())  # two paired seeds
+    proxy = data["datasets"]["digits"]["proxy"]
+    assert set(proxy) == set(results) and all(len(v["0.5"]) == 2 for v in proxy.values())
 
 
-def _run(seconds: float, acc: dict[str, float], defaults: dict[str, float]) -> dict:
+CONTROL = "Stratified random (control)"
+
+
+def _set(rows: dict[str, list[float]], variants: list[str]) -> dict:
+    """One dataset's raw results: every row has the same per-seed accuracies at both ratios."""
     ratios = ["0.1", "0.5"]
     return {
         "title": "t",
         "notes": "n",
         "minutes": 1.0,
-        "seconds": {"dlc": seconds, "el2n": 2 * seconds},
-        "results": {m: {r: [a, a] for r in ratios} for m, a in acc.items()},
-        "defaults": {m: {r: [a] for r in ratios} for m, a in defaults.items()},
+        "seconds": {"dlc": 2.0, "el2n": 4.0},
+        "variants": variants,
+        "label_issues": {},
+        "results": {m: {r: v for r in ratios} for m, v in rows.items()},
+        "proxy": {m: {r: v for r in ratios} for m, v in rows.items()},
     }
 
 
-def test_merge_writes_one_report_and_its_decisions(tmp_path: Path) -> None:
-    """--merge joins per-dataset runs, and the defaults section averages each variant over the
-    datasets that studied it (here the linear variant wins on average, not on the first set)."""
+def test_merge_joins_shards_and_decides_on_intervals(tmp_path: Path) -> None:
+    """--merge joins shards of one dataset and separate datasets; the report gives paired
+    differences with 95% t-intervals, and a default moves only where an interval excludes zero."""
     args = {
         "ratios": "0.1,0.5",
-        "seeds": 2,
+        "seeds": 3,
         "steps": 10,
         "batch": 8,
         "image_size": 32,
@@ -77,41 +89,16 @@ def test_merge_writes_one_report_and_its_decisions(tmp_path: Path) -> None:
         "epochs": 1,
         "train_seeds": 1,
         "quick": False,
+        "device": "cpu",
     }
-    accs = {"DLC + FlexRand": 0.8, "Random": 0.7, "EL2N": 0.6}
+    ref = [0.80, 0.82, 0.84]
+    # Split 0.3 is exactly 2 points above 0.5 on every seed (interval [+2, +2]: excludes zero);
+    # split 0.7 is +1, -1, +3 (mean +1, sd 2, t(0.975, 2) = 4.303: [-3.97, +5.97]).
+    shard_a = {CONTROL: [0.79, 0.81, 0.83], "DLC + FlexRand 0.5": ref}
+    shard_b = {"DLC + FlexRand 0.3": [0.82, 0.84, 0.86], "DLC + FlexRand 0.7": [0.81, 0.81, 0.87]}
     runs = [
-        {
-            "args": args,
-            "minutes": 1.0,
-            "datasets": {
-                "a": _run(
-                    1.0,
-                    accs,
-                    {
-                        "geometric": 0.80,
-                        "linear": 0.79,
-                        "FlexRand split 0.3": 0.5,
-                        "FlexRand split 0.5": 0.6,
-                    },
-                )
-            },
-        },
-        {
-            "args": args,
-            "minutes": 2.0,
-            "datasets": {
-                "b": _run(
-                    1.0,
-                    accs,
-                    {
-                        "geometric": 0.60,
-                        "linear": 0.70,
-                        "FlexRand split 0.3": 0.5,
-                        "FlexRand split 0.5": 0.3,
-                    },
-                )
-            },
-        },
+        {"args": args, "minutes": 1.0, "machine": "m", "datasets": {"a": _set(shard_a, [])}},
+        {"args": args, "minutes": 2.0, "machine": "m", "datasets": {"a": _set(shard_b, [])}},
     ]
     paths = []
     for i, run in enumerate(runs):
@@ -133,13 +120,38 @@ def test_merge_writes_one_report_and_its_decisions(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    assert text.count("\n## t\n") == 2 and "(3 minutes)" in text
-    assert "| linear | 79.00 | 70.00 | **74.50** |" in text
-    assert "| geometric | 80.00 | 60.00 | **70.00** |" in text
-    assert "Best variant on average: **linear**" in text
-    assert "Best split share on average: **0.3**" in text
-    assert "| el2n | 2.0 | 2.00x |" in text
-    assert "80.00 against random's 70.00 (+10.00 points)" in text
-    # Per dataset: the chosen path against random, and the training-based scores' cost.
-    assert "the chosen path averages 79.00 against random's 70.00 (+9.00 points)" in text
-    assert "training-based scores in 2.0 s (2.0x DLC's time" in text
+    assert text.count("\n## t\n") == 1 and "(3 minutes)" in text
+    assert "| Stratified random (control) | 81.0 [76.0, 86.0] | 81.0 [76.0, 86.0] |" in text
+    assert "| DLC + FlexRand 0.3 | **+3.0 [+3.0, +3.0]** |" in text  # vs the control, per ratio
+    assert "| FlexRand split 0.3 − split 0.5 | all | **+2.0 [+2.0, +2.0]** |" in text
+    assert "| FlexRand split 0.7 − split 0.5 | all | +1.0 [-4.0, +6.0] |" in text
+    assert "in favour of a non-reference setting: split 0.3." in text
+    assert "Spearman 1.00" in text
+    assert (tmp_path / "img" / "quality-a.png").exists()
+
+
+def test_stats_intervals_and_detection() -> None:
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from bench.quality_stats import auroc, interval, paired, self_confidence, spearman
+
+    mean, lo, hi = interval([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.303, half 2.484
+    assert mean == 2.0 and abs(lo - (2.0 - 2.4843)) < 1e-3 and abs(hi - (2.0 + 2.4843)) < 1e-3
+    assert np.isnan(interval([1.0])[1])
+    assert paired([3.0, 4.0], [1.0, 2.0]) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError):
+        paired([1.0], [1.0, 2.0])
+    assert spearman([1, 2, 3], [10, 30, 20]) == pytest.approx(0.5)
+    assert auroc(np.array([0.1, 0.2, 0.9]), np.array([False, False, True])) == 1.0
+    # Two separable blobs with 10 of 100 labels flipped: the flipped ones get the lowest
+    # self-confidence of their given label.
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    x = rng.normal(size=(100, 5)) + 4.0 * y[:, None]
+    noisy = y.copy()
+    noisy[::10] = 1 - noisy[::10]
+    conf = self_confidence(x, noisy, folds=5, seed=0)
+    assert conf.shape == (100,) and ((conf >= 0) & (conf <= 1)).all()
+    assert auroc(1 - conf, noisy != y) > 0.95
+    assert np.array_equal(conf, self_confidence(x, noisy, folds=5, seed=0))  # deterministic

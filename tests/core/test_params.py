@@ -65,8 +65,17 @@ def test_baseline_checks_come_from_the_same_definition() -> None:
 
 
 def test_cache_keys_are_the_ones_stored_before() -> None:
-    """Score sets are found by these keys: they must not change with the refactor."""
+    """Score sets are found by these keys: they must not change with a refactor (a score set
+    made under the earlier default, linear with 10 levels, is found when asked for explicitly)."""
     assert DLCParams().identity("image") == {
+        "levels": 50,
+        "schedule": "geometric",
+        "masking": "l1",
+        "scope": "global",
+        "image_size": None,
+        "step": 0.02,
+    }
+    assert DLCParams(schedule="linear", levels=10).identity("image") == {
         "levels": 10,
         "schedule": "linear",
         "masking": "l1",
@@ -75,7 +84,9 @@ def test_cache_keys_are_the_ones_stored_before() -> None:
         "start": 0.02,
         "end": 0.98,
     }
-    assert DLCParams(batch_size=8, step=0.5).identity("vector") == DLCParams().identity("vector")
+    assert DLCParams(batch_size=8, start=0.1, end=0.5).identity("vector") == DLCParams().identity(
+        "vector"
+    )
     assert DLCParams().identity("instruction") == {
         "levels": 3,
         "schedule": "geometric",
@@ -86,7 +97,15 @@ def test_cache_keys_are_the_ones_stored_before() -> None:
         "truncation": "right",
         "step": 0.2,
     }
-    random = DLCParams(masking="random", draws=2, seed=4, early_stop=True, precision="fp32")
+    random = DLCParams(
+        schedule="linear",
+        levels=10,
+        masking="random",
+        draws=2,
+        seed=4,
+        early_stop=True,
+        precision="fp32",
+    )
     assert random.identity("text") == {
         "levels": 10,
         "schedule": "linear",

@@ -319,21 +319,26 @@ def test_shards_refuse_what_cannot_shard(vector_data: tuple[Path, Path, np.ndarr
 
 
 def test_default_paths_by_kind_and_schedule() -> None:
-    """The defaults bench/quality.py chose: linear, 10 levels for labelled data; a geometric
-    request without levels gets the authors' 50; instructions keep 20% per step for 3 steps."""
+    """The paper's defaults (bench/quality.py found no interval excluding zero against them):
+    the geometric path of 50 levels of 2% for labelled data; a linear request without levels
+    gets the paper's 49 (2% to 98%); instructions keep 20% per step for 3 steps."""
 
     image = DLCParams().resolved("image")
-    assert (image.schedule, image.levels, image.masking) == ("linear", 10, "l1")
-    assert (image.start, image.end) == (0.02, 0.98)
+    assert (image.schedule, image.levels, image.step, image.masking) == (
+        "geometric",
+        50,
+        0.02,
+        "l1",
+    )
     for kind in ("vector", "text"):
-        assert DLCParams().resolved(kind).identity(kind)["schedule"] == "linear"
-    geo = DLCParams(schedule="geometric").resolved("image")
-    assert (geo.levels, geo.step) == (50, 0.02)
-    assert DLCParams(schedule="geometric", levels=7).resolved("image").levels == 7
-    assert DLCParams(levels=49).resolved("image").schedule == "linear"
+        assert DLCParams().resolved(kind).identity(kind)["schedule"] == "geometric"
+    lin = DLCParams(schedule="linear").resolved("image")
+    assert (lin.levels, lin.start, lin.end) == (49, 0.02, 0.98)
+    assert DLCParams(schedule="linear", levels=7).resolved("image").levels == 7
+    assert DLCParams(levels=10).resolved("image").schedule == "geometric"
     inst = DLCParams().resolved("instruction")
     assert (inst.schedule, inst.levels, inst.step) == ("geometric", 3, 0.2)
     # Equivalent requests share cached scores: the implicit default equals the explicit one.
-    assert DLCParams().identity("image") == DLCParams(schedule="linear", levels=10).identity(
+    assert DLCParams().identity("image") == DLCParams(schedule="geometric", levels=50).identity(
         "image"
     )

@@ -68,7 +68,7 @@ export async function renderHome(ctx, main) {
     max: vocab.imageSize.max, placeholder: "default" });
   const levelsInput = h("input", { type: "number", id: "job-levels", min: vocab.levels.min,
     max: vocab.levels.max, placeholder: "default" });
-  // Empty: the service's defaults for the data (linear, 10 levels for labelled data).
+  // Empty: the service's defaults for the data (geometric, 50 levels for labelled data).
   const scheduleSelect = h("select", { id: "job-schedule" },
     h("option", { value: "" }, "default"),
     vocab.schedules.map((v) => h("option", { value: v }, v)));
