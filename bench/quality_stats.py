@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from dlcprune.core import evaluation
+
+
+def _triple(ci: Any) -> tuple[float, float, float]:
+    low = math.nan if ci.low is None else ci.low
+    high = math.nan if ci.high is None else ci.high
+    return ci.mean, low, high
+
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and its 95% interval (Student's t over the values, e.g. one per seed).
+    """Mean and its 95% interval (Student's t over the values, e.g. one per seed), by the
+    service's own :func:`dlcprune.core.evaluation.t_interval`.
 
     With fewer than two values the interval is unknown: ``(mean, nan, nan)``."""
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean()) if len(x) else math.nan
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    return _triple(evaluation.t_interval(np.asarray(values, dtype=np.float64)))
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
@@ -28,7 +33,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]
     seed) and its 95% interval."""
     if len(a) != len(b):
         raise ValueError(f"paired values differ in count: {len(a)} and {len(b)}")
-    return interval(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+    return _triple(evaluation.paired_difference(np.asarray(a), np.asarray(b)))
 
 
 def excludes_zero(ci: tuple[float, float, float]) -> bool:
@@ -56,16 +61,6 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     return float(roc_auc_score(positive, score))
 
 
-def _probe(seed: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(C=1.0, max_iter=100, random_state=seed)
-    )
-
-
 def probe_accuracy(
     train_f: np.ndarray,
     train_y: np.ndarray,
@@ -74,22 +69,13 @@ def probe_accuracy(
     subset: np.ndarray,
     seed: int,
 ) -> float:
-    """The frozen-feature proxy: held-out accuracy of a multinomial logistic regression trained
-    on the features (N, D) of ``subset`` (training indices). Deterministic under ``seed``."""
-    y = train_y[subset]
-    if len(np.unique(y)) < 2:
-        values, counts = np.unique(y, return_counts=True)
-        return float(np.mean(test_y == values[np.argmax(counts)]))
-    model = _probe(seed).fit(train_f[subset], y)
-    return float(np.mean(model.predict(test_f) == test_y))
+    """The frozen-feature proxy: the evaluations' probe
+    (:func:`dlcprune.core.evaluation.probe_accuracy`) trained on the features (N, D) of
+    ``subset`` (training indices) and measured on the test split. Deterministic under ``seed``."""
+    return evaluation.probe_accuracy(train_f[subset], train_y[subset], test_f, test_y, seed)
 
 
 def self_confidence(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0):
-    """Cross-validated probability of each sample's given label (cleanlab's self-confidence):
-    (N,) float64 in [0, 1]; low = a suspected label issue."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(_probe(seed), features, labels, cv=cv, method="predict_proba")
-    classes = np.unique(labels)
-    return proba[np.arange(len(labels)), np.searchsorted(classes, labels)]
+    """Cross-validated probability of each sample's given label (cleanlab's self-confidence), as
+    the service computes it for label issues: (N,) in [0, 1]; low = a suspected label issue."""
+    return evaluation.self_confidence(features, labels, folds=folds, seed=seed).astype(np.float64)
