@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import tarfile
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,6 +328,17 @@ def test_every_route_hides_other_tenants(
     ).json()
     run_job(job["id"])
     sel = a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5}).json()
+    evaluation = a.post(
+        f"/v1/jobs/{job['id']}/evaluations",
+        json={"strategies": ["flexrand"], "keep": [0.5], "seeds": 2},
+    )
+    assert evaluation.status_code == 202, evaluation.text
+    target = Path(os.environ["DLCPRUNE_FILE_ROOTS"]) / f"tenants-{uuid.uuid4().hex[:8]}"
+    export = a.post(
+        f"/v1/selections/{sel['id']}/exports",
+        json={"uri": f"{target.as_uri()}/", "format": "original"},
+    )
+    assert export.status_code == 202, export.text
     (tmp_path / "w.pth").write_bytes(b"weights")
     with open(tmp_path / "w.pth", "rb") as fh:
         weights = a.post("/v1/weights", files={"file": ("w.pth", fh)}).json()
@@ -336,6 +349,8 @@ def test_every_route_hides_other_tenants(
         "weights_id": weights["id"],
         "webhook_id": hook.json()["id"],
         "delivery_id": delivery["id"],
+        "evaluation_id": evaluation.json()["id"],
+        "export_id": export.json()["id"],
         "index": "0",
         "fmt": "png",
         "name": "histogram.png",
@@ -343,10 +358,15 @@ def test_every_route_hides_other_tenants(
     spec = app_client.get("/openapi.json").json()
     calls = _openapi_calls(spec)
     assert len(calls) >= 15
-    bodies = {"keep": 0.5}
+    # A body each POST validates, so that what answers is the tenant check.
+    bodies = {
+        "/evaluations": {"strategies": ["flexrand"], "keep": [0.5]},
+        "/exports": {"uri": f"{target.as_uri()}-b/", "format": "original"},
+    }
     for method, path in calls:
-        url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), "x"), path)
-        kw = {"json": bodies} if method == "POST" else {"params": {"keep": 0.5}}
+        url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+        body = next((v for k, v in bodies.items() if path.endswith(k)), {"keep": 0.5})
+        kw = {"json": body} if method == "POST" else {"params": {"keep": 0.5}}
         resp = b.request(method, url, **kw)
         assert resp.status_code == 404, (method, url, resp.status_code, resp.text[:200])
         assert problem(resp)["code"] == "not_found"
