@@ -473,6 +473,10 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         """
     )
 
+    # Written by hand (object stores, evaluations): kept in api_sections.md -----------------------
+    hand = (Path(__file__).parent / "api_sections.md").read_text().split("\n", 1)[1]
+    page.text(hand)
+
     # The Python client ------------------------------------------------------------------------
     page.text(
         """

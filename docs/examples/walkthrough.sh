@@ -24,7 +24,7 @@ curl -s "${AUTH[@]}" -F "file=@$WORK/digits.zip" "$URL/v1/datasets" | tee "$WORK
 DS=$(field "['id']" < "$WORK/ds.json")
 
 echo
-BODY="{\"dataset_id\": \"$DS\", \"model\": \"efficientnet_lite0\", \"params\": {\"image_size\": 64, \"levels\": 10}}"
+BODY="{\"dataset_id\": \"$DS\", \"model\": \"efficientnet_lite0\", \"params\": {\"image_size\": 64, \"schedule\": \"linear\", \"levels\": 10}}"
 echo "\$ curl -s -H 'Content-Type: application/json' -d '$BODY' $URL/v1/jobs"
 curl -s "${AUTH[@]}" -H 'Content-Type: application/json' -d "$BODY" "$URL/v1/jobs" \
   | tee "$WORK/job.json" | "$PY" -m json.tool
