@@ -9,15 +9,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.auth import create_key
+from app.config import Settings
+from app.db import dispose_engines, migrate, session_scope
 from dlcprune.devserver import Process, Service
-from tests.conftest import DLCPRUNE, _purge_queue, make_key
+from tests.conftest import ADMIN_URL, DLCPRUNE, _purge_queue
 from tests.service.receiver import receiver
 
 pytestmark = pytest.mark.slow
@@ -32,6 +37,24 @@ def _npz(path: Path, n: int, seed: int) -> Path:
     x[y == 1, :, :, 0] = 255
     np.savez(path, x=x, y=y)
     return path
+
+
+@pytest.fixture
+def own_database(service_env: dict[str, str]) -> Iterator[Settings]:
+    """A database of this test's own: ``/metrics/backlog`` counts every queued job in the
+    database, and the session's database holds jobs other test files queued and left (the
+    in-process client sends them to a queue no worker reads), which would count here and which
+    this API's reaper would send again onto this test's queues."""
+    name = f"dlcprune_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    server = service_env["DLCPRUNE_DATABASE_URL"].rsplit("/", 1)[0]
+    settings = Settings(database_url=f"{server}/{name}")
+    migrate(settings)
+    yield settings
+    dispose_engines()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _until(predicate, timeout: float, what: str, step: float = 0.1):  # type: ignore[no-untyped-def]
@@ -53,12 +76,13 @@ def _metrics(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
 
 
 def test_a_long_scoring_job_does_not_delay_indexing_on_its_own_queue(
-    service_env: dict[str, str], tmp_path: Path
+    service_env: dict[str, str], own_database: Settings, tmp_path: Path
 ) -> None:
     prefix = f"dlcprune_kinds_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         **service_env,
+        "DLCPRUNE_DATABASE_URL": own_database.database_url,
         "DLCPRUNE_TASK_QUEUE": prefix,
         "DLCPRUNE_INDEX_SYNC_MAX_BYTES": "0",  # every upload is indexed by a worker
         "DLCPRUNE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
@@ -75,7 +99,8 @@ def test_a_long_scoring_job_does_not_delay_indexing_on_its_own_queue(
             gpu.wait_for_output("ready.", timeout=120)
             cpu.wait_for_output("ready.", timeout=120)
             api.wait_ready()
-            key = make_key(f"kinds-{uuid.uuid4().hex[:6]}")
+            with session_scope(own_database) as session:
+                key, _ = create_key(session, f"kinds-{uuid.uuid4().hex[:6]}")
             with httpx.Client(base_url=api.url, headers={"X-API-Key": key}, timeout=60) as c:
                 hook = c.post("/v1/webhooks", json={"url": rx.url, "events": ["job.succeeded"]})
                 assert hook.status_code == 201, hook.text
