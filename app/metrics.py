@@ -54,11 +54,13 @@ from app.db import session_factory
 from app.models import (
     Dataset,
     DatasetStatus,
+    Evaluation,
     Job,
     JobShard,
     JobStatus,
     ScoreSet,
     ShardStatus,
+    StoreExport,
     WorkerPresence,
     utcnow,
 )
@@ -315,6 +317,8 @@ def backlog(session: Session) -> dict[str, int]:
     counts["index"] = (
         session.scalar(select(func.count()).where(Dataset.status == DatasetStatus.indexing)) or 0
     )
+    for kind, model in (("evaluate", Evaluation), ("export", StoreExport)):
+        counts[kind] = session.scalar(select(func.count()).where(model.status.in_(active))) or 0
     return {**counts, "gpu": sum(counts[kind] for kind in GPU_WORK)}
 
 

@@ -26,15 +26,19 @@ def job(app_client, key_a: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     return api.get(f"/v1/jobs/{posted['id']}").json()
 
 
-def test_an_evaluation_runs_to_a_result(api_a: Api, job: dict) -> None:
+def test_an_evaluation_runs_to_a_result(app_client, api_a: Api, job: dict) -> None:  # type: ignore[no-untyped-def]
+    before = app_client.get("/metrics/backlog").json()["evaluate"]
     r = api_a.post(f"/v1/jobs/{job['id']}/evaluations", json=BODY)
     assert r.status_code == 202, r.text
+    # A queued evaluation is work waiting on the "evaluate" queue: autoscaling sees it.
+    assert app_client.get("/metrics/backlog").json()["evaluate"] == before + 1
     ev = r.json()
     assert r.headers["location"].endswith(f"/v1/evaluations/{ev['id']}")
     assert ev["status"] == "queued" and "frozen-feature proxy" in ev["probe"]
     # 3 strategies (the control first) x 2 ratios x 3 seeds, and the full set
     assert ev["progress"]["total"] == 3 * 2 * 3 + 1
     assert run_evaluation(ev["id"]) == "succeeded"
+    assert app_client.get("/metrics/backlog").json()["evaluate"] == before
     got = api_a.get(f"/v1/evaluations/{ev['id']}")
     cached = api_a.get(
         f"/v1/evaluations/{ev['id']}", headers={"If-None-Match": got.headers["etag"]}
