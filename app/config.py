@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     # waits for another one with the same key that is still running before answering 409.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     idempotency_wait_s: float = Field(default=60.0, ge=0, le=600)
+    # A claimed key whose request made nothing within this time is taken as abandoned (the API
+    # died mid-request) and can be claimed again. Keep it above the longest request (a large
+    # upload): a retry sent while the first request still runs would otherwise make a second.
+    idempotency_claim_stale_s: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
 
     # Per-tenant limits (0: none), answered 429 with Retry-After: jobs queued or running at
     # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket

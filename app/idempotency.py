@@ -24,6 +24,9 @@ The rules, per tenant:
   ``Retry-After``;
 - a request that fails (a 4xx, a crash) releases its claim: errors are not remembered, so a retry
   after fixing the cause goes through;
+- a claim whose request made nothing within ``DLCPRUNE_IDEMPOTENCY_CLAIM_STALE_S`` (6 hours by
+  default: longer than any upload) is taken as abandoned, its process having died, and can be
+  claimed again;
 - a key is forgotten ``DLCPRUNE_IDEMPOTENCY_TTL_S`` after it was first used (24 hours by default);
   then the same key creates anew.
 
@@ -41,9 +44,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
+import tenacity
 from fastapi import Depends, Header
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -54,8 +58,6 @@ T = TypeVar("T")
 
 MAX_KEY_LENGTH = 200
 REPLAYED_HEADER = "Idempotent-Replayed"
-# A claim this old whose request never finished (its process died) may be taken over.
-_STALE_CLAIM = timedelta(minutes=10)
 _POLL_S = 0.05
 
 
@@ -133,7 +135,11 @@ def _claim(tenant_id: uuid.UUID, key: str, scope: str, digest: str) -> Any:
             )
             stale = row is not None and (
                 as_utc(row.expires_at) <= now
-                or (row.resource_id is None and as_utc(row.created_at) <= now - _STALE_CLAIM)
+                or (
+                    row.resource_id is None
+                    and as_utc(row.created_at)
+                    <= now - timedelta(seconds=settings.idempotency_claim_stale_s)
+                )
             )
             if stale:
                 session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row.id))
@@ -166,7 +172,15 @@ def _claim(tenant_id: uuid.UUID, key: str, scope: str, digest: str) -> Any:
         return _PENDING
 
 
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type((OperationalError, InterfaceError)),
+    wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+    stop=tenacity.stop_after_delay(30),
+    reraise=True,
+)
 def _record(tenant_id: uuid.UUID, key: str, resource_id: uuid.UUID) -> None:
+    """Bind the key to what it made. Retried on a lost connection: the resource exists, and a
+    key left claimed without it would make a retry wait, then create a second one."""
     with _sessions()() as session:
         session.execute(
             update(IdempotencyKey)

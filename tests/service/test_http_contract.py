@@ -172,6 +172,47 @@ def test_a_key_is_forgotten_after_its_expiry(api: Api, hooks_allowed: None) -> N
     assert _count(Webhook, api) == 2
 
 
+def test_a_claim_is_held_while_its_request_may_run_and_taken_over_once_abandoned(
+    api: Api, hooks_allowed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key claimed by a request that never finished (its process died): a retry within
+    ``DLCPRUNE_IDEMPOTENCY_CLAIM_STALE_S`` is told to wait (the first may still be uploading),
+    one after it creates the resource."""
+    from app.config import reset_settings
+    from app.db import session_scope
+    from app.models import IdempotencyKey, Webhook, utcnow
+
+    monkeypatch.setenv("DLCPRUNE_IDEMPOTENCY_WAIT_S", "0.3")
+    monkeypatch.setenv("DLCPRUNE_IDEMPOTENCY_CLAIM_STALE_S", "3600")
+    reset_settings()
+    try:
+        first = _hook(api, "abandoned")
+        with session_scope() as session:  # as if that request had died before recording it
+            session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.key == "abandoned")
+                .values(resource_id=None, created_at=utcnow() - timedelta(minutes=30))
+            )
+        held = _hook(api, "abandoned")
+        assert held.status_code == 409, held.text  # type: ignore[attr-defined]
+        assert error_code(held) == "idempotency_key_in_progress"
+        assert held.headers["retry-after"] == "1"  # type: ignore[attr-defined]
+        with session_scope() as session:
+            session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.key == "abandoned")
+                .values(created_at=utcnow() - timedelta(seconds=3601))
+            )
+        taken = _hook(api, "abandoned")
+        assert taken.status_code == 201, taken.text  # type: ignore[attr-defined]
+        assert taken.json()["id"] != first.json()["id"]  # type: ignore[attr-defined]
+        assert _hook(api, "abandoned").json()["id"] == taken.json()["id"]  # type: ignore[attr-defined]
+        assert _count(Webhook, api) == 2
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
 def test_uploads_dedup_by_content_and_copy_forces_a_new_one(api: Api, images: Path) -> None:
     from app.models import Dataset
 
