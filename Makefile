@@ -21,13 +21,14 @@ install: $(STAMP)
 # The embedded default: SQLite and blobs under ./var, a worker process without a broker.
 # Migrates, then serves http://127.0.0.1:8000 (OpenAPI at /docs).
 # References: file:// below var/data, and s3:// or gs:// when their credentials are configured
-# (AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL or ~/.aws/credentials; GOOGLE_APPLICATION_CREDENTIALS).
+# (AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL or ~/.aws/credentials; GOOGLE_APPLICATION_CREDENTIALS
+# or STORAGE_EMULATOR_HOST, a GCS emulator).
 # Variables already set win.
 run: install
 	@mkdir -p var/data
 	@schemes=""; \
 	if [ -n "$$AWS_ACCESS_KEY_ID$$AWS_ENDPOINT_URL" ] || [ -f "$$HOME/.aws/credentials" ]; then schemes="s3"; fi; \
-	if [ -n "$$GOOGLE_APPLICATION_CREDENTIALS" ]; then schemes="$${schemes:+$$schemes,}gs"; fi; \
+	if [ -n "$$GOOGLE_APPLICATION_CREDENTIALS$$STORAGE_EMULATOR_HOST" ]; then schemes="$${schemes:+$$schemes,}gs"; fi; \
 	DLCPRUNE_FILE_ROOTS="$${DLCPRUNE_FILE_ROOTS:-$(CURDIR)/var/data}" \
 	DLCPRUNE_REFERENCE_SCHEMES="$${DLCPRUNE_REFERENCE_SCHEMES:-$$schemes}" \
 	$(VENV)/bin/dlcprune serve

@@ -30,7 +30,7 @@ HTTP_SCHEMES = ("http", "https")
 _CREDENTIALS_HINT = {
     "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an "
     "S3-compatible store)",
-    "gs": "GOOGLE_APPLICATION_CREDENTIALS",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS (or STORAGE_EMULATOR_HOST for an emulator)",
 }
 
 

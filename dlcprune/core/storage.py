@@ -4,8 +4,8 @@ A ``Store`` wraps one fsspec file system (``s3://`` with s3fs, ``gs://`` with gc
 with fsspec's local one) and answers in its own terms:
 
 - ``listing(root)``: every object below a prefix, as ``ObjectInfo`` (the path relative to the
-  prefix, the size, and the object's version token: the version id or generation where the store
-  keeps versions, else its ETag, else its modification time);
+  prefix, the size, and the object's version token: GCS's content hash, else the version id or
+  generation where the store keeps versions, else its ETag, else its modification time);
 - ``fetch(paths)``: the bytes of several objects at once (fsspec runs the requests concurrently
   for the async stores);
 - ``pin(objects)``: one SHA-256 over the sorted ``(path, size, token)`` triples: what a dataset
@@ -17,7 +17,8 @@ path and version token, so a changed object is never served from the cache.
 
 Credentials are never handled here: each file system reads its own standard environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``,
-``GOOGLE_APPLICATION_CREDENTIALS``), or the caller passes storage options.
+``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST`` for a GCS emulator), or the caller
+passes storage options.
 """
 
 from __future__ import annotations
@@ -56,12 +57,18 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def _token(info: Mapping[str, Any]) -> str:
-    """The version token of an fsspec ``info`` dict: the most specific the store gives."""
+    """The version token of an fsspec ``info`` dict: the most specific the store gives. A
+    content hash first where the store keeps one for every object (GCS's ``md5Hash``, absent
+    only on composed objects): the same bytes copied under another prefix are the same data, so
+    its scores are reused; GCS's generation changes on every write, content or not."""
+    value = info.get("md5Hash")
+    if value:
+        return f"c:{value}"
     for key in ("VersionId", "version_id", "generation"):
         value = info.get(key)
         if value not in (None, "", "null"):
             return f"v:{value}"
-    for key in ("ETag", "etag", "md5Hash"):
+    for key in ("ETag", "etag"):
         value = info.get(key)
         if value:
             return f"e:{str(value).strip(chr(34))}"
@@ -140,6 +147,13 @@ def open_store(scheme: str, options: Mapping[str, Any] | None = None) -> Store:
         opts.setdefault("use_listings_cache", False)
     if scheme == "gs":
         opts.setdefault("use_listings_cache", False)
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            # An emulator (fake-gcs-server): gcsfs's plain file system. The default one first
+            # asks each bucket's type over gRPC with TLS, which emulators do not speak (a
+            # minute of retries per bucket before it falls back to this one).
+            from gcsfs.core import GCSFileSystem
+
+            return Store(scheme, GCSFileSystem(**opts))
     fs = fsspec.filesystem("file" if scheme == "file" else scheme, **opts)
     return Store(scheme, fs)
 
