@@ -163,3 +163,39 @@ def test_duplicate_keys_across_shards(tmp_path: Path) -> None:
     with pytest.raises(InvalidRecordError, match="duplicate sample key '000000'") as err:
         open_dataset([a[0], b[0]])  # type: ignore[list-item]
     assert err.value.path == str(b[0])
+
+
+def test_shards_streamed_through_an_opener_read_as_local_ones(tmp_path: Path) -> None:
+    """Shards that are not local files (objects in a store) are opened through ``opener`` as
+    seekable files and streamed: the same ids, labels and bytes; a shard cut half-way names the
+    shard by the name it was given; every file opened is closed."""
+    import fsspec
+
+    from dlcprune.core.formats.webdataset import WebDatasetReader
+
+    shards = write_shards(tmp_path / "s", shards=2, per=3)
+    fs = fsspec.filesystem("file")
+    opened: list = []
+
+    def opener(name: str):  # type: ignore[no-untyped-def]
+        f = fs.open(name.removeprefix("store://"), "rb", block_size=64)  # many ranged reads
+        opened.append(f)
+        return f
+
+    names = [f"store://{p}" for p in shards]
+    limits = ReadLimits()
+    with open_dataset(shards) as local:  # type: ignore[arg-type]
+        want = (local.ids, local.labels, dict(local.iter_raw()))
+    streamed = WebDatasetReader(names, limits, opener=opener)
+    assert (streamed.ids, streamed.labels, dict(streamed.iter_raw())) == want
+    assert dict(streamed.iter_raw(keep=[1, 4])) == {1: want[2][1], 4: want[2][4]}
+    assert streamed.source(4) == f"{names[1]}[000004.png]"
+    assert opened and all(f.closed for f in opened)
+
+    with tarfile.open(shards[1]) as tf:
+        cut = tf.getmember("000004.png").offset_data + 30
+    shards[1].write_bytes(shards[1].read_bytes()[:cut])
+    with pytest.raises(CorruptArchiveError) as err:
+        WebDatasetReader(names, limits, opener=opener)
+    assert (err.value.path, err.value.member) == (names[1], "000004.png")
+    assert all(f.closed for f in opened)

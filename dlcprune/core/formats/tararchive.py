@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Collection, Iterator
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -28,14 +29,20 @@ from dlcprune.core.formats.registry import register
 __all__ = ["TarReader", "open_tar"]
 
 
-def open_tar(path: str) -> tuple[tarfile.TarFile, bool]:
+def open_tar(path: str, fileobj: BinaryIO | None = None) -> tuple[tarfile.TarFile, bool]:
     """Open a tar archive for reading, choosing the compression from its magic bytes.
 
     Returns the archive and whether it is uncompressed (only then is the end-of-archive check
-    cheap; a truncated compressed stream is caught by the decompressor instead).
+    cheap; a truncated compressed stream is caught by the decompressor instead). ``fileobj``,
+    when given, is read instead of ``path`` (a seekable file, such as an object store's file
+    read by ranges; ``path`` then only names it); closing the archive leaves it open.
     """
-    with open_binary(path) as f:
-        magic = f.read(6)
+    if fileobj is not None:
+        magic = fileobj.read(6)
+        fileobj.seek(0)
+    else:
+        with open_binary(path) as f:
+            magic = f.read(6)
     if magic.startswith(b"\x1f\x8b"):
         mode = "r:gz"
     elif magic.startswith(b"BZh"):
@@ -44,6 +51,8 @@ def open_tar(path: str) -> tuple[tarfile.TarFile, bool]:
         mode = "r:xz"
     else:
         mode = "r:"
+    if fileobj is not None:
+        return tarfile.open(fileobj=fileobj, mode=mode), mode == "r:"  # type: ignore[call-overload]
     return tarfile.open(path, mode), mode == "r:"  # type: ignore[call-overload]
 
 

@@ -16,12 +16,13 @@ is a ``CorruptArchiveError`` naming the shard and the last member read.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tarfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -131,11 +132,15 @@ class WebDatasetReader(ImageReader):
         path: Sequence[str] | str,
         limits: ReadLimits,
         columns: Mapping[str, str] | None = None,
+        opener: Callable[[str], BinaryIO] | None = None,
     ) -> None:
         given = [path] if isinstance(path, str) else list(path)
         super().__init__(given[0], limits)
         self.columns = dict(columns or {})
-        self.shards = _shard_paths(given)
+        # ``opener``: shards that are not local files (objects in a store, named by their URIs),
+        # each opened as a seekable file and streamed from it: nothing is copied first.
+        self._opener = opener
+        self.shards = given if opener is not None else _shard_paths(given)
         self._label = LabelColumn(self.columns.get("label", "cls"), path=self.path)
         self._members: list[str] = []
         self._shard_of: list[int] = []
@@ -163,14 +168,27 @@ class WebDatasetReader(ImageReader):
 
     # -- index -----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _open(self, shard: str) -> Iterator[tuple[tarfile.TarFile, bool]]:
+        """The shard as a tar archive (local, or streamed through ``opener``)."""
+        f = self._opener(shard) if self._opener is not None else None
+        try:
+            with archive_errors(shard):
+                tf, plain = open_tar(shard, fileobj=f)
+            try:
+                yield tf, plain
+            finally:
+                tf.close()
+        finally:
+            if f is not None:
+                f.close()
+
     def _index_shard(self, shard: str) -> Iterator[tuple[str, str, str]]:
         budget = ArchiveBudget(self.limits, shard)
         group: dict[str, Any] | None = None
         done: set[str] = set()
         last: str | None = None
-        with archive_errors(shard):
-            tf, plain = open_tar(shard)
-        try:
+        with self._open(shard) as (tf, plain):
             while True:
                 with archive_errors(shard, last):
                     info = next_member(tf)
@@ -219,8 +237,6 @@ class WebDatasetReader(ImageReader):
             if plain:
                 with archive_errors(shard, last):
                     self._check_end(tf, shard, last)
-        finally:
-            tf.close()
 
     def _check_end(self, tf: tarfile.TarFile, shard: str, last: str | None) -> None:
         tf.fileobj.seek(tf.offset)  # type: ignore[union-attr]
@@ -296,10 +312,8 @@ class WebDatasetReader(ImageReader):
             if not wanted:
                 continue
             budget = ArchiveBudget(self.limits, shard)
-            with archive_errors(shard):
-                tf, _ = open_tar(shard)
             last: str | None = None
-            try:
+            with self._open(shard) as (tf, _):
                 while wanted:
                     with archive_errors(shard, last):
                         info = next_member(tf)
@@ -317,8 +331,6 @@ class WebDatasetReader(ImageReader):
                                 f, limits=self.limits, budget=budget, member=info.name
                             )
                     yield index, shard, info.name, data
-            finally:
-                tf.close()
             if wanted:
                 raise CorruptArchiveError(
                     "member listed at open is missing (was the shard changed?)",
