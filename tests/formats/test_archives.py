@@ -49,6 +49,35 @@ def test_zip_layout(tmp_path: Path, top: str) -> None:
         ds.verify()
 
 
+def test_zip_read_by_ranges_through_an_opener(tmp_path: Path) -> None:
+    """A zip that is not a local file (an object in a store) is read through ``opener``: the
+    central directory and each member by ranges, the same dataset as the local file; the file
+    is closed with the reader, and also when the archive is refused."""
+    import fsspec
+
+    from dlcprune.core.formats.ziparchive import ZipReader
+
+    path = write_zip(tmp_path / "ds.zip", BASIC)
+    fs = fsspec.filesystem("file")
+    opened: list = []
+
+    def opener(name: str):  # type: ignore[no-untyped-def]
+        f = fs.open(name.removeprefix("store://"), "rb", block_size=64)
+        opened.append(f)
+        return f
+
+    ds = ZipReader(f"store://{path}", ReadLimits(), opener=opener)
+    assert (ds.ids, ds.labels) == (BASIC_IDS, BASIC_LABELS)
+    with open_dataset(path) as local:
+        assert dict(ds.iter_raw()) == dict(local.iter_raw())
+    ds.close()
+    assert opened[0].closed
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.raises(CorruptArchiveError):
+        ZipReader(f"store://{tmp_path / 'bad.zip'}", ReadLimits(), opener=opener)
+    assert opened[1].closed
+
+
 def test_zip_with_directory_entries_and_empty_class(tmp_path: Path) -> None:
     path = tmp_path / "ds.zip"
     with zipfile.ZipFile(path, "w") as zf:

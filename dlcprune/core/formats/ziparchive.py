@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -37,10 +38,21 @@ class ZipReader(ImageReader):
     archives, declared sizes and compression ratio; sizes are counted again while reading.
     """
 
-    def __init__(self, path: str, limits: ReadLimits) -> None:
+    def __init__(
+        self, path: str, limits: ReadLimits, opener: Callable[[str], BinaryIO] | None = None
+    ) -> None:
         super().__init__(path, limits)
-        with archive_errors(path):
-            self._zf: zipfile.ZipFile | None = zipfile.ZipFile(path)
+        # ``opener``: an archive that is not a local file (an object in a store, named by its
+        # URI), opened as a seekable file: the central directory and each member are read by
+        # ranges, nothing is copied first.
+        self._file = opener(path) if opener is not None else None
+        self._zf: zipfile.ZipFile | None = None
+        try:
+            with archive_errors(path):
+                self._zf = zipfile.ZipFile(self._file if self._file is not None else path)
+        except BaseException:
+            self.close()
+            raise
         try:
             self._index()
         except BaseException:
@@ -116,3 +128,6 @@ class ZipReader(ImageReader):
         if self._zf is not None:
             self._zf.close()
             self._zf = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
