@@ -43,7 +43,7 @@ from app.config import Settings
 from app.datasets.indexing import open_reader, read_limits
 from app.storage import byte_cache, locate, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
-from dlcprune.core.formats import Reader
+from dlcprune.core.formats import Reader, braces
 from dlcprune.core.formats.remote import remote_folder, remote_manifest
 from dlcprune.core.storage import ObjectInfo, Store, changed, pin
 
@@ -100,9 +100,9 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
         return Look("local", uri, store, str(real), objects, str(real.parent), pin(objects),
                     sum(o.size for o in objects))  # fmt: skip
     if _BRACES.search(path):
-        from braceexpand import braceexpand
-
-        shards = list(braceexpand(path))
+        # Counted before it is expanded: a pattern naming more shards than a listing may hold is
+        # refused at once (LimitExceededError), not built name by name.
+        shards = braces.expand(path, limit, path=uri)
         base = posixpath.dirname(shards[0])
         objects = []
         for s in shards:

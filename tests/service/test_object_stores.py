@@ -215,6 +215,76 @@ def test_missing_prefix_and_object_are_404(api_a: Api, s3, bucket: str) -> None:
     assert resp.status_code == 404, resp.text
 
 
+def test_a_brace_pattern_naming_too_many_shards_is_refused_at_once(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A hundred million shard names are counted, not expanded (nor looked up one by one): the
+    answer is a 422 limit_exceeded naming the uri and the count, within a second."""
+    import time
+
+    s3.pipe_file(f"{bucket}/wds/x-0.tar", b"")
+    uri = f"s3://{bucket}/wds/x-{{0..99999999}}.tar"
+    started = time.monotonic()
+    resp = refer(api_a, uri)
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 422, resp.text
+    err = problem(resp)
+    assert err["code"] == "limit_exceeded"
+    assert uri in err["message"] and "100,000,000 shards" in err["message"], err
+    assert elapsed < 1.0, elapsed
+    # Nothing was registered.
+    listed = api_a.get("/v1/datasets", params={"limit": 100}).json()["items"]
+    assert uri not in [d.get("uri") for d in listed]
+
+
+def test_workers_copying_one_reference_at_once_share_one_copy(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Four threads copy the same pinned shards at once: each gets the one complete copy, and
+    no temporary copy is left (the later ones find the first in place and drop theirs)."""
+    import threading
+
+    from app.config import get_settings
+    from app.datasets import sources
+
+    payloads = {f"s-{k}.tar": os.urandom(200_000 + k) for k in range(3)}
+    for name, data in payloads.items():
+        s3.pipe_file(f"{bucket}/race/{name}", data)
+    settings = get_settings()
+    seen = sources.look(f"s3://{bucket}/race/s-{{0..2}}.tar", settings, None, None)
+    assert seen.kind == "copy"
+    barrier = threading.Barrier(4)
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        barrier.wait()
+        try:
+            results.append(sources._copy(seen, settings))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=copy) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 4 and len(set(results)) == 1
+    dest = results[0]
+    assert (dest / ".complete").exists()
+    assert {p.name: p.read_bytes() for p in dest.iterdir() if p.name != ".complete"} == payloads
+    refs = dest.parent
+    assert [p.name for p in refs.iterdir() if p.name.startswith(seen.digest)] == [seen.digest]
+    # Settling a finished copy onto the complete one keeps the one in place.
+    spare = refs / f"{seen.digest}.partial-test"
+    spare.mkdir()
+    (spare / ".complete").touch()
+    sources._settle(spare, dest)
+    assert spare.exists() and (dest / "s-0.tar").read_bytes() == payloads["s-0.tar"]
+    import shutil
+
+    shutil.rmtree(spare)
+
+
 def test_scheme_not_enabled_says_how_to_enable_it(api_a: Api, service_env: dict[str, str]) -> None:
     resp = refer(api_a, "gs://my-bucket/datasets/")
     assert resp.status_code == 422, resp.text
