@@ -25,6 +25,7 @@ from app.db import session_factory
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Weights
+from app.transient import TRANSIENT
 from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import Reader
@@ -121,26 +122,6 @@ class TransientError(Exception):
 
 class TimeLimitExceeded(Exception):
     """The job ran past ``DLCPRUNE_JOB_TIME_LIMIT_SECONDS``."""
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import redis
-    from kombu.exceptions import OperationalError as BrokerError
-    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-
-    return (
-        DisconnectionError,
-        OperationalError,
-        InterfaceError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        BrokerError,
-        ConnectionError,
-        TimeoutError,
-    )
-
-
-TRANSIENT = _transient_errors()
 
 
 def _release(job_id: uuid.UUID, settings: Settings) -> None:

@@ -1,0 +1,25 @@
+"""Errors a retry may not hit: the database, the broker or a store briefly away. Work that hits
+one goes back to the queue to be retried (``worker.runner``, ``app.exports``); any other error
+fails it."""
+
+from __future__ import annotations
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import redis
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    return (
+        DisconnectionError,
+        OperationalError,
+        InterfaceError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        BrokerError,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+TRANSIENT = _transient_errors()
