@@ -541,6 +541,61 @@ def test_a_large_prefix_is_indexed_by_the_worker_against_its_registration_pin(
         reset_settings()
 
 
+def test_an_export_whose_store_is_away_goes_back_to_the_queue_and_succeeds_later(
+    api_a: Api, s3, bucket: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A store that refuses connections is a transient error: the export is queued again (not
+    failed, not left running) and the worker's retry writes it once the store is back."""
+    from moto.server import ThreadedMotoServer
+
+    from app import storage
+    from app.config import reset_settings
+    from tests.service.data import write_image_zip
+    from worker.runner import TransientError, run_export
+
+    ds = api_a.upload(write_image_zip(tmp_path / "c.zip", per_class=2)).json()
+    job = score(api_a, ds)
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 1}).json()
+    # A second S3 endpoint on the same data (moto's state is per process), with few retries.
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {
+        "s3": {
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+        }
+    }
+    os.environ["DLCPRUNE_STORAGE_OPTIONS"] = json.dumps(options)
+    reset_settings()
+    storage._stores.clear()
+    try:
+        resp = api_a.post(
+            f"/v1/selections/{sel['id']}/exports",
+            json={"uri": f"s3://{bucket}/away/", "format": "manifest-csv"},
+        )
+        assert resp.status_code == 202, resp.text
+        export_id = resp.json()["id"]
+        server.stop()
+        with pytest.raises(TransientError):
+            run_export(export_id)
+        waiting = api_a.get(f"/v1/exports/{export_id}").json()
+        assert (waiting["status"], waiting["error"], waiting["finished_at"]) == (
+            "queued", None, None,
+        )  # fmt: skip
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        assert run_export(export_id) == "succeeded"
+        done = api_a.get(f"/v1/exports/{export_id}").json()
+        assert (done["status"], done["objects"]) == ("succeeded", 1)
+        assert s3.ls(f"{bucket}/away/") == [f"{bucket}/away/manifest.csv"]
+    finally:
+        os.environ.pop("DLCPRUNE_STORAGE_OPTIONS", None)
+        reset_settings()
+        storage._stores.clear()
+        server.stop()
+
+
 def test_an_export_of_a_changed_source_fails_and_leaves_nothing(
     api_a: Api, s3, bucket: str
 ) -> None:  # type: ignore[no-untyped-def]
