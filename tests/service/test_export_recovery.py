@@ -247,3 +247,16 @@ def test_a_queued_export_the_broker_never_got_is_sent_again(
     reap_until(exp["id"], "queued")
     assert row(exp["id"]).enqueues == 1
     client.close()
+
+
+def test_the_embedded_loop_survives_an_error_from_an_export(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An export that raises (here: an id that is no id) is logged and the loop goes on; a
+    transient error is left to the loop, which retries after its poll interval."""
+    from app.config import get_settings
+    from worker import embedded
+
+    with caplog.at_level("ERROR", logger="dlcprune.worker"):
+        embedded._export("not-an-id", get_settings())  # type: ignore[arg-type]
+    assert "export not-an-id: unexpected error" in caplog.text
