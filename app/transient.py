@@ -10,12 +10,20 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     from kombu.exceptions import OperationalError as BrokerError
     from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+    # The stores' connection errors, which are not the builtin ConnectionError: botocore's (S3,
+    # through s3fs) and aiohttp's (GCS, through gcsfs), when they are installed.
     stores: tuple[type[BaseException], ...] = ()
-    try:  # S3 (s3fs over botocore): its connection errors are not the builtin ConnectionError
+    try:
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
-        stores = (BotoConnectionError,)
-    except ImportError:  # no s3 support installed
+        stores += (BotoConnectionError,)
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientConnectionError
+
+        stores += (ClientConnectionError,)
+    except ImportError:
         pass
     return (
         *stores,

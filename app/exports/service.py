@@ -24,7 +24,6 @@ from app.models import Dataset, JobStatus, Selection, StoreExport, as_utc, utcno
 from app.selections import export as downloads
 from app.selections import service as selections
 from app.storage import locate, store_error
-from app.transient import TRANSIENT
 from app.webhooks import outbox
 from dlcprune.core.errors import DatasetError
 
@@ -261,6 +260,8 @@ def run(
     """Write export ``export_id``, claimed by this worker (``claim``); returns its final status.
     An error fails it (``failed``, with a code), a cancel request discards what was written
     (``cancelled``); a transient error puts it back in the queue and is raised."""
+    from app.transient import TRANSIENT  # the worker's concern: not imported by the API
+
     sink: writer.Sink | None = None
     dataset: Dataset | None = None
     uri = ""
