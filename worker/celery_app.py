@@ -63,16 +63,18 @@ def _retrying(task: Any, fn: Any, ident: str) -> Any:
 
 
 def _fail_quietly(ident: str, name: str, exc: BaseException) -> None:
-    if name != RUN_JOB:
+    if name not in (RUN_JOB, RUN_EXPORT):
         return
     try:
         from app.db import session_factory
+        from app.exports import service as exports
         from app.jobs import service as jobs
 
+        fail = jobs.mark_failed if name == RUN_JOB else exports.fail
         with session_factory()() as session:
-            jobs.mark_failed(session, uuid.UUID(ident), "transient_error", f"gave up: {exc}")
+            fail(session, uuid.UUID(ident), "transient_error", f"gave up: {exc}")
     except Exception:  # still down: the reaper will end it after its attempts
-        log.warning("could not mark job %s failed", ident)
+        log.warning("could not mark %s %s failed", name, ident)
 
 
 @setup_logging.connect

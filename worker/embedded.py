@@ -5,6 +5,8 @@ torch). Jobs left ``running`` by a worker that stopped beating (the service was 
 they ran) are queued again by the reaper (``worker.reaper``), so work that was queued or running
 when the service stopped resumes when it starts. The loop: reap, index datasets waiting for it,
 run the oldest queued job of the highest priority, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
+An export's error never stops the loop: it is logged, and the export is failed by its own run or
+by the reaper.
 Webhook deliveries are sent by a thread of this process (``app.webhooks.delivery``), so a long
 job does not hold them back.
 
@@ -21,6 +23,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 
 from app.config import Settings, get_settings
 from app.db import migrate
@@ -61,7 +64,7 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
                 did_work = True
             for export_id in runner.pending_exports(settings):
                 with log_context(export_id=export_id):
-                    runner.run_export(export_id, settings)
+                    _export(export_id, settings)
                 did_work = True
             job_id = runner.next_job(settings)
             if job_id is not None:
@@ -77,6 +80,18 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
             did_work = False
         if not did_work:
             stop.wait(settings.poll_seconds)
+
+
+def _export(export_id: uuid.UUID, settings: Settings) -> None:
+    """Run one export; an error it did not end it with is logged and the loop goes on (the
+    export was failed by ``app.exports.run``, or stays running until the reaper requeues it or
+    fails it). A transient error is the loop's to retry."""
+    try:
+        runner.run_export(export_id, settings)
+    except (runner.TransientError, *runner.TRANSIENT):
+        raise
+    except Exception:
+        log.exception("export %s: unexpected error", export_id)
 
 
 def _watch_parent(parent: int) -> None:

@@ -69,6 +69,11 @@ class Heartbeat:
             daemon=True,
         )
 
+    # The log fields of the beating thread's records.
+    @property
+    def context(self) -> dict[str, object]:
+        return {"job_id": self.job_id, "shard_id": self.shard_id}
+
     @property
     def what(self) -> str:
         return (
@@ -91,7 +96,7 @@ class Heartbeat:
         return bool(self.hard_limit_s) and time.monotonic() - self.started > self.hard_limit_s
 
     def _run(self) -> None:
-        with log_context(job_id=self.job_id, shard_id=self.shard_id):
+        with log_context(**self.context):
             while not self.stop.wait(self.interval):
                 if self._past_hard_limit():
                     log.critical(
@@ -112,3 +117,25 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+class ExportHeartbeat(Heartbeat):
+    """The heartbeat of a store export (``app.exports``): building an archive or putting a large
+    object reports no progress for a while, and must not look lost to the reaper."""
+
+    def __init__(self, settings: Settings, export_id: uuid.UUID) -> None:
+        super().__init__(settings, export_id)
+
+    @property
+    def context(self) -> dict[str, object]:
+        return {"export_id": self.job_id}
+
+    @property
+    def what(self) -> str:
+        return f"export {self.job_id}"
+
+    def beat(self) -> None:
+        from app.exports import service as exports
+
+        with session_factory(self.settings)() as session:
+            exports.beat(session, self.job_id)

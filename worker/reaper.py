@@ -10,6 +10,9 @@ embedded worker's loop. Each round:
   message, or the send after the commit failed) is sent again, waiting twice as long each time;
 - a running shard whose heartbeat is stale is queued and sent again (or fails its job after
   ``shard_attempts``); a sharded job whose phase is complete but was not advanced is advanced;
+- evaluations and store exports likewise (``app.claims``): a running one with a stale heartbeat
+  is queued and sent again, or fails with ``worker_lost`` after ``max_attempts`` (cancelled, when
+  a cancel was requested); a queued one the broker never got is sent again;
 - a dataset still indexing after ``redeliver_after_seconds`` gets its indexing task sent again;
 - a worker's presence row (``worker.presence``) not refreshed for an hour is deleted.
 
@@ -21,12 +24,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from app import idempotency, queue
+from app import claims, idempotency, queue
 from app.config import Settings, get_settings
 from app.db import get_engine, session_factory
 from app.jobs import service as jobs
@@ -54,6 +60,7 @@ def reap(settings: Settings | None = None) -> dict[str, int]:
             with session_factory(settings)() as session:
                 _stale_jobs(session, settings, counts)
                 _stale_evaluations(session, settings, counts)
+                _stale_exports(session, settings, counts)
                 if not settings.embedded_worker:
                     _stale_shards(session, settings, counts)
                     _unsent_jobs(session, settings, counts)
@@ -117,56 +124,85 @@ def _stale_evaluations(session: Session, settings: Settings, counts: dict[str, i
     from app.evaluations import service as evaluations
     from app.models import Evaluation
 
+    _stale_work(
+        session, settings, counts, Evaluation, "evaluation",
+        fail=evaluations.fail, cancel=evaluations.mark_cancelled,
+        dispatch=evaluations.dispatch, requeued={"stage": "requeued"},
+    )  # fmt: skip
+
+
+def _stale_exports(session: Session, settings: Settings, counts: dict[str, int]) -> None:
+    """Store exports whose worker died (stale heartbeat) go back to the queue, or fail with
+    ``worker_lost`` after ``max_attempts``; queued ones the broker never got are sent again."""
+    from app.exports import service as exports
+    from app.models import StoreExport
+
+    _stale_work(
+        session, settings, counts, StoreExport, "export",
+        fail=exports.fail, cancel=exports.mark_cancelled, dispatch=exports.dispatch,
+    )  # fmt: skip
+
+
+def _stale_work(
+    session: Session,
+    settings: Settings,
+    counts: dict[str, int],
+    model: Any,
+    what: str,
+    *,
+    fail: Callable[[Session, uuid.UUID, str, str], None],
+    cancel: Callable[[Session, uuid.UUID], None],
+    dispatch: Callable[[Session, uuid.UUID], bool],
+    requeued: dict[str, Any] | None = None,
+) -> None:
+    """The reaper's round over one kind of queued work (``app.claims``'s rows): a running row
+    with a stale heartbeat is queued and sent again (cancelled, when a cancel was requested;
+    failed with ``worker_lost`` after ``max_attempts``); a queued row the broker never got (or
+    lost) is sent again, waiting twice as long each time."""
     now = utcnow()
     cutoff = now - settings.stale_after
     stale = session.scalars(
-        select(Evaluation).where(
-            Evaluation.status == JobStatus.running, Evaluation.heartbeat_at < cutoff
+        select(model).where(
+            model.status == JobStatus.running,
+            or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff),
         )
     ).all()
     for row in stale:
+        if row.cancel_requested:
+            cancel(session, row.id)
+            continue
         if row.attempts >= settings.max_attempts:
-            evaluations.fail(
+            fail(
                 session,
                 row.id,
                 "worker_lost",
-                f"the worker running this evaluation was lost {row.attempts} times",
+                f"the worker running this {what} was lost {row.attempts} times (it may kill "
+                "its worker); not retried again",
             )
             counts["failed"] += 1
             continue
-        row.status = JobStatus.queued
-        row.stage = "requeued"
-        session.commit()
-        counts["requeued"] += 1
-        if not settings.embedded_worker:
-            evaluations.dispatch(session, row.id)
+        if claims.requeue_stale(session, model, row.id, cutoff, **(requeued or {})):
+            counts["requeued"] += 1
+            if not settings.embedded_worker:
+                dispatch(session, row.id)
     if settings.embedded_worker:
-        return
-    resend = timedelta(seconds=settings.redeliver_after_seconds)
+        return  # the embedded worker polls the database for queued rows
     for row in session.scalars(
-        select(Evaluation).where(Evaluation.status == JobStatus.queued)
+        select(model).where(model.status == JobStatus.queued, model.cancel_requested.is_(False))
     ).all():
-        last = row.enqueued_at or row.created_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=now.tzinfo)
-        if last is not None and now - last >= resend and evaluations.dispatch(session, row.id):
+        if claims.resend_due(row, now, settings.redeliver_after_seconds) and dispatch(
+            session, row.id
+        ):
             counts["resent"] += 1
 
 
 def _unsent_jobs(session: Session, settings: Settings, counts: dict[str, int]) -> None:
     now = utcnow()
-    base = settings.redeliver_after_seconds
     queued = session.scalars(select(Job).where(Job.status == JobStatus.queued)).all()
     for job in queued:
-        last = job.enqueued_at or job.created_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=now.tzinfo)
-        wait = timedelta(seconds=base * 2 ** min(max(job.enqueues - 1, 0), 6))
-        if job.enqueued_at is not None and now - last < wait:
-            continue
-        if job.enqueued_at is None and now - last < timedelta(seconds=min(5.0, base)):
-            continue  # just created: its own request is sending it
-        if jobs.dispatch(session, job.id):
+        if claims.resend_due(job, now, settings.redeliver_after_seconds) and jobs.dispatch(
+            session, job.id
+        ):
             counts["resent"] += 1
 
 

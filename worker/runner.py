@@ -25,10 +25,11 @@ from app.db import session_factory
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobStatus, Weights
+from app.transient import TRANSIENT
 from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import Reader
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import ExportHeartbeat, Heartbeat
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -121,26 +122,6 @@ class TransientError(Exception):
 
 class TimeLimitExceeded(Exception):
     """The job ran past ``DLCPRUNE_JOB_TIME_LIMIT_SECONDS``."""
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import redis
-    from kombu.exceptions import OperationalError as BrokerError
-    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-
-    return (
-        DisconnectionError,
-        OperationalError,
-        InterfaceError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        BrokerError,
-        ConnectionError,
-        TimeoutError,
-    )
-
-
-TRANSIENT = _transient_errors()
 
 
 def _release(job_id: uuid.UUID, settings: Settings) -> None:
@@ -362,13 +343,22 @@ def index_dataset(dataset_id: uuid.UUID | str, settings: Settings | None = None)
 
 
 def run_export(export_id: uuid.UUID | str, settings: Settings | None = None) -> str:
-    """Write an export into its store (app.exports); returns its final status."""
+    """Claim and write an export into its store (app.exports); returns its final status (its
+    current one, or 'skipped', when there was nothing to claim). A transient error has put it
+    back in the queue and raises ``TransientError``."""
     from app.exports import service as exports
 
     settings = settings or get_settings()
-    return exports.run(
-        uuid.UUID(str(export_id)), session_factory(settings), settings, get_blobstore(settings)
-    )
+    export_id = uuid.UUID(str(export_id))
+    factory = session_factory(settings)
+    with factory() as session:
+        if exports.claim(session, export_id, worker_name(), settings.stale_after) is None:
+            return exports.status_of(session, export_id)
+    try:
+        with ExportHeartbeat(settings, export_id):
+            return exports.run(export_id, factory, settings, get_blobstore(settings))
+    except TRANSIENT as exc:
+        raise TransientError(str(exc)) from exc
 
 
 def pending_exports(settings: Settings) -> list[uuid.UUID]:

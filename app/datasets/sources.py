@@ -43,7 +43,7 @@ from app.config import Settings
 from app.datasets.indexing import open_reader, read_limits
 from app.storage import byte_cache, locate, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
-from dlcprune.core.formats import Reader
+from dlcprune.core.formats import Reader, braces
 from dlcprune.core.formats.remote import remote_folder, remote_manifest
 from dlcprune.core.storage import ObjectInfo, Store, changed, pin
 
@@ -100,9 +100,9 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
         return Look("local", uri, store, str(real), objects, str(real.parent), pin(objects),
                     sum(o.size for o in objects))  # fmt: skip
     if _BRACES.search(path):
-        from braceexpand import braceexpand
-
-        shards = list(braceexpand(path))
+        # Counted before it is expanded: a pattern naming more shards than a listing may hold is
+        # refused at once (LimitExceededError), not built name by name.
+        shards = braces.expand(path, limit, path=uri)
         base = posixpath.dirname(shards[0])
         objects = []
         for s in shards:
@@ -241,27 +241,39 @@ def check_pin(dataset: Dataset, seen: Look, blobs: BlobStore) -> None:
 
 
 def _copy(seen: Look, settings: Settings) -> Path:
-    """The objects of ``seen`` in the local cache, under its pin (fetched once)."""
+    """The objects of ``seen`` in the local cache, under its pin (fetched once). Workers that
+    copy the same pin at once each fetch into a temporary directory of their own; the first to
+    finish moves it into place, the others find it there and remove theirs."""
     assert settings.cache_dir is not None
     dest = Path(settings.cache_dir) / "refs" / seen.digest
-    done = dest / ".complete"
-    if not done.exists():
-        tmp = dest.with_name(f"{seen.digest}.partial-{uuid.uuid4().hex}")
-        try:
-            remote = [f"{seen.base}/{o.path}" if seen.base else o.path for o in seen.objects]
-            local = [str(tmp.joinpath(*o.path.split("/"))) for o in seen.objects]
-            for p in local:
-                Path(p).parent.mkdir(parents=True, exist_ok=True)
-            seen.store.fs.get(remote, local)
-            Path(tmp / ".complete").touch()
-            if dest.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    if (dest / ".complete").exists():
+        return dest
+    tmp = dest.with_name(f"{seen.digest}.partial-{uuid.uuid4().hex}")
+    try:
+        remote = [f"{seen.base}/{o.path}" if seen.base else o.path for o in seen.objects]
+        local = [str(tmp.joinpath(*o.path.split("/"))) for o in seen.objects]
+        for p in local:
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        seen.store.fs.get(remote, local)
+        (tmp / ".complete").touch()
+        _settle(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _settle(tmp: Path, dest: Path) -> None:
+    """Move the finished copy ``tmp`` to ``dest``. A ``dest`` already complete is another
+    worker's copy of the same pin (the same content): it is kept and ``tmp`` is left to be
+    removed. Renaming onto it is attempted first, never checked before: a check and a rename
+    are two steps another worker can come between."""
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if not (dest / ".complete").exists():
+            raise
 
 
 def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, str]:

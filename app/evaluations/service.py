@@ -7,10 +7,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import claims, queue
 from app.blobstore import BlobStore
 from app.config import get_settings
 from app.datasets.schemas import ErrorInfo
@@ -80,13 +80,7 @@ def create(
 def dispatch(session: Session, evaluation_id: uuid.UUID) -> bool:
     if not queue.enqueue_evaluation(evaluation_id):
         return False
-    session.execute(
-        update(Evaluation)
-        .where(Evaluation.id == evaluation_id)
-        .values(enqueued_at=utcnow(), enqueues=Evaluation.enqueues + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    claims.sent(session, Evaluation, evaluation_id)
     return True
 
 
@@ -136,35 +130,7 @@ def claim(
     session: Session, evaluation_id: uuid.UUID, worker: str, stale_after: timedelta
 ) -> Evaluation | None:
     """Take an evaluation for running (one conditional UPDATE: two deliveries cannot both win)."""
-    now = utcnow()
-    taken = session.execute(
-        update(Evaluation)
-        .where(
-            Evaluation.id == evaluation_id,
-            Evaluation.cancel_requested.is_(False),
-            or_(
-                Evaluation.status == JobStatus.queued,
-                and_(
-                    Evaluation.status == JobStatus.running,
-                    or_(
-                        Evaluation.heartbeat_at.is_(None),
-                        Evaluation.heartbeat_at < now - stale_after,
-                    ),
-                ),
-            ),
-        )
-        .values(
-            status=JobStatus.running,
-            attempts=Evaluation.attempts + 1,
-            worker=worker,
-            heartbeat_at=now,
-            started_at=func.coalesce(Evaluation.started_at, now),
-            stage="running",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if not claims.claim(session, Evaluation, evaluation_id, worker, stale_after, stage="running"):
         return None
     return session.get(Evaluation, evaluation_id, populate_existing=True)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import idempotency, pagination, queue
+from app import claims, idempotency, pagination, queue
 from app.blobstore import BlobStore
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.datasets.indexing import public_message
 from app.datasets.schemas import ErrorInfo
 from app.datasets.sources import open_source
@@ -112,7 +113,7 @@ def _create(
     )
     session.add(exp)
     session.commit()
-    queue.enqueue_export(exp.id)
+    dispatch(session, exp.id)
     return exp.id, exp
 
 
@@ -177,6 +178,62 @@ def to_read(exp: StoreExport, base_url: str) -> ExportRead:
 
 
 # Running (the worker's task) -----------------------------------------------------------------
+#
+# A worker claims a queued export (``claim``: one conditional UPDATE, as jobs), beats while it
+# writes (``beat``: the worker's heartbeat thread, and each progress report), and ends it with
+# ``run``. Whatever goes wrong after the claim fails the export with a stable code, except a
+# transient error (the database, broker or store briefly away): the export goes back to the
+# queue and the error is raised for the caller to retry. A worker lost mid-export stops beating:
+# the reaper (``worker.reaper._stale_exports``) queues the export again, or fails it with
+# ``worker_lost`` after ``max_attempts``, and sends again a queued one the broker never got.
+
+
+def dispatch(session: Session, export_id: uuid.UUID) -> bool:
+    """Hand a committed export to the broker and note the send (a failed send leaves
+    ``enqueued_at`` as it was: the reaper sends it again)."""
+    if not queue.enqueue_export(export_id):
+        return False
+    claims.sent(session, StoreExport, export_id)
+    return True
+
+
+def claim(
+    session: Session, export_id: uuid.UUID, worker: str, stale_after: timedelta
+) -> StoreExport | None:
+    """Take a queued export (or a running one whose worker was lost) for running; None when
+    there is nothing to do (finished, cancelled, gone, or running elsewhere)."""
+    if not claims.claim(session, StoreExport, export_id, worker, stale_after):
+        return None
+    return session.get(StoreExport, export_id, populate_existing=True)
+
+
+def status_of(session: Session, export_id: uuid.UUID) -> str:
+    exp = session.get(StoreExport, export_id, populate_existing=True)
+    return str(exp.status) if exp is not None else "skipped"
+
+
+def beat(session: Session, export_id: uuid.UUID) -> None:
+    claims.beat(session, StoreExport, export_id)
+
+
+def release(session: Session, export_id: uuid.UUID) -> None:
+    """A running export back to the queue (its worker hit a transient error)."""
+    claims.release(session, StoreExport, export_id)
+
+
+def fail(session: Session, export_id: uuid.UUID, code: str, message: str) -> None:
+    """End an unfinished export as failed (``export.failed``); a finished one is left alone."""
+    exp = session.get(StoreExport, export_id, with_for_update=True, populate_existing=True)
+    if exp is None or JobStatus(exp.status).finished:
+        return
+    _finish(session, exp, JobStatus.failed, get_settings().base_url, code[:64], message[:4000])
+
+
+def mark_cancelled(session: Session, export_id: uuid.UUID) -> None:
+    exp = session.get(StoreExport, export_id, with_for_update=True, populate_existing=True)
+    if exp is None or JobStatus(exp.status).finished:
+        return
+    _finish(session, exp, JobStatus.cancelled, get_settings().base_url)
 
 
 def _finish(
@@ -200,25 +257,78 @@ def _finish(
 def run(
     export_id: uuid.UUID, factory: Callable[[], Session], settings: Settings, blobs: BlobStore
 ) -> str:
-    """Write export ``export_id`` (idempotent: one no longer queued is left alone)."""
-    with factory() as session:
-        exp = session.get(StoreExport, export_id, with_for_update=not settings.is_sqlite)
-        if exp is None or exp.status != JobStatus.queued:
-            return exp.status if exp is not None else "skipped"
-        exp.status = JobStatus.running
-        exp.started_at = utcnow()
-        session.commit()
-        row = session.get(Selection, exp.selection_id)
-        dataset = session.get(Dataset, row.dataset_id) if row is not None else None
-        if row is None or dataset is None:
-            _finish(session, exp, JobStatus.failed, settings.base_url, "not_found", "gone")
-            return JobStatus.failed
-        scores, tokens, index = selections.scored_inputs(session, blobs, row)
-        kept = selections.indices(row)
-        uri, fmt, tenant = exp.uri, exp.format, exp.tenant_id
-        session.expunge(dataset)
-    store, path = _target(uri, settings)
-    sink = writer.Sink(store, path, str(export_id))
+    """Write export ``export_id``, claimed by this worker (``claim``); returns its final status.
+    An error fails it (``failed``, with a code), a cancel request discards what was written
+    (``cancelled``); a transient error puts it back in the queue and is raised."""
+    from app.transient import TRANSIENT  # the worker's concern: not imported by the API
+
+    sink: writer.Sink | None = None
+    dataset: Dataset | None = None
+    uri = ""
+    try:
+        with factory() as session:
+            exp = session.get(StoreExport, export_id)
+            if exp is None:
+                return "skipped"
+            uri, fmt, tenant, selection_id = exp.uri, exp.format, exp.tenant_id, exp.selection_id
+            row = session.get(Selection, selection_id)
+            dataset = session.get(Dataset, row.dataset_id) if row is not None else None
+            if row is None or dataset is None:
+                raise not_found("selection", selection_id)
+            scores, tokens, index = selections.scored_inputs(session, blobs, row)
+            kept = selections.indices(row)
+            session.expunge(dataset)
+        store, path = _target(uri, settings)
+        sink = writer.Sink(store, path, str(export_id))
+        keep = _write(export_id, factory, settings, blobs, sink, dataset, selection_id, fmt,
+                      (scores, tokens, index, kept))  # fmt: skip
+    except Cancelled:
+        _discard(sink, export_id)
+        with factory() as s:
+            mark_cancelled(s, export_id)
+        return JobStatus.cancelled
+    except TRANSIENT as exc:
+        log.warning("export %s: transient error, will retry: %s", export_id, exc)
+        _discard(sink, export_id)
+        try:
+            with factory() as s:
+                release(s, export_id)
+        except Exception as again:  # still away: its heartbeat goes stale and the reaper does it
+            log.warning("export %s: could not requeue now (%s); the reaper will", export_id, again)
+        raise
+    except Exception as exc:
+        _discard(sink, export_id)
+        code, message = _failure(exc, dataset, uri)
+        if code in ("unreadable", "internal_error"):
+            log.warning("export %s failed: %s: %s", export_id, type(exc).__name__, exc)
+        with factory() as s:
+            fail(s, export_id, code, message)
+        return JobStatus.failed
+    with factory() as s:
+        cur = s.get(StoreExport, export_id, with_for_update=True, populate_existing=True)
+        if cur is not None and not JobStatus(cur.status).finished:
+            cur.objects = len(sink.written)
+            cur.bytes_written = sink.bytes
+            cur.progress_done = len(keep)
+            _finish(s, cur, JobStatus.succeeded, settings.base_url)
+    log.info("export %s: %d objects to %s (tenant %s)", export_id, len(sink.written), uri, tenant)
+    return JobStatus.succeeded
+
+
+def _write(
+    export_id: uuid.UUID,
+    factory: Callable[[], Session],
+    settings: Settings,
+    blobs: BlobStore,
+    sink: writer.Sink,
+    dataset: Dataset,
+    selection_id: uuid.UUID,
+    fmt: str,
+    inputs: tuple,  # type: ignore[type-arg]
+) -> list:  # type: ignore[type-arg]
+    """Write the export's objects under the temporary prefix and publish them; returns the
+    kept positions. Each progress report beats and raises ``Cancelled`` on a cancel request."""
+    scores, tokens, index, kept = inputs
 
     def progress(done: int) -> None:
         with factory() as s:
@@ -226,72 +336,64 @@ def run(
             if cur is None or cur.cancel_requested:
                 raise Cancelled()
             cur.progress_done = done
+            cur.heartbeat_at = utcnow()
             s.commit()
 
-    try:
-        keep = writer.kept_list(kept)
-        if fmt in ("manifest-csv", "manifest-jsonl"):
-            buf = _buffer(lambda out: downloads.write_manifest(out, index, scores, kept, fmt[9:]))
-            sink.put(f"manifest.{fmt[9:]}", buf)
-            progress(len(keep))
-        elif fmt == "parquet":
-            buf = _buffer(lambda out: downloads.write_parquet(out, index, scores, tokens, kept))
-            sink.put("scores.parquet", buf)
-            progress(len(keep))
-        else:
-            reader, _ = open_source(dataset, settings, blobs)
-            with reader as ds:
-                if fmt == "original" and ds.kind != "image":
-                    with factory() as s:
-                        sel = s.get(Selection, exp.selection_id)
-                        out = downloads.build_export(dataset, sel, kept, settings, blobs)
-                    sink.put_file(out.filename, blobs.local_path(out.key))
-                    progress(len(keep))
-                else:
-                    write = {
-                        "original": writer.write_original,
-                        "webdataset": writer.write_webdataset,
-                        "hf": writer.write_hf,
-                    }[fmt]
-                    write(sink, ds, index, keep, progress)
-        with factory() as s:
-            cur = s.get(StoreExport, export_id)
-            if cur is None or cur.cancel_requested:
-                raise Cancelled()
-        sink.publish()
-    except Cancelled:
-        sink.discard()
-        with factory() as s:
-            cur = s.get(StoreExport, export_id)
-            if cur is not None:
-                _finish(s, cur, JobStatus.cancelled, settings.base_url)
-        return JobStatus.cancelled
-    except Exception as exc:
-        sink.discard()
-        if isinstance(exc, DatasetError):
-            shown = dataset.uri or dataset.filename
-            code = exc.code
-            message = public_message(exc, getattr(exc, "local_path", shown), shown)
-        elif isinstance(exc, ValueError):
-            code, message = "unsupported_export", str(exc)
-        else:
-            err = store_error(uri, exc)
-            code, message = err.code, err.message
-            log.warning("export %s failed: %s: %s", export_id, type(exc).__name__, exc)
-        with factory() as s:
-            cur = s.get(StoreExport, export_id)
-            if cur is not None:
-                _finish(s, cur, JobStatus.failed, settings.base_url, code, message)
-        return JobStatus.failed
+    keep = writer.kept_list(kept)
+    if fmt in ("manifest-csv", "manifest-jsonl"):
+        buf = _buffer(lambda out: downloads.write_manifest(out, index, scores, kept, fmt[9:]))
+        sink.put(f"manifest.{fmt[9:]}", buf)
+        progress(len(keep))
+    elif fmt == "parquet":
+        buf = _buffer(lambda out: downloads.write_parquet(out, index, scores, tokens, kept))
+        sink.put("scores.parquet", buf)
+        progress(len(keep))
+    else:
+        reader, _ = open_source(dataset, settings, blobs)
+        with reader as ds:
+            if fmt == "original" and ds.kind != "image":
+                with factory() as s:
+                    sel = s.get(Selection, selection_id)
+                    out = downloads.build_export(dataset, sel, kept, settings, blobs)
+                sink.put_file(out.filename, blobs.local_path(out.key))
+                progress(len(keep))
+            else:
+                write = {
+                    "original": writer.write_original,
+                    "webdataset": writer.write_webdataset,
+                    "hf": writer.write_hf,
+                }[fmt]
+                write(sink, ds, index, keep, progress)
     with factory() as s:
         cur = s.get(StoreExport, export_id)
-        if cur is not None:
-            cur.objects = len(sink.written)
-            cur.bytes_written = sink.bytes
-            cur.progress_done = len(keep)
-            _finish(s, cur, JobStatus.succeeded, settings.base_url)
-    log.info("export %s: %d objects to %s (tenant %s)", export_id, len(sink.written), uri, tenant)
-    return JobStatus.succeeded
+        if cur is None or cur.cancel_requested:
+            raise Cancelled()
+    sink.publish()
+    return keep
+
+
+def _discard(sink: writer.Sink | None, export_id: uuid.UUID) -> None:
+    """Remove the temporary objects (best effort: a store still away keeps them, hidden under
+    the target's ``.dlcprune-partial-<id>`` prefix, until the retry writes over them)."""
+    if sink is None:
+        return
+    try:
+        sink.discard()
+    except Exception as exc:
+        log.warning("export %s: temporary objects not removed: %s", export_id, exc)
+
+
+def _failure(exc: BaseException, dataset: Dataset | None, uri: str) -> tuple[str, str]:
+    """The stable code and the message of an error that fails an export."""
+    if isinstance(exc, DatasetError):
+        shown = (dataset.uri or dataset.filename) if dataset is not None else uri
+        return exc.code, public_message(exc, getattr(exc, "local_path", shown), shown)
+    if isinstance(exc, APIError):
+        return exc.code, exc.message
+    if isinstance(exc, ValueError):
+        return "unsupported_export", str(exc)
+    err = store_error(uri, exc)
+    return err.code, err.message
 
 
 def _buffer(fill: Callable[..., None]) -> bytes:
@@ -307,7 +409,7 @@ def pending(session: Session) -> list[uuid.UUID]:
     return list(
         session.scalars(
             select(StoreExport.id)
-            .where(StoreExport.status == JobStatus.queued)
+            .where(StoreExport.status == JobStatus.queued, StoreExport.cancel_requested.is_(False))
             .order_by(StoreExport.created_at)
             .limit(10)
         )

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import idempotency, limits, queue
+from app import claims, idempotency, limits, queue
 from app.config import get_settings
 from app.datasets import service as datasets
 from app.datasets.schemas import ErrorInfo
@@ -230,13 +230,7 @@ def dispatch(session: Session, job_id: uuid.UUID) -> bool:
     priority = session.scalar(select(Job.priority).where(Job.id == job_id))
     if not queue.enqueue_job(job_id, priority or DEFAULT_PRIORITY):
         return False
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(enqueued_at=utcnow(), enqueues=Job.enqueues + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    claims.sent(session, Job, job_id)
     return True
 
 
@@ -396,35 +390,12 @@ def claim(session: Session, job_id: uuid.UUID, worker: str, stale_after: timedel
     The claim is one conditional UPDATE, so two workers (or two deliveries) racing for the same
     job cannot both win, on PostgreSQL and on SQLite alike.
     """
-    now = utcnow()
-    taken = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.cancel_requested.is_(False),
-            or_(
-                Job.status == JobStatus.queued,
-                and_(
-                    Job.status == JobStatus.running,
-                    or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - stale_after),
-                ),
-            ),
-        )
-        .values(
-            status=JobStatus.running,
-            attempts=Job.attempts + 1,
-            worker=worker,
-            heartbeat_at=now,
-            started_at=func.coalesce(Job.started_at, now),
-            stage="starting",
-            error_code=None,
-            error_message=None,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    session.commit()
+    taken = claims.claim(
+        session, Job, job_id, worker, stale_after,
+        stage="starting", error_code=None, error_message=None,
+    )  # fmt: skip
     job = session.get(Job, job_id, populate_existing=True)
-    if taken == 1:
+    if taken:
         return job
     if job is not None and job.cancel_requested and not JobStatus(job.status).finished:
         mark_cancelled(session, job_id)
@@ -460,24 +431,12 @@ def report_progress(
 
 def release(session: Session, job_id: uuid.UUID) -> None:
     """A running job goes back to the queue (its worker hit a transient error)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
-        .values(status=JobStatus.queued, stage="queued (retrying)")
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    claims.release(session, Job, job_id, stage="queued (retrying)")
 
 
 def beat(session: Session, job_id: uuid.UUID) -> None:
     """Refresh a running job's heartbeat (one UPDATE, no read)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
-        .values(heartbeat_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    claims.beat(session, Job, job_id)
 
 
 def store_scores(

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dlcprune.core.errors import DatasetError
-from dlcprune.core.formats import open_dataset, registry
+from dlcprune.core.errors import DatasetError, LimitExceededError
+from dlcprune.core.formats import braces, open_dataset, registry
+from dlcprune.core.formats.limits import ReadLimits
 from tests.formats.builders import write_zip
 
 N = 11
@@ -107,6 +108,32 @@ def test_every_new_format_keeps_the_reader_contract(tmp_path: Path, kind: str) -
         assert all(same(a, b) for (_, a), (_, b) in zip(again.iter_payloads(), full, strict=True))
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "plain.tar",
+        "a-{0..2}.tar",
+        "a-{000..010..3}.tar",
+        "{5..-2..2}",
+        "{a..e}{Z..X..2}",
+        "{z..a..5}",
+        "{a,b,{c,d}}-{1..3}",
+        "x{,.bak}",
+        "{1..2}{a,{b..d}}{3,4}",
+        "lit\\{0..3\\}{0..1}",
+        "esc\\,{1,2\\,3}",
+        "{not-a-list}{0..1}",
+        "{{0..2}}",
+    ],
+)
+def test_brace_patterns_are_counted_as_braceexpand_expands_them(pattern: str) -> None:
+    from braceexpand import braceexpand
+
+    expanded = list(braceexpand(pattern))
+    assert braces.count(pattern) == len(expanded)
+    assert braces.expand(pattern, len(expanded)) == expanded
+
+
 def test_shard_lists_and_patterns(tmp_path: Path) -> None:
     assert registry.expand_shards(str(tmp_path / "a-{0..2}.tar")) == [
         str(tmp_path / f"a-{i}.tar") for i in range(3)
@@ -118,6 +145,10 @@ def test_shard_lists_and_patterns(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="shard does not exist") as err:
         open_dataset(str(tmp_path / "missing-{0..1}.tar"))
     assert err.value.path == str(tmp_path / "missing-0.tar")
+    with pytest.raises(LimitExceededError, match="names 3 shards, more than the limit of 2"):
+        registry.expand_shards(str(tmp_path / "a-{0..2}.tar"), 2)
+    with pytest.raises(LimitExceededError, match="names 100,000,000 shards"):
+        open_dataset(str(tmp_path / "a-{0..99999999}.tar"), limits=ReadLimits(max_members=10))
     with pytest.raises(DatasetError, match="reads one path, not a list of shards"):
         open_dataset([tmp_path / "a.tar"], format="tar")
     with pytest.raises(DatasetError, match="no shard paths given"):

@@ -215,6 +215,76 @@ def test_missing_prefix_and_object_are_404(api_a: Api, s3, bucket: str) -> None:
     assert resp.status_code == 404, resp.text
 
 
+def test_a_brace_pattern_naming_too_many_shards_is_refused_at_once(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A hundred million shard names are counted, not expanded (nor looked up one by one): the
+    answer is a 422 limit_exceeded naming the uri and the count, within a second."""
+    import time
+
+    s3.pipe_file(f"{bucket}/wds/x-0.tar", b"")
+    uri = f"s3://{bucket}/wds/x-{{0..99999999}}.tar"
+    started = time.monotonic()
+    resp = refer(api_a, uri)
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 422, resp.text
+    err = problem(resp)
+    assert err["code"] == "limit_exceeded"
+    assert uri in err["message"] and "100,000,000 shards" in err["message"], err
+    assert elapsed < 1.0, elapsed
+    # Nothing was registered.
+    listed = api_a.get("/v1/datasets", params={"limit": 100}).json()["items"]
+    assert uri not in [d.get("uri") for d in listed]
+
+
+def test_workers_copying_one_reference_at_once_share_one_copy(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Four threads copy the same pinned shards at once: each gets the one complete copy, and
+    no temporary copy is left (the later ones find the first in place and drop theirs)."""
+    import threading
+
+    from app.config import get_settings
+    from app.datasets import sources
+
+    payloads = {f"s-{k}.tar": os.urandom(200_000 + k) for k in range(3)}
+    for name, data in payloads.items():
+        s3.pipe_file(f"{bucket}/race/{name}", data)
+    settings = get_settings()
+    seen = sources.look(f"s3://{bucket}/race/s-{{0..2}}.tar", settings, None, None)
+    assert seen.kind == "copy"
+    barrier = threading.Barrier(4)
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        barrier.wait()
+        try:
+            results.append(sources._copy(seen, settings))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=copy) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 4 and len(set(results)) == 1
+    dest = results[0]
+    assert (dest / ".complete").exists()
+    assert {p.name: p.read_bytes() for p in dest.iterdir() if p.name != ".complete"} == payloads
+    refs = dest.parent
+    assert [p.name for p in refs.iterdir() if p.name.startswith(seen.digest)] == [seen.digest]
+    # Settling a finished copy onto the complete one keeps the one in place.
+    spare = refs / f"{seen.digest}.partial-test"
+    spare.mkdir()
+    (spare / ".complete").touch()
+    sources._settle(spare, dest)
+    assert spare.exists() and (dest / "s-0.tar").read_bytes() == payloads["s-0.tar"]
+    import shutil
+
+    shutil.rmtree(spare)
+
+
 def test_scheme_not_enabled_says_how_to_enable_it(api_a: Api, service_env: dict[str, str]) -> None:
     resp = refer(api_a, "gs://my-bucket/datasets/")
     assert resp.status_code == 422, resp.text
@@ -469,6 +539,61 @@ def test_a_large_prefix_is_indexed_by_the_worker_against_its_registration_pin(
     finally:
         os.environ.pop("DLCPRUNE_INDEX_SYNC_MAX_OBJECTS", None)
         reset_settings()
+
+
+def test_an_export_whose_store_is_away_goes_back_to_the_queue_and_succeeds_later(
+    api_a: Api, s3, bucket: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A store that refuses connections is a transient error: the export is queued again (not
+    failed, not left running) and the worker's retry writes it once the store is back."""
+    from moto.server import ThreadedMotoServer
+
+    from app import storage
+    from app.config import reset_settings
+    from tests.service.data import write_image_zip
+    from worker.runner import TransientError, run_export
+
+    ds = api_a.upload(write_image_zip(tmp_path / "c.zip", per_class=2)).json()
+    job = score(api_a, ds)
+    sel = api_a.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5, "seed": 1}).json()
+    # A second S3 endpoint on the same data (moto's state is per process), with few retries.
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {
+        "s3": {
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+        }
+    }
+    os.environ["DLCPRUNE_STORAGE_OPTIONS"] = json.dumps(options)
+    reset_settings()
+    storage._stores.clear()
+    try:
+        resp = api_a.post(
+            f"/v1/selections/{sel['id']}/exports",
+            json={"uri": f"s3://{bucket}/away/", "format": "manifest-csv"},
+        )
+        assert resp.status_code == 202, resp.text
+        export_id = resp.json()["id"]
+        server.stop()
+        with pytest.raises(TransientError):
+            run_export(export_id)
+        waiting = api_a.get(f"/v1/exports/{export_id}").json()
+        assert (waiting["status"], waiting["error"], waiting["finished_at"]) == (
+            "queued", None, None,
+        )  # fmt: skip
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        assert run_export(export_id) == "succeeded"
+        done = api_a.get(f"/v1/exports/{export_id}").json()
+        assert (done["status"], done["objects"]) == ("succeeded", 1)
+        assert s3.ls(f"{bucket}/away/") == [f"{bucket}/away/manifest.csv"]
+    finally:
+        os.environ.pop("DLCPRUNE_STORAGE_OPTIONS", None)
+        reset_settings()
+        storage._stores.clear()
+        server.stop()
 
 
 def test_an_export_of_a_changed_source_fails_and_leaves_nothing(

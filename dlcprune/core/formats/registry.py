@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dlcprune.core.errors import DatasetError, UnknownFormatError
+from dlcprune.core.formats import braces
 from dlcprune.core.formats.base import Reader
 from dlcprune.core.formats.columns import check_roles
 from dlcprune.core.formats.jsonl import GZ_JSONL_SUFFIXES, JSONL_SUFFIXES, first_object_keys
@@ -146,14 +147,13 @@ def suffixes() -> tuple[str, ...]:
 _BRACES = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
 
 
-def expand_shards(path: str) -> list[str] | None:
+def expand_shards(path: str, limit: int | None = None) -> list[str] | None:
     """The files a brace pattern names (``a-{000..009}.tar``, ``{a,b}.tar``), or ``None`` when
-    ``path`` has no brace pattern or exists as it is."""
+    ``path`` has no brace pattern or exists as it is. More than ``limit`` files (default
+    ``ReadLimits.max_members``) is a ``LimitExceededError``, raised before expanding."""
     if not _BRACES.search(path) or os.path.exists(path):
         return None
-    from braceexpand import braceexpand
-
-    return list(braceexpand(path))
+    return braces.expand(path, ReadLimits().max_members if limit is None else limit)
 
 
 def _claims(rule: Callable[[str], bool], path: str) -> bool:
@@ -244,7 +244,7 @@ def open_dataset(
             raise DatasetError("no shard paths given", path="")
     else:
         p = os.fspath(path)  # type: ignore[arg-type]
-        shards = expand_shards(p)
+        shards = expand_shards(p, limits.max_members)
     if format is not None and format not in _SPECS:
         raise UnknownFormatError(
             f"unknown format {format!r}; expected one of {', '.join(_SPECS)}", path=p
