@@ -158,3 +158,53 @@ def test_baseline_jobs_keep_pca_reduced_embeddings(
     # the first job kept its features whole: no projection
     whole = api_a.get(f"/v1/jobs/{scored['job']['id']}/embeddings/projection")
     assert (whole.status_code, error_code(whole)) == (409, "no_projection")
+
+
+def test_two_jobs_scoring_one_score_set_leave_one_embeddings_blob(
+    app_client, service_env: dict[str, str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Two jobs for the same scores, both claimed before either stored: the second to store
+    finds the score set with the first's embeddings, and its own blobs are deleted."""
+    import threading
+    import uuid
+    from pathlib import Path
+
+    from tests.conftest import make_key
+    from worker import runner
+
+    api = Api(app_client, make_key(f"emb-race-{uuid.uuid4().hex[:6]}"))  # an empty cache
+    ds = api.upload(write_image_zip(tmp_path / "race.zip", per_class=4, seed=21)).json()
+    first, second = (
+        api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json() for _ in "12"
+    )
+    assert first["status"] == second["status"] == "queued" and first["id"] != second["id"]
+    written, go_on = threading.Event(), threading.Event()
+    keep = runner._keep_embeddings
+
+    def held(job_id, *args):  # type: ignore[no-untyped-def]
+        made = keep(job_id, *args)
+        if str(job_id) == second["id"]:  # the second job's blobs are written; it stores later
+            written.set()
+            assert go_on.wait(120)
+        return made
+
+    monkeypatch.setattr(runner, "_keep_embeddings", held)
+    outcome: list[str] = []
+    late = threading.Thread(target=lambda: outcome.append(runner.run_job(second["id"])))
+    late.start()
+    try:
+        assert written.wait(300)
+        assert runner.run_job(first["id"]) == "succeeded"
+    finally:
+        go_on.set()
+        late.join(300)
+    assert outcome == ["succeeded"]
+    blobs = Path(service_env["DLCPRUNE_BLOB_URL"])
+    kept = [j["id"] for j in (first, second) if (blobs / "embeddings" / j["id"]).exists()]
+    assert kept == [first["id"]]
+    losses = [j["id"] for j in (first, second) if (blobs / "losses" / f"{j['id']}.npy").exists()]
+    assert losses == [first["id"]]
+    # both jobs answer from the one score set's embeddings
+    got = [api.get(f"/v1/jobs/{j['id']}/embeddings") for j in (first, second)]
+    assert [r.status_code for r in got] == [200, 200] and got[0].content == got[1].content
+    assert np.load(io.BytesIO(got[0].content)).shape == (12, 1280)
