@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     idempotency_wait_s: float = Field(default=60.0, ge=0, le=600)
 
-    # Per-tenant limits (0: none), answered 429 with Retry-After: jobs queued or running at
+    # Per-tenant limits (0: none), answered 429 with Retry-After: scoring jobs, evaluations and
+    # exports queued or running at
     # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket
     # of rate_limit_burst requests, refilled at rate_limit_per_s, per API process).
     tenant_max_active_jobs: int = Field(default=0, ge=0)

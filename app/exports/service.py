@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import idempotency, pagination, queue
+from app import idempotency, limits, pagination, queue
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import public_message
@@ -96,6 +96,7 @@ def _create(
         raise
     except Exception as exc:
         raise store_error(body.uri, exc) from exc
+    limits.check_active_jobs(session, settings, tenant_id)
     exp = StoreExport(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
