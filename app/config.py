@@ -143,9 +143,9 @@ class Settings(BaseSettings):
     idempotency_wait_s: float = Field(default=60.0, ge=0, le=600)
 
     # Per-tenant limits (0: none), answered 429 with Retry-After: scoring jobs, evaluations and
-    # exports queued or running at
-    # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket
-    # of rate_limit_burst requests, refilled at rate_limit_per_s, per API process).
+    # exports queued or running at once (counted together), bytes of uploaded datasets and
+    # weights stored, requests per second (a token bucket of rate_limit_burst requests, refilled
+    # at rate_limit_per_s, per API process).
     tenant_max_active_jobs: int = Field(default=0, ge=0)
     tenant_max_stored_bytes: int = Field(default=0, ge=0)
     rate_limit_per_s: float = Field(default=0.0, ge=0)
