@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.conftest import Api, finish
+from tests.conftest import Api, embeddings_key, finish
 from tests.problems import problem
 from tests.service.data import (
     image_members,
@@ -205,7 +205,7 @@ def test_delete_removes_dataset_jobs_and_blobs(
     assert api_a.get(f"/v1/selections/{sel['id']}/export").status_code == 200
     blobs = Path(service_env["DLCPRUNE_BLOB_URL"])
     assert (blobs / "datasets" / ds["id"]).exists() and (blobs / "exports" / sel["id"]).exists()
-    kept = blobs / _embeddings_key(job["id"])
+    kept = blobs / embeddings_key(job["id"])
     assert (kept / "features.npy").is_file()
     assert api_a.delete(f"/v1/datasets/{ds['id']}").status_code == 204
     for url in (f"/v1/datasets/{ds['id']}", f"/v1/jobs/{job['id']}", f"/v1/selections/{sel['id']}"):
@@ -215,21 +215,6 @@ def test_delete_removes_dataset_jobs_and_blobs(
     assert not (blobs / "losses" / f"{job['id']}.npy").exists()
     assert not kept.exists()
     assert error_of(api_a.delete(f"/v1/datasets/{ds['id']}")) == (404, "not_found")
-
-
-def _embeddings_key(job_id: str) -> str:
-    """Where the job's score set keeps its embeddings (a blob prefix)."""
-    import uuid
-
-    from app.db import session_scope
-    from app.models import Job, ScoreSet
-
-    with session_scope() as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        assert job is not None and job.score_set_id is not None
-        score_set = session.get(ScoreSet, job.score_set_id)
-        assert score_set is not None and score_set.embeddings_key
-        return score_set.embeddings_key
 
 
 # Jobs ------------------------------------------------------------------------------------------
