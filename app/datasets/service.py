@@ -31,7 +31,16 @@ from app.datasets.schemas import (
     ErrorInfo,
 )
 from app.errors import APIError, not_found, unprocessable
-from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
+from app.models import (
+    Dataset,
+    DatasetStatus,
+    Job,
+    LabelIssueRun,
+    ScoreSet,
+    Selection,
+    as_utc,
+    utcnow,
+)
 from app.storage import STORE_SCHEMES, check_scheme, resolve_file, scheme_of, store_error
 from app.uploads import ReceivedFile, sha256_path
 from app.webhooks import outbox
@@ -462,6 +471,13 @@ def delete(
     prefixes: list[str] = []
     lifecycle.delete_selection_rows(session, prefixes, Selection.dataset_id == dataset.id)
     session.execute(sa_delete(Job).where(Job.dataset_id == dataset.id))
+    session.execute(
+        sa_delete(LabelIssueRun).where(
+            LabelIssueRun.score_set_id.in_(
+                select(ScoreSet.id).where(ScoreSet.dataset_id == dataset.id)
+            )
+        )
+    )
     session.execute(sa_delete(ScoreSet).where(ScoreSet.dataset_id == dataset.id))
     session.delete(dataset)
     session.commit()
