@@ -294,6 +294,50 @@ def test_exclude_suspected_needs_label_issues_computed_first(fresh: dict) -> Non
     assert len(kept) == made.json()["size"] == 9 and not kept & left_out
 
 
+def test_the_reaper_requeues_label_issues_whose_worker_died(
+    fresh: dict, service_env: dict[str, str]
+) -> None:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from sqlalchemy import update
+
+    from app.config import get_settings
+    from app.db import session_factory
+    from app.embeddings import issues
+    from app.models import Job, LabelIssueRun, utcnow
+    from worker.reaper import reap
+
+    api, job = fresh["api"], fresh["job"]
+    url = f"/v1/jobs/{job['id']}/label-issues"
+    kept = Path(service_env["DLCPRUNE_BLOB_URL"]) / embeddings_key(job["id"])
+    (kept / "self_confidence.npy").unlink()  # the result is gone: asked again, computed again
+    assert api.get(url).status_code == 202
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        score_set_id = session.get(Job, uuid.UUID(job["id"])).score_set_id  # type: ignore[union-attr]
+
+        def die(attempts: int) -> None:
+            assert issues.claim(session, score_set_id, "dead", timedelta(seconds=10)) is not None
+            session.execute(
+                update(LabelIssueRun)
+                .where(LabelIssueRun.score_set_id == score_set_id)
+                .values(heartbeat_at=utcnow() - timedelta(hours=1), attempts=attempts)
+            )
+            session.commit()
+
+        die(attempts=2)
+        assert reap(settings)["requeued"] >= 1
+        assert _runs(job["id"]) == [("queued", 2)]
+        die(attempts=settings.max_attempts)
+        assert reap(settings)["failed"] >= 1
+    lost = api.get(url)
+    assert (lost.status_code, error_code(lost)) == (500, "worker_lost")
+    assert api.get(url).status_code == 202  # queued again by that report
+    assert compute_label_issues(job["id"]) == "succeeded"
+    assert api.get(url).status_code == 200
+
+
 def test_a_failed_computation_answers_its_problem_document(
     fresh: dict, service_env: dict[str, str]
 ) -> None:
