@@ -148,14 +148,14 @@ def suspected(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(positions of suspected mislabels, least confident first; all samples' confidence), for
     a selection's ``exclude_suspected``: 409 ``label_issues_not_ready`` while a worker computes
-    them (this call queued them if nobody had asked)."""
+    them (queued by this call if nobody had asked)."""
     got = label_issues(session, blobs, found)
     if isinstance(got, LabelIssueRun):
         raise conflict(
             "label_issues_not_ready",
             f"exclude_suspected needs the label issues of job {found.job.id}, which are "
             f"{got.status}: compute them first (GET /v1/jobs/{found.job.id}/label-issues answers "
-            "202 while a worker computes them, 200 once they are; this request queued them), "
-            "then select again",
+            "202 while a worker computes them, 200 once they are; they are queued if nobody had "
+            "asked), then select again",
         )
     return pick(got, share, threshold), got
