@@ -28,12 +28,13 @@ from app.models import Dataset, Evaluation, Job, JobStatus, StoreExport, Weights
 # The first key of the advisory locks taken per tenant while a job is created.
 _ACTIVE_JOBS_LOCK = 727276
 
-# What counts against DLCPRUNE_TENANT_MAX_ACTIVE_JOBS, each with the word its count is told in.
-_ACTIVE_WORK = ((Job, "scoring jobs"), (Evaluation, "evaluations"), (StoreExport, "exports"))
+# What counts against DLCPRUNE_TENANT_MAX_ACTIVE_JOBS, by the name its count is given.
+_ACTIVE_WORK = ((Job, "jobs"), (Evaluation, "evaluations"), (StoreExport, "exports"))
 
 
 def active_work(session: Session, tenant_id: uuid.UUID) -> dict[str, int]:
-    """The tenant's queued or running scoring jobs, evaluations and exports, by kind."""
+    """The tenant's queued or running scoring jobs, evaluations and exports (``jobs``,
+    ``evaluations``, ``exports``)."""
     counts = {}
     for model, name in _ACTIVE_WORK:
         counts[name] = int(
@@ -65,13 +66,19 @@ def check_active_jobs(session: Session, settings: Settings, tenant_id: uuid.UUID
     counts = active_work(session, tenant_id)
     active = sum(counts.values())
     if active >= limit:
-        told = ", ".join(f"{n} {name}" for name, n in counts.items())
+        told = ", ".join(
+            f"{n} {'scoring jobs' if name == 'jobs' else name}" for name, n in counts.items()
+        )
         raise too_many(
             "too_many_jobs",
             f"the tenant has {active} queued or running ({told}): "
             f"DLCPRUNE_TENANT_MAX_ACTIVE_JOBS allows {limit} at once; retry when one ends",
             settings.retry_after_s * 5,
-            details={"limit": limit, "setting": "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS", **counts},
+            details={
+                "setting": "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS",
+                "limit": limit,
+                "active": counts,
+            },
         )
 
 

@@ -467,7 +467,7 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
 
         **Limits** per tenant, each off by default: `DLCPRUNE_TENANT_MAX_ACTIVE_JOBS` (scoring jobs,
         evaluations and exports into stores queued or running, counted together; `429
-        too_many_jobs`, whose `details` give the limit and the counts),
+        too_many_jobs`, whose `details` give the `setting`, the `limit` and the `active` counts),
         `DLCPRUNE_TENANT_MAX_STORED_BYTES` (uploaded datasets
         and weights; `429 storage_limit`), `DLCPRUNE_RATE_LIMIT_PER_S` with
         `DLCPRUNE_RATE_LIMIT_BURST` (requests; `429 rate_limited`); each 429 says when to retry

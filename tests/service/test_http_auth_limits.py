@@ -199,11 +199,9 @@ def test_evaluations_and_exports_count_with_jobs_against_the_active_limit(
             body = resp.json()
             assert "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS allows 2" in body["detail"]
             assert body["details"] == {
-                "limit": 2,
                 "setting": "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS",
-                "scoring jobs": 0,
-                "evaluations": 1,
-                "exports": 1,
+                "limit": 2,
+                "active": {"jobs": 0, "evaluations": 1, "exports": 1},
             }
         # a cancelled evaluation frees its place: a scoring job takes it
         cancelled = api.post(f"/v1/evaluations/{ev.json()['id']}/cancel")
@@ -212,7 +210,7 @@ def test_evaluations_and_exports_count_with_jobs_against_the_active_limit(
         assert again.status_code == 202, again.text
         full = api.post(f"/v1/jobs/{job['id']}/evaluations", json=evaluate)
         assert (full.status_code, error_code(full)) == (429, "too_many_jobs")
-        assert full.json()["details"]["scoring jobs"] == 1
+        assert full.json()["details"]["active"] == {"jobs": 1, "evaluations": 0, "exports": 1}
     finally:
         monkeypatch.undo()
         reset_settings()
