@@ -146,9 +146,10 @@ class Settings(BaseSettings):
     # upload): a retry sent while the first request still runs would otherwise make a second.
     idempotency_claim_stale_s: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
 
-    # Per-tenant limits (0: none), answered 429 with Retry-After: jobs queued or running at
-    # once, bytes of uploaded datasets and weights stored, requests per second (a token bucket
-    # of rate_limit_burst requests, refilled at rate_limit_per_s, per API process).
+    # Per-tenant limits (0: none), answered 429 with Retry-After: scoring jobs, evaluations and
+    # exports queued or running at once (counted together), bytes of uploaded datasets and
+    # weights stored, requests per second (a token bucket of rate_limit_burst requests, refilled
+    # at rate_limit_per_s, per API process).
     tenant_max_active_jobs: int = Field(default=0, ge=0)
     tenant_max_stored_bytes: int = Field(default=0, ge=0)
     rate_limit_per_s: float = Field(default=0.0, ge=0)

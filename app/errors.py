@@ -68,9 +68,15 @@ def unprocessable(code: str, message: str, details: Any = None) -> APIError:
     return APIError(422, code, message, details=details)
 
 
-def too_many(code: str, message: str, retry_after: int) -> APIError:
+def too_many(code: str, message: str, retry_after: int, details: Any = None) -> APIError:
     """429 with ``Retry-After`` (seconds): a per-tenant limit was reached."""
-    return APIError(429, code, message, headers={"Retry-After": str(max(1, int(retry_after)))})
+    return APIError(
+        429,
+        code,
+        message,
+        details=details,
+        headers={"Retry-After": str(max(1, int(retry_after)))},
+    )
 
 
 def title_of(code: str) -> str:

@@ -1,9 +1,10 @@
 """Per-tenant limits, answered ``429`` with ``Retry-After`` (0 in a setting: no limit).
 
-- ``DLCPRUNE_TENANT_MAX_ACTIVE_JOBS``: jobs queued or running at once (``too_many_jobs``); the
-  on PostgreSQL the count and the new job's insert are serialised per tenant (a
-  transaction-level advisory lock), so simultaneous posts cannot pass the limit together (on the
-  embedded SQLite default, a single process, the check is not serialised);
+- ``DLCPRUNE_TENANT_MAX_ACTIVE_JOBS``: work queued or running at once (``too_many_jobs``):
+  scoring jobs, evaluations and exports into object stores count together, and each refuses a
+  new one past the limit; on PostgreSQL the count and the new row's insert are serialised per
+  tenant (a transaction-level advisory lock), so simultaneous posts cannot pass the limit
+  together (on the embedded SQLite default, a single process, the check is not serialised);
 - ``DLCPRUNE_TENANT_MAX_STORED_BYTES``: bytes of uploaded datasets and weights kept
   (``storage_limit``; deleting datasets or weights frees room);
 - ``DLCPRUNE_RATE_LIMIT_PER_S`` and ``DLCPRUNE_RATE_LIMIT_BURST``: requests per second, a token
@@ -22,15 +23,38 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import too_many
-from app.models import Dataset, Job, JobStatus, Weights
+from app.models import Dataset, Evaluation, Job, JobStatus, StoreExport, Weights
 
 # The first key of the advisory locks taken per tenant while a job is created.
 _ACTIVE_JOBS_LOCK = 727276
 
+# What counts against DLCPRUNE_TENANT_MAX_ACTIVE_JOBS, by the name its count is given.
+_ACTIVE_WORK = ((Job, "jobs"), (Evaluation, "evaluations"), (StoreExport, "exports"))
+
+
+def active_work(session: Session, tenant_id: uuid.UUID) -> dict[str, int]:
+    """The tenant's queued or running scoring jobs, evaluations and exports (``jobs``,
+    ``evaluations``, ``exports``)."""
+    counts = {}
+    for model, name in _ACTIVE_WORK:
+        counts[name] = int(
+            session.scalar(
+                select(func.count())
+                .select_from(model)
+                .where(
+                    model.tenant_id == tenant_id,
+                    model.status.in_((JobStatus.queued, JobStatus.running)),
+                )
+            )
+            or 0
+        )
+    return counts
+
 
 def check_active_jobs(session: Session, settings: Settings, tenant_id: uuid.UUID) -> None:
-    """Refuse a new job past the tenant's limit. Call it in the transaction that inserts the job:
-    on PostgreSQL it takes the tenant's advisory lock until that transaction ends."""
+    """Refuse new work (a scoring job, an evaluation, an export) past the tenant's limit. Call it
+    in the transaction that inserts the row: on PostgreSQL it takes the tenant's advisory lock
+    until that transaction ends."""
     limit = settings.tenant_max_active_jobs
     if not limit:
         return
@@ -39,20 +63,22 @@ def check_active_jobs(session: Session, settings: Settings, tenant_id: uuid.UUID
             text("SELECT pg_advisory_xact_lock(:k, hashtext(:t))"),
             {"k": _ACTIVE_JOBS_LOCK, "t": str(tenant_id)},
         )
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(
-            Job.tenant_id == tenant_id,
-            Job.status.in_((JobStatus.queued, JobStatus.running)),
+    counts = active_work(session, tenant_id)
+    active = sum(counts.values())
+    if active >= limit:
+        told = ", ".join(
+            f"{n} {'scoring jobs' if name == 'jobs' else name}" for name, n in counts.items()
         )
-    )
-    if (active or 0) >= limit:
         raise too_many(
             "too_many_jobs",
-            f"the tenant has {active} jobs queued or running, the most allowed at once "
-            f"({limit}); retry when one ends",
+            f"the tenant has {active} queued or running ({told}): "
+            f"DLCPRUNE_TENANT_MAX_ACTIVE_JOBS allows {limit} at once; retry when one ends",
             settings.retry_after_s * 5,
+            details={
+                "setting": "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS",
+                "limit": limit,
+                "active": counts,
+            },
         )
 
 

@@ -365,6 +365,34 @@ class Evaluation(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class LabelIssueRun(Base):
+    """The label issues of one score set (app.embeddings.issues), computed by a worker on the
+    "evaluate" queue: its state, attempts and failure. The result, each sample's self-confidence,
+    lies beside the score set's embeddings in the blob store."""
+
+    __tablename__ = "label_issue_runs"
+
+    score_set_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("score_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    # A failure: the HTTP status and code its problem document is answered with.
+    error_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enqueues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Webhook(Base):
     """An endpoint of a tenant's that is sent the events it subscribed to, signed with its
     secret (Standard Webhooks: ``whsec_`` and base64 of 32 random bytes)."""

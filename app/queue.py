@@ -30,6 +30,7 @@ RUN_SHARD = "dlcprune.run_shard"
 INDEX_DATASET = "dlcprune.index_dataset"
 RUN_EXPORT = "dlcprune.run_export"
 RUN_EVALUATION = "dlcprune.run_evaluation"
+RUN_LABEL_ISSUES = "dlcprune.run_label_issues"
 
 # The kind of work (dlcprune.names.WORK_KINDS) of each task: it goes to that kind's queue.
 TASK_KINDS: dict[str, str] = {
@@ -38,6 +39,7 @@ TASK_KINDS: dict[str, str] = {
     RUN_SHARD: "shards",
     RUN_EXPORT: "export",
     RUN_EVALUATION: "evaluate",
+    RUN_LABEL_ISSUES: "evaluate",
 }
 
 # Redis lists per queue, one per priority: the transport's priority numbers (0 is taken first)
@@ -140,6 +142,10 @@ def enqueue_job(job_id: uuid.UUID, priority: str = DEFAULT_PRIORITY) -> bool:
 
 def enqueue_evaluation(evaluation_id: uuid.UUID) -> bool:
     return send(RUN_EVALUATION, evaluation_id)
+
+
+def enqueue_label_issues(score_set_id: uuid.UUID) -> bool:
+    return send(RUN_LABEL_ISSUES, score_set_id)
 
 
 def enqueue_index(dataset_id: uuid.UUID) -> bool:

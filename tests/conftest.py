@@ -225,3 +225,35 @@ def finish(job: dict) -> str:
     from worker.runner import run_job
 
     return run_job(job["id"])
+
+
+def compute_label_issues(job_id: str) -> str:
+    """Run the label issues a GET of the job's label issues queued, with the worker's own task
+    function (like ``finish`` for jobs); returns the run's final status. The run is keyed by the
+    job's score set."""
+    import uuid as _uuid
+
+    from app.db import session_scope
+    from app.models import Job
+    from worker.evaluate import run_label_issues
+
+    with session_scope() as session:
+        job = session.get(Job, _uuid.UUID(str(job_id)))
+        assert job is not None and job.score_set_id is not None
+        score_set_id = job.score_set_id
+    return run_label_issues(score_set_id)
+
+
+def embeddings_key(job_id: str) -> str:
+    """Where the job's score set keeps its embeddings (a blob prefix), read from the database."""
+    import uuid as _uuid
+
+    from app.db import session_scope
+    from app.models import Job, ScoreSet
+
+    with session_scope() as session:
+        job = session.get(Job, _uuid.UUID(str(job_id)))
+        assert job is not None and job.score_set_id is not None
+        score_set = session.get(ScoreSet, job.score_set_id)
+        assert score_set is not None and score_set.embeddings_key
+        return score_set.embeddings_key

@@ -33,6 +33,7 @@ from app.queue import (
     RUN_EVALUATION,
     RUN_EXPORT,
     RUN_JOB,
+    RUN_LABEL_ISSUES,
     RUN_SHARD,
     celery_config,
     worker_queues,
@@ -105,6 +106,13 @@ def run_evaluation_task(self: Any, evaluation_id: str) -> str:
     from worker.evaluate import run_evaluation
 
     return str(_retrying(self, run_evaluation, evaluation_id))
+
+
+@celery.task(name=RUN_LABEL_ISSUES, bind=True, max_retries=None)
+def run_label_issues_task(self: Any, score_set_id: str) -> str:
+    from worker.evaluate import run_label_issues
+
+    return str(_retrying(self, run_label_issues, score_set_id))
 
 
 @celery.task(name=INDEX_DATASET, bind=True, max_retries=None)

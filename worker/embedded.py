@@ -4,9 +4,9 @@ It runs the same task code as the Celery worker, in its own process (the API nev
 torch). Jobs left ``running`` by a worker that stopped beating (the service was stopped while
 they ran) are queued again by the reaper (``worker.reaper``), so work that was queued or running
 when the service stopped resumes when it starts. The loop: reap, index datasets waiting for it,
-run the oldest queued job of the highest priority, otherwise sleep ``DLCPRUNE_POLL_SECONDS``.
-An export's error never stops the loop: it is logged, and the export is failed by its own run or
-by the reaper.
+run the oldest queued job of the highest priority, the oldest queued evaluation and label issues,
+otherwise sleep ``DLCPRUNE_POLL_SECONDS``. An export's error never stops the loop: it is logged,
+and the export is failed by its own run or by the reaper.
 Webhook deliveries are sent by a thread of this process (``app.webhooks.delivery``), so a long
 job does not hold them back.
 
@@ -74,6 +74,10 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
             evaluation_id = evaluate.next_evaluation(settings)
             if evaluation_id is not None:
                 evaluate.run_evaluation(evaluation_id, settings)
+                did_work = True
+            score_set_id = evaluate.next_label_issues(settings)
+            if score_set_id is not None:
+                evaluate.run_label_issues(score_set_id, settings)
                 did_work = True
         except (runner.TransientError, *runner.TRANSIENT) as exc:
             log.warning("embedded worker: %s; retrying", exc)

@@ -1,13 +1,15 @@
-"""Run one evaluation (``app.evaluations``): ids in, state in the database. The same code serves
-Celery (the "evaluate" queue) and the embedded worker. A second delivery finds the evaluation
-claimed, finished or gone and does nothing; one whose worker died is taken over by the reaper
-(its heartbeat goes stale) and run again from the start (the result is deterministic)."""
+"""Run one evaluation (``app.evaluations``) or one score set's label issues
+(``app.embeddings.issues``): ids in, state in the database. The same code serves Celery (the
+"evaluate" queue) and the embedded worker. A second delivery finds the work claimed, finished or
+gone and does nothing; work whose worker died is taken over by the reaper (its heartbeat goes
+stale) and run again from the start (the result is deterministic)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 
@@ -15,12 +17,17 @@ from sqlalchemy import select
 
 from app.blobstore import get_blobstore
 from app.config import Settings, get_settings
+from app.datasets.indexing import load_index
 from app.db import session_factory
+from app.embeddings import issues
 from app.embeddings import service as embeddings
+from app.errors import APIError
 from app.evaluations import engine
 from app.evaluations import service as evaluations
 from app.jobs import repository as jobs_repo
-from app.models import Evaluation, Job, JobStatus
+from app.models import Dataset, Evaluation, Job, JobStatus, ScoreSet
+from dlcprune.core import embeddings as emb
+from dlcprune.core.evaluation import EvaluationError
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -88,3 +95,82 @@ def next_evaluation(settings: Settings) -> uuid.UUID | None:
             .order_by(Evaluation.created_at)
             .limit(1)
         )
+
+
+def run_label_issues(score_set_id: uuid.UUID | str, settings: Settings | None = None) -> str:
+    """Compute a score set's label issues (each sample's self-confidence) and store them beside
+    its embeddings; returns the run's final status (or 'skipped')."""
+    from threadpoolctl import threadpool_limits
+
+    settings = settings or get_settings()
+    score_set_id = uuid.UUID(str(score_set_id))
+    factory = session_factory(settings)
+    blobs = get_blobstore(settings)
+    with factory() as session:
+        row = issues.claim(
+            session, score_set_id, f"{socket.gethostname()}:{os.getpid()}", settings.stale_after
+        )
+        if row is None:
+            return "skipped"
+        score_set = session.get(ScoreSet, score_set_id)
+        dataset = session.get(Dataset, score_set.dataset_id) if score_set is not None else None
+        key = score_set.embeddings_key if score_set is not None else None
+        index_key = dataset.index_key if dataset is not None else None
+    try:
+        with _Beat(settings, score_set_id):
+            if key is None or index_key is None:
+                raise APIError(409, "no_embeddings", "the score set has no embeddings any more")
+            labels = load_index(blobs, index_key).label_array()
+            if labels is None:
+                raise APIError(422, "unlabelled_dataset", "the dataset has no labels")
+            features = embeddings.load_features(blobs, key)
+            # BLAS threads as for evaluations (DLCPRUNE_EVALUATION_THREADS; a shared machine).
+            with threadpool_limits(limits=settings.evaluation_threads):
+                conf = issues.compute(features, labels)
+            blobs.put_bytes(issues.result_key(key), emb.to_npy(conf))
+    except (APIError, EvaluationError) as exc:
+        status, code = (
+            (exc.status, exc.code) if isinstance(exc, APIError) else (422, "invalid_dataset")
+        )
+        with factory() as session:
+            issues.fail(session, score_set_id, status, code, str(exc))
+        return JobStatus.failed
+    except Exception as exc:
+        log.exception("label issues of score set %s failed", score_set_id)
+        with factory() as session:
+            issues.fail(session, score_set_id, 500, issues.FAILED, f"{type(exc).__name__}: {exc}")
+        return JobStatus.failed
+    with factory() as session:
+        issues.succeed(session, score_set_id)
+    return JobStatus.succeeded
+
+
+class _Beat:
+    """The run's heartbeat, from a thread, while the probe (one long call) runs."""
+
+    def __init__(self, settings: Settings, score_set_id: uuid.UUID) -> None:
+        self.settings = settings
+        self.score_set_id = score_set_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="label-issues-beat", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.settings.heartbeat_seconds):
+            try:
+                with session_factory(self.settings)() as session:
+                    issues.beat(session, self.score_set_id)
+            except Exception as exc:  # the next beat retries
+                log.warning("label issues %s: heartbeat failed: %s", self.score_set_id, exc)
+
+    def __enter__(self) -> _Beat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def next_label_issues(settings: Settings) -> uuid.UUID | None:
+    with session_factory(settings)() as session:
+        return issues.next_queued(session)

@@ -61,6 +61,7 @@ def reap(settings: Settings | None = None) -> dict[str, int]:
                 _stale_jobs(session, settings, counts)
                 _stale_evaluations(session, settings, counts)
                 _stale_exports(session, settings, counts)
+                _stale_label_issues(session, settings, counts)
                 if not settings.embedded_worker:
                     _stale_shards(session, settings, counts)
                     _unsent_jobs(session, settings, counts)
@@ -193,6 +194,48 @@ def _stale_work(
         if claims.resend_due(row, now, settings.redeliver_after_seconds) and dispatch(
             session, row.id
         ):
+            counts["resent"] += 1
+
+
+def _stale_label_issues(session: Session, settings: Settings, counts: dict[str, int]) -> None:
+    """Label-issue runs whose worker died go back to the queue (or fail after ``max_attempts``);
+    queued ones the broker never got are sent again."""
+    from app.embeddings import issues
+    from app.models import LabelIssueRun
+
+    now = utcnow()
+    cutoff = now - settings.stale_after
+    stale = session.scalars(
+        select(LabelIssueRun).where(
+            LabelIssueRun.status == JobStatus.running, LabelIssueRun.heartbeat_at < cutoff
+        )
+    ).all()
+    for row in stale:
+        if row.attempts >= settings.max_attempts:
+            issues.fail(
+                session,
+                row.score_set_id,
+                500,
+                "worker_lost",
+                f"the worker computing these label issues was lost {row.attempts} times",
+            )
+            counts["failed"] += 1
+            continue
+        row.status = JobStatus.queued
+        session.commit()
+        counts["requeued"] += 1
+        if not settings.embedded_worker:
+            issues.dispatch(session, row.score_set_id)
+    if settings.embedded_worker:
+        return
+    resend = timedelta(seconds=settings.redeliver_after_seconds)
+    for row in session.scalars(
+        select(LabelIssueRun).where(LabelIssueRun.status == JobStatus.queued)
+    ).all():
+        last = row.enqueued_at or row.created_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        if last is not None and now - last >= resend and issues.dispatch(session, row.score_set_id):
             counts["resent"] += 1
 
 

@@ -219,6 +219,9 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
                 timings_=timings,
                 embeddings=embeddings,
             )
+            unused = jobs.unused_blobs(
+                session, done, losses_key, embeddings.key if embeddings is not None else None
+            )
     except jobs.JobGone:
         if losses_key is not None:
             blobs.delete(losses_key)
@@ -231,8 +234,17 @@ def run_job(job_id: uuid.UUID | str, settings: Settings | None = None) -> str:
         log.warning("job %s: could not store scores, will retry: %s", job_id, exc)
         _release(job_id, settings)
         raise TransientError(str(exc)) from exc
+    # What the score set does not reference (a job for the same scores stored first) goes.
+    _delete_blobs(blobs, *unused)
     log.info("job %s: %s", job_id, done.status if done else "gone")
     return done.status if done is not None else "skipped"
+
+
+def _delete_blobs(blobs: BlobStore, keys: list[str], prefixes: list[str]) -> None:
+    for key in keys:
+        blobs.delete(key)
+    for prefix in prefixes:
+        blobs.delete_prefix(prefix)
 
 
 def _keep_embeddings(

@@ -333,7 +333,7 @@ def _advance(job_id: uuid.UUID, phase: str, settings: Settings) -> None:
     np.save(buf, losses, allow_pickle=False)
     blobs.put_bytes(losses_key, buf.getvalue())
     with session_factory(settings)() as session:
-        jobs.store_scores(
+        done = jobs.store_scores(
             session,
             job_id,
             scores=scores,
@@ -343,5 +343,8 @@ def _advance(job_id: uuid.UUID, phase: str, settings: Settings) -> None:
             # Features stay on the shards' workers: a sharded job keeps no embeddings.
             embeddings=jobs.KeptEmbeddings(key=None, dims=0, projected=False),
         )
+        unused, _ = jobs.unused_blobs(session, done, losses_key, None)
+    for key in unused:  # a job for the same scores stored its losses first
+        blobs.delete(key)
     blobs.delete_prefix(f"shards/{job_id}")
     log.info("job %s: %d shards merged", job_id, len(parts))

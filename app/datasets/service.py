@@ -31,7 +31,16 @@ from app.datasets.schemas import (
     ErrorInfo,
 )
 from app.errors import APIError, not_found, unprocessable
-from app.models import Dataset, DatasetStatus, Job, ScoreSet, Selection, as_utc, utcnow
+from app.models import (
+    Dataset,
+    DatasetStatus,
+    Job,
+    LabelIssueRun,
+    ScoreSet,
+    Selection,
+    as_utc,
+    utcnow,
+)
 from app.storage import STORE_SCHEMES, check_scheme, resolve_file, scheme_of, store_error
 from app.uploads import ReceivedFile, sha256_path
 from app.webhooks import outbox
@@ -449,17 +458,26 @@ def delete(
 
     dataset = get(session, tenant_id, dataset_id)
     lifecycle.release_active_jobs(session, dataset.id, force=force)
-    losses_keys = [
-        k
-        for k in session.scalars(
-            select(ScoreSet.losses_key).where(ScoreSet.dataset_id == dataset.id)
+    # The score sets' blobs: losses (a file) and kept embeddings (a prefix, with what was
+    # computed from them beside it).
+    blob_keys = session.execute(
+        select(ScoreSet.losses_key, ScoreSet.embeddings_key).where(
+            ScoreSet.dataset_id == dataset.id
         )
-        if k
-    ]
+    ).all()
+    losses_keys = [losses for losses, _ in blob_keys if losses]
+    embeddings_keys = [kept for _, kept in blob_keys if kept]
     # Children first, explicitly: SQLite enforces foreign keys only when asked to.
     prefixes: list[str] = []
     lifecycle.delete_selection_rows(session, prefixes, Selection.dataset_id == dataset.id)
     session.execute(sa_delete(Job).where(Job.dataset_id == dataset.id))
+    session.execute(
+        sa_delete(LabelIssueRun).where(
+            LabelIssueRun.score_set_id.in_(
+                select(ScoreSet.id).where(ScoreSet.dataset_id == dataset.id)
+            )
+        )
+    )
     session.execute(sa_delete(ScoreSet).where(ScoreSet.dataset_id == dataset.id))
     session.delete(dataset)
     session.commit()
@@ -470,6 +488,8 @@ def delete(
         blobs.delete_prefix(prefix)
     for key in losses_keys:
         blobs.delete(key)
+    for prefix in embeddings_keys:
+        blobs.delete_prefix(prefix)
 
 
 def to_read(dataset: Dataset, base_url: str) -> DatasetRead:

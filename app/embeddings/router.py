@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from app.deps import BlobDep, SessionDep, TenantDep
+from app.datasets.router import base_url
+from app.deps import BlobDep, SessionDep, SettingsDep, TenantDep
 from app.embeddings import service
-from app.embeddings.schemas import LabelIssue, LabelIssues
+from app.embeddings.schemas import LabelIssue, LabelIssues, LabelIssuesPending
 from app.errors import unprocessable
+from app.http import ACCEPTED_HEADERS, accepted
+from app.models import LabelIssueRun
 from dlcprune.core import embeddings as emb
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -86,25 +89,56 @@ def get_projection(
 @router.get(
     "/{job_id}/label-issues",
     response_model=LabelIssues,
-    responses=ERRORS,
-    summary="Suspected mislabels: samples whose given label the features disagree with",
+    responses={
+        **ERRORS,
+        202: {
+            "model": LabelIssuesPending,
+            "headers": ACCEPTED_HEADERS,
+            "description": "a worker computes them (the first request queued it): poll Location "
+            "after Retry-After",
+        },
+        422: {"description": ERRORS[422]["description"] + "; or the computation's failure"},
+        500: {
+            "description": "the computation did not finish (label_issues_failed, worker_lost): "
+            "asking again computes them again"
+        },
+    },
+    summary="Suspected mislabels: samples whose given label the features disagree with "
+    "(computed by a worker: 202 until they are)",
+    description="Each sample's self-confidence (the out-of-fold probability of its label from a "
+    "5-fold cross-validated logistic probe on the kept embeddings) is computed by a worker on "
+    'the "evaluate" queue, once per score set, never inside the request: the first request '
+    "answers 202 with Location and Retry-After, later ones 202 until it is stored, then 200 "
+    "for any share, threshold or page. A failure is answered as its problem document (422 for "
+    "the data, kept; 500 when the computation did not finish, which the next request starts "
+    "again). A selection's exclude_suspected needs them stored: before, it answers 409 "
+    "label_issues_not_ready (and queues them).",
 )
 def label_issues(
     job_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
     blobs: BlobDep,
+    settings: SettingsDep,
     tenant: TenantDep,
     share: Annotated[float | None, Query(ge=0, le=1)] = None,
     threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> LabelIssues:
+) -> Any:
     if share is not None and threshold is not None:
         raise unprocessable("invalid_parameters", "give share or threshold, not both")
     if share is None and threshold is None:
         threshold = 0.5
     found = service.job_features(session, blobs, tenant, job_id)
-    positions, conf = service.suspected(blobs, found, share, threshold)
+    got = service.label_issues(session, blobs, found)
+    if isinstance(got, LabelIssueRun):
+        query = f"?{request.url.query}" if request.url.query else ""
+        url = f"{base_url(request, settings)}/v1/jobs/{job_id}/label-issues{query}"
+        pending = LabelIssuesPending(job_id=job_id, status=got.status, url=url)
+        return accepted(pending.model_dump(mode="json"), url, settings)
+    conf = got
+    positions = service.pick(conf, share, threshold)
     page = positions[offset : offset + limit]
     ids = found.index.ids(page)
     labels = found.index.labels(page) or []

@@ -32,6 +32,14 @@ class LabelIssues(BaseModel):
     items: list[LabelIssue]
 
 
+class LabelIssuesPending(BaseModel):
+    """202: a worker computes the label issues (once per score set); poll ``url``."""
+
+    job_id: uuid.UUID
+    status: str = Field(description="queued or running")
+    url: str = Field(description="where to poll (the same request): 200 once they are computed")
+
+
 class ExcludeSuspected(BaseModel):
     """Leave out suspected mislabels (by self-confidence) before selecting: give one of
     ``share`` or ``threshold``."""

@@ -1,8 +1,9 @@
-"""A job's kept embeddings and what is computed from them (label issues), in the API process.
+"""A job's kept embeddings and what is computed from them (label issues).
 
 Everything here reads the features a scoring job left in the blob store
 (:mod:`dlcprune.core.embeddings`); no model runs. A job scored before embeddings were kept
-answers 409 ``no_embeddings`` with a hint to rescore.
+answers 409 ``no_embeddings`` with a hint to rescore. Label issues are computed by a worker
+(``app.embeddings.issues``), never in a request.
 """
 
 from __future__ import annotations
@@ -14,21 +15,19 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.blobstore import BlobStore, BlobStoreError
-from app.config import get_settings
 from app.datasets.indexing import DatasetIndex, load_index
+from app.embeddings import issues
 from app.errors import conflict, not_found, unprocessable
 from app.jobs import service as jobs
-from app.models import Dataset, Job, JobStatus, ScoreSet
+from app.models import Dataset, Job, JobStatus, LabelIssueRun, ScoreSet
 from dlcprune.core import embeddings as emb
 from dlcprune.core.cache import LRU
-from dlcprune.core.evaluation import EvaluationError, self_confidence, suspected_mislabels
+from dlcprune.core.evaluation import EvaluationError, suspected_mislabels
 
 RESCORE_HINT = (
     "rescore to keep them: POST /v1/jobs again with the same body (scores stored before "
     "embeddings were kept are computed again, with their embeddings)"
 )
-SELF_CONFIDENCE_FILE = "self_confidence.npy"
-SELF_CONFIDENCE_FOLDS = 5
 
 # Features by blob prefix: the most recent stays in memory (selections at many ratios); one,
 # because 1,000,000 samples x 256 float16 dimensions are 512 MB.
@@ -110,33 +109,53 @@ def labelled(found: JobFeatures) -> np.ndarray:
     return labels
 
 
-def confidence(blobs: BlobStore, found: JobFeatures) -> np.ndarray:
-    """Each sample's self-confidence (float32, (N,)): the out-of-fold probability of its given
-    label from a 5-fold cross-validated probe on the embeddings; computed once, then kept
-    beside the embeddings."""
-    labels = labelled(found)
-    name = f"{found.key}/{SELF_CONFIDENCE_FILE}"
-    if blobs.exists(name):
-        return emb.from_npy(blobs.get_bytes(name))
-    from threadpoolctl import threadpool_limits
+def label_issues(
+    session: Session, blobs: BlobStore, found: JobFeatures
+) -> np.ndarray | LabelIssueRun:
+    """Each sample's self-confidence (float32, (N,)) once a worker computed it; until then the
+    score set's run (queued by this call when there is none: ``app.embeddings.issues``). A
+    failed run raises its problem; 422 ``unlabelled_dataset`` for data without classes."""
+    labelled(found)
+    conf = issues.stored(blobs, found.key)
+    if conf is not None:
+        return conf
+    row = issues.request(session, blobs, found.score_set)
+    if row.status == JobStatus.succeeded:  # written between the look and the request
+        conf = issues.stored(blobs, found.key)
+        if conf is not None:
+            return conf
+    if row.status == JobStatus.failed:
+        error = issues.problem(row, found.job.id)
+        issues.retry_failed(session, row)
+        raise error
+    return row
 
-    x = load_features(blobs, found.key)
+
+def pick(conf: np.ndarray, share: float | None, threshold: float | None) -> np.ndarray:
+    """Positions of suspected mislabels, least confident first."""
     try:
-        # One BLAS thread: small products, and a shared machine (see app.evaluations.engine).
-        with threadpool_limits(limits=get_settings().evaluation_threads):
-            conf = self_confidence(x, labels, folds=SELF_CONFIDENCE_FOLDS, seed=0)
+        return suspected_mislabels(conf, share=share, threshold=threshold)
     except EvaluationError as exc:
-        raise unprocessable("invalid_dataset", str(exc)) from exc
-    blobs.put_bytes(name, emb.to_npy(conf))
-    return conf
+        raise unprocessable("invalid_parameters", str(exc)) from exc
 
 
 def suspected(
-    blobs: BlobStore, found: JobFeatures, share: float | None, threshold: float | None
+    session: Session,
+    blobs: BlobStore,
+    found: JobFeatures,
+    share: float | None,
+    threshold: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of suspected mislabels, least confident first; all samples' confidence)."""
-    conf = confidence(blobs, found)
-    try:
-        return suspected_mislabels(conf, share=share, threshold=threshold), conf
-    except EvaluationError as exc:
-        raise unprocessable("invalid_parameters", str(exc)) from exc
+    """(positions of suspected mislabels, least confident first; all samples' confidence), for
+    a selection's ``exclude_suspected``: 409 ``label_issues_not_ready`` while a worker computes
+    them (queued by this call if nobody had asked)."""
+    got = label_issues(session, blobs, found)
+    if isinstance(got, LabelIssueRun):
+        raise conflict(
+            "label_issues_not_ready",
+            f"exclude_suspected needs the label issues of job {found.job.id}, which are "
+            f"{got.status}: compute them first (GET /v1/jobs/{found.job.id}/label-issues answers "
+            "202 while a worker computes them, 200 once they are; they are queued if nobody had "
+            "asked), then select again",
+        )
+    return pick(got, share, threshold), got

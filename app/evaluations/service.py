@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app import claims, queue
+from app import claims, limits, queue
 from app.blobstore import BlobStore
 from app.config import get_settings
 from app.datasets.schemas import ErrorInfo
@@ -61,6 +61,7 @@ def create(
             f"keep ratios {too_small} keep no sample of the {pool} left after the held-out "
             f"share ({n} samples, holdout {body.holdout:g})",
         )
+    limits.check_active_jobs(session, get_settings(), tenant_id)
     request = body.model_dump(mode="json")
     request["keep"] = sorted(set(request["keep"]))
     row = Evaluation(

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import claims, idempotency, pagination, queue
+from app import claims, idempotency, limits, pagination, queue
 from app.blobstore import BlobStore
 from app.config import Settings, get_settings
 from app.datasets.indexing import public_message
@@ -97,6 +97,7 @@ def _create(
         raise
     except Exception as exc:
         raise store_error(body.uri, exc) from exc
+    limits.check_active_jobs(session, settings, tenant_id)
     exp = StoreExport(
         id=uuid.uuid4(),
         tenant_id=tenant_id,

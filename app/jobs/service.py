@@ -502,6 +502,24 @@ class KeptEmbeddings:
     projected: bool
 
 
+def unused_blobs(
+    session: Session, job: Job | None, losses_key: str | None, embeddings_key: str | None
+) -> tuple[list[str], list[str]]:
+    """After ``store_scores``: what a run wrote that the job's score set does not reference,
+    as (keys, prefixes) to delete. Another job for the same scores (running at the same time)
+    or an earlier delivery stored its own first, or the job ended without this run's result
+    (cancelled, gone)."""
+    score_set = (
+        session.get(ScoreSet, job.score_set_id)
+        if job is not None and job.score_set_id is not None
+        else None
+    )
+    kept = {score_set.losses_key, score_set.embeddings_key} if score_set is not None else set()
+    keys = [losses_key] if losses_key is not None and losses_key not in kept else []
+    prefixes = [embeddings_key] if embeddings_key is not None and embeddings_key not in kept else []
+    return keys, prefixes
+
+
 def lacks_embeddings(score_set: ScoreSet) -> bool:
     """Scores stored before embeddings were kept: a new job for them scores again (so the
     embeddings come with it) instead of taking them from the cache."""

@@ -78,7 +78,10 @@ HardCutoffQuery = _query("hard_cutoff")
 ERRORS = {
     401: {"description": "missing or invalid API key"},
     404: {"description": "no such job or selection for this tenant"},
-    409: {"description": "the job has no scores yet"},
+    409: {
+        "description": "the job has no scores yet, or (exclude_suspected) its label issues are "
+        "not computed yet: label_issues_not_ready"
+    },
     422: {"description": "invalid keep, strategy, split or seed"},
 }
 

@@ -88,7 +88,10 @@ class SelectionCreate(_KeepFields, _SelectionRest):  # type: ignore[misc, valid-
     exclude_suspected: ExcludeSuspected | None = Field(
         default=None,
         description="leave out suspected mislabels (lowest self-confidence) before selecting: "
-        "a share of the samples or a confidence threshold",
+        "a share of the samples or a confidence threshold. The job's label issues must be "
+        "computed first (a worker does it: GET /v1/jobs/{id}/label-issues answers 202 until "
+        "they are, then 200); before, the selection answers 409 label_issues_not_ready and "
+        "queues them",
     )
 
 

@@ -116,7 +116,7 @@ def create(
             features = embeddings.load_features(blobs, found.key)
         if body.exclude_suspected is not None:
             rule = body.exclude_suspected
-            left_out, _ = embeddings.suspected(blobs, found, rule.share, rule.threshold)
+            left_out, _ = embeddings.suspected(session, blobs, found, rule.share, rule.threshold)
     result = run_strategy(scores, index.label_array(), body, features, left_out)
     # The selection labels classes by code; report them by name, in the dataset's class order.
     if index.labelled:

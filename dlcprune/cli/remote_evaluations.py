@@ -141,7 +141,8 @@ def label_issues(
     *,
     as_json: bool,
 ) -> None:
-    """Suspected mislabels (index, sample id, label, self-confidence), least confident first."""
+    """Suspected mislabels (index, sample id, label, self-confidence), least confident first
+    (a worker computes them first: this waits until it has)."""
     body = client.label_issues(job_id, share, threshold, limit)
     if as_json:
         print_json(body)

@@ -67,6 +67,7 @@ class EvaluationCalls:
     """Mixed into ``Client``: uses its transport (``_json``, ``_stream``, ``_save``, ``_pages``)."""
 
     _json: Any
+    _send: Any
     _stream: Any
     _save: Any
     _pages: Any
@@ -86,14 +87,37 @@ class EvaluationCalls:
         share: float | None = None,
         threshold: float | None = None,
         limit: int = 100,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll: float | None = None,
     ) -> dict[str, Any]:
-        """Suspected mislabels, least confident first (give ``share`` or ``threshold``)."""
+        """Suspected mislabels, least confident first (give ``share`` or ``threshold``).
+
+        A worker computes them once per job's scores: until it has, the service answers 202 and
+        this call polls (every ``poll`` seconds, else the service's ``Retry-After``) until they
+        are there, or ``timeout`` passes (``DlcpruneError`` code ``timeout``). With
+        ``wait=False`` it returns the 202's body instead (``status``: queued or running)."""
         params: dict[str, Any] = {"limit": limit}
         if share is not None:
             params["share"] = share
         if threshold is not None:
             params["threshold"] = threshold
-        return dict(self._json("GET", f"/v1/jobs/{job_id}/label-issues", params=params))
+        path = f"/v1/jobs/{job_id}/label-issues"
+        started = time.monotonic()
+        while True:
+            resp = self._send("GET", path, params=params)
+            body = dict(resp.json())
+            if resp.status_code != 202 or not wait:
+                return body
+            if timeout is not None and time.monotonic() - started > timeout:
+                message = f"label issues of job {job_id} are still {body.get('status')}"
+                raise DlcpruneError(None, "timeout", message)
+            try:
+                delay = float(resp.headers.get("retry-after") or 1.0) if poll is None else poll
+            except ValueError:
+                delay = 1.0
+            time.sleep(delay)
 
     # Evaluations --------------------------------------------------------------------------------
 

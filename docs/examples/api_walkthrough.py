@@ -465,8 +465,10 @@ def run(base: str, page: Page, workdir: Path, refs: Path) -> None:
         `DELETE /v1/keys/{id}` (revoke). A presented key that is wrong is `401`, auth on or off;
         `/readyz` shows why a check failed only to callers with a valid key.
 
-        **Limits** per tenant, each off by default: `DLCPRUNE_TENANT_MAX_ACTIVE_JOBS` (jobs queued
-        or running; `429 too_many_jobs`), `DLCPRUNE_TENANT_MAX_STORED_BYTES` (uploaded datasets
+        **Limits** per tenant, each off by default: `DLCPRUNE_TENANT_MAX_ACTIVE_JOBS` (scoring jobs,
+        evaluations and exports into stores queued or running, counted together; `429
+        too_many_jobs`, whose `details` give the `setting`, the `limit` and the `active` counts),
+        `DLCPRUNE_TENANT_MAX_STORED_BYTES` (uploaded datasets
         and weights; `429 storage_limit`), `DLCPRUNE_RATE_LIMIT_PER_S` with
         `DLCPRUNE_RATE_LIMIT_BURST` (requests; `429 rate_limited`); each 429 says when to retry
         in `Retry-After`.

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from dlcprune.cli.commands import app as cli_app
 from dlcprune.client import Client, DlcpruneError
+from tests.conftest import compute_label_issues
 from worker.evaluate import run_evaluation
 
 
@@ -23,6 +24,14 @@ def test_client_embeddings_label_issues_and_evaluations(
     assert x.dtype == np.float16 and x.shape[0] == 24
     pq_path = client_a.embeddings(job_id, tmp_path, format="parquet")
     assert pq_path.suffix == ".parquet" and pq_path.stat().st_size > 0
+    pending = client_a.label_issues(job_id, share=0.25, wait=False)
+    assert pending["status"] == "queued" and pending["url"].endswith(
+        "label-issues?limit=100&share=0.25"
+    )
+    with pytest.raises(DlcpruneError) as waited:
+        client_a.label_issues(job_id, share=0.25, timeout=0.2, poll=0.1)
+    assert waited.value.code == "timeout"
+    assert compute_label_issues(job_id) == "succeeded"
     issues = client_a.label_issues(job_id, share=0.25)
     assert issues["total"] == 6 and len(issues["items"]) == 6
     ev = client_a.evaluate(job_id, ["flexrand"], keep=[0.5], seeds=2)
@@ -74,5 +83,8 @@ def test_an_evaluation_on_the_embedded_default(embedded, colours: Path, tmp_path
         ev = dlc.evaluate(job.id, ["moderate"], keep=[0.5], seeds=2)
         done = dlc.wait_evaluation(ev.id, timeout=120, poll=0.3)
         assert [c["strategy"] for c in done.result["cells"]] == ["stratified", "moderate"]  # type: ignore[index]
+        # label issues: 202 until the embedded worker computed them, which the client waits for
+        issues = dlc.label_issues(job.id, share=0.25, timeout=120, poll=0.3)
+        assert issues["total"] == 6 and issues["num_samples"] == 24
         x = np.load(dlc.embeddings(job.id, tmp_path))
         assert x.shape == (24, 1280)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlcprune.core.selection import allocate, resolve_keep
-from tests.conftest import Api, finish
+from tests.conftest import Api, compute_label_issues, embeddings_key, finish
 from tests.problems import problem
 from tests.service.data import (
     image_members,
@@ -205,12 +205,17 @@ def test_delete_removes_dataset_jobs_and_blobs(
     assert api_a.get(f"/v1/selections/{sel['id']}/export").status_code == 200
     blobs = Path(service_env["DLCPRUNE_BLOB_URL"])
     assert (blobs / "datasets" / ds["id"]).exists() and (blobs / "exports" / sel["id"]).exists()
+    kept = blobs / embeddings_key(job["id"])
+    assert api_a.get(f"/v1/jobs/{job['id']}/label-issues").status_code in (200, 202)
+    assert compute_label_issues(job["id"]) in ("succeeded", "skipped")
+    assert (kept / "features.npy").is_file() and (kept / "self_confidence.npy").is_file()
     assert api_a.delete(f"/v1/datasets/{ds['id']}").status_code == 204
     for url in (f"/v1/datasets/{ds['id']}", f"/v1/jobs/{job['id']}", f"/v1/selections/{sel['id']}"):
         assert error_of(api_a.get(url)) == (404, "not_found")
     assert not (blobs / "datasets" / ds["id"]).exists()
     assert not (blobs / "exports" / sel["id"]).exists()
     assert not (blobs / "losses" / f"{job['id']}.npy").exists()
+    assert not kept.exists()
     assert error_of(api_a.delete(f"/v1/datasets/{ds['id']}")) == (404, "not_found")
 
 

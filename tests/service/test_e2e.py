@@ -62,6 +62,15 @@ def prune_flow(client: httpx.Client, archive: Path) -> None:
         with zipfile.ZipFile(io.BytesIO(export.content)) as zf:
             assert sorted(zf.namelist()) == sorted(kept)
             assert all(zf.read(k) == originals[k] for k in kept)
+    # Label issues: 202 until the worker (the evaluate queue, or the embedded worker) computed them.
+    issues = client.get(f"/v1/jobs/{job['id']}/label-issues", params={"share": 0.25})
+    assert issues.status_code == 202, issues.text
+    deadline = time.monotonic() + 120
+    while issues.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        issues = client.get(issues.headers["location"])
+    assert issues.status_code == 200, issues.text
+    assert issues.json()["total"] == 6 and issues.json()["num_samples"] == 24
 
 
 def test_celery_stack_end_to_end(live_api: str, celery_worker: Process, tmp_path: Path) -> None:

@@ -160,3 +160,57 @@ def test_simultaneous_job_posts_do_not_pass_the_active_jobs_limit(
     codes = sorted(a.status_code for a in answers)
     assert codes == [202] * 3 + [429] * 9, [a.text for a in answers if a.status_code >= 300]
     assert {error_code(a) for a in answers if a.status_code == 429} == {"too_many_jobs"}
+
+
+def test_evaluations_and_exports_count_with_jobs_against_the_active_limit(
+    api: Api, images: Path, monkeypatch: pytest.MonkeyPatch, service_env: dict[str, str]
+) -> None:
+    """DLCPRUNE_TENANT_MAX_ACTIVE_JOBS counts queued or running scoring jobs, evaluations and
+    exports together; each POST past it is 429 naming the limit and what is active."""
+    from app.config import reset_settings
+    from tests.conftest import finish
+
+    ds = api.upload(images).json()
+    job = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": FAST}).json()
+    assert finish(job) == "succeeded"
+    sel = api.post(f"/v1/jobs/{job['id']}/selections", json={"keep": 0.5}).json()
+    refs = Path(service_env["DLCPRUNE_FILE_ROOTS"])
+    evaluate = {"strategies": ["flexrand"], "keep": [0.5], "seeds": 2}
+
+    def export(name: str):  # type: ignore[no-untyped-def]
+        uri = (refs / f"limit-{uuid.uuid4().hex[:8]}-{name}").as_uri() + "/"
+        return api.post(f"/v1/selections/{sel['id']}/exports", json={"uri": uri})
+
+    monkeypatch.setenv("DLCPRUNE_TENANT_MAX_ACTIVE_JOBS", "2")
+    reset_settings()
+    try:
+        ev = api.post(f"/v1/jobs/{job['id']}/evaluations", json=evaluate)
+        assert ev.status_code == 202, ev.text
+        first_export = export("a")
+        assert first_export.status_code == 202, first_export.text
+        refused = [
+            api.post(f"/v1/jobs/{job['id']}/evaluations", json=evaluate),
+            export("b"),
+            api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {**FAST, "levels": 4}}),
+        ]
+        for resp in refused:
+            assert (resp.status_code, error_code(resp)) == (429, "too_many_jobs"), resp.text
+            assert int(resp.headers["retry-after"]) >= 1
+            body = resp.json()
+            assert "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS allows 2" in body["detail"]
+            assert body["details"] == {
+                "setting": "DLCPRUNE_TENANT_MAX_ACTIVE_JOBS",
+                "limit": 2,
+                "active": {"jobs": 0, "evaluations": 1, "exports": 1},
+            }
+        # a cancelled evaluation frees its place: a scoring job takes it
+        cancelled = api.post(f"/v1/evaluations/{ev.json()['id']}/cancel")
+        assert cancelled.json()["status"] == "cancelled"
+        again = api.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {**FAST, "levels": 4}})
+        assert again.status_code == 202, again.text
+        full = api.post(f"/v1/jobs/{job['id']}/evaluations", json=evaluate)
+        assert (full.status_code, error_code(full)) == (429, "too_many_jobs")
+        assert full.json()["details"]["active"] == {"jobs": 1, "evaluations": 0, "exports": 1}
+    finally:
+        monkeypatch.undo()
+        reset_settings()
