@@ -1,4 +1,6 @@
-"""Fixtures of the HTTP-contract tests (test_http_contract.py, test_http_auth_limits.py)."""
+"""Fixtures of the service tests: the HTTP-contract tests' tenants and images
+(test_http_contract.py, test_http_auth_limits.py) and the S3 server of the object-store tests
+(tests/service/stores.py)."""
 
 from __future__ import annotations
 
@@ -33,3 +35,7 @@ def hooks_allowed(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-d
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_image_zip(tmp_path_factory.mktemp("contract") / "colours.zip", per_class=4)
+
+
+# The S3 server of the object-store tests (tests/service/stores.py).
+from tests.service.stores import bucket, s3  # noqa: E402, F401
