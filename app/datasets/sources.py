@@ -45,6 +45,7 @@ from app.storage import byte_cache, locate, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
 from dlcprune.core.formats import Reader, braces
 from dlcprune.core.formats.remote import remote_folder, remote_manifest
+from dlcprune.core.formats.webdataset import SHARD_SUFFIXES, WebDatasetReader
 from dlcprune.core.storage import ObjectInfo, Store, changed, pin
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ _MANIFEST_KEYS = ("path", "image", "file", "filename")
 class Look:
     """What a reference holds now: how to read it and what it is pinned to."""
 
-    kind: str  # "folder", "manifest", "parquet", "copy", "local"
+    kind: str  # "folder", "manifest", "parquet", "shards", "copy", "local"
     uri: str
     store: Store
     path: str  # in the store, without scheme
@@ -110,12 +111,23 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
             if posixpath.dirname(s) != base:
                 raise DatasetError("shards must lie in one folder", path=uri, member=s)
             objects.append(ObjectInfo(posixpath.basename(s), info.size, info.token))
-        return Look("copy", uri, store, path, objects, base, pin(objects),
+        kind = "shards" if fmt in (None, "webdataset") else "copy"
+        return Look(kind, uri, store, path, objects, base, pin(objects),
                     sum(o.size for o in objects), shards=shards)  # fmt: skip
     if path.endswith("/"):
         objects = store.listing(path, limit=limit)
         size = sum(o.size for o in objects)
         base = path.rstrip("/")
+        shown = [o for o in objects if not o.path.startswith(".")]
+        if (
+            fmt in (None, "webdataset")
+            and shown
+            and all("/" not in o.path and o.path.lower().endswith(SHARD_SUFFIXES) for o in shown)
+        ):
+            # A folder of tar shards (as a local folder of them is WebDataset): streamed.
+            shards = sorted(f"{base}/{o.path}" for o in shown)
+            return Look("shards", uri, store, path, objects, base, pin(objects), size,
+                        shards=shards)  # fmt: skip
         copy = fmt not in (None, "folder") or any(
             o.path.lower().endswith(_COPY_SUFFIXES) for o in objects
         )
@@ -298,6 +310,8 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
         from dlcprune.core.formats.parquet import ParquetReader
 
         return ParquetReader(seen.path, limits, columns, filesystem=seen.store.fs), seen.path
+    if seen.kind == "shards":
+        return _shard_reader(dataset, seen, settings, limits), seen.uri
     local = _copy(seen, settings)
     if seen.shards:
         paths: Any = [str(local / posixpath.basename(s)) for s in seen.shards]
@@ -306,6 +320,21 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
     else:
         paths = local / seen.objects[0].path
     return open_reader(dataset, paths, settings), str(local)
+
+
+def _shard_reader(dataset: Dataset, seen: Look, settings: Settings, limits: Any) -> Reader:
+    """WebDataset shards read where they lie: each shard streamed from the store by ranged
+    reads (``DLCPRUNE_REMOTE_BLOCK_BYTES`` at a time), one pass to index, one to score; nothing
+    copied to the local disk. Errors name the shard by its URI."""
+    scheme = scheme_of(seen.uri)
+    by_uri = {f"{scheme}://{s}": s for s in seen.shards}
+    store, block = seen.store, settings.remote_block_bytes
+
+    def opener(uri: str) -> Any:
+        return store.fs.open(by_uri[uri], "rb", block_size=block, cache_type="readahead")
+
+    columns = dataset.columns or None
+    return WebDatasetReader(list(by_uri), limits, columns, opener=opener)
 
 
 def open_source(

@@ -99,6 +99,23 @@ def test_webdataset_shards_by_brace_pattern(api_a: Api, s3, bucket: str) -> None
     ds = resp.json()
     assert (ds["format"], ds["num_samples"]) == ("webdataset", 12)
     assert ds["classes"] == {"0": 4, "1": 4, "2": 4}
+    # The folder of the shards is the same dataset.
+    folder = refer(api_a, f"s3://{bucket}/wds/").json()
+    assert (folder["format"], folder["num_samples"], folder["sha256"]) == (
+        "webdataset", 12, ds["sha256"],
+    )  # fmt: skip
+    from app.config import get_settings
+
+    # Streamed from the store, indexed and scored: nothing copied to the local cache.
+    job = score(api_a, ds)
+    assert job["status"] == "succeeded"
+    refs = get_settings().cache_dir / "refs"  # type: ignore[operator]  # copies, by pin
+    assert not refs.exists() or not any(p.name.startswith(ds["sha256"]) for p in refs.iterdir())
+    scores = api_a.get(f"/v1/jobs/{job['id']}/scores", params={"limit": 100}).json()
+    assert scores["total"] == 12
+    assert sorted(s["sample_id"] for s in scores["items"]) == sorted(
+        n.rsplit(".", 1)[0].replace("/", "_") for n in names
+    )
 
 
 def test_hugging_face_directory(api_a: Api, s3, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -170,7 +187,8 @@ def test_workers_copying_one_reference_at_once_share_one_copy(s3, bucket: str) -
     for name, data in payloads.items():
         s3.pipe_file(f"{bucket}/race/{name}", data)
     settings = get_settings()
-    seen = sources.look(f"s3://{bucket}/race/s-{{0..2}}.tar", settings, None, None)
+    # Named as plain tar archives: those are copied (WebDataset shards are streamed instead).
+    seen = sources.look(f"s3://{bucket}/race/s-{{0..2}}.tar", settings, "tar", None)
     assert seen.kind == "copy"
     barrier = threading.Barrier(4)
     results: list[Path] = []
@@ -247,7 +265,7 @@ def test_shard_corrupt_half_way_and_traversal_in_a_member(api_a: Api, s3, bucket
     resp = refer(api_a, f"s3://{bucket}/cut/shard-{{00..00}}.tar")
     assert resp.status_code == 422, resp.text
     assert problem(resp)["code"] in ("corrupt_archive", "corrupt_image")
-    assert "shard-00.tar" in problem(resp)["message"]
+    assert f"s3://{bucket}/cut/shard-00.tar" in problem(resp)["message"]
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for member, payload in (("../evil.png", members["red/000.png"]), ("../evil.cls", b"0")):
