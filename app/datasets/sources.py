@@ -44,8 +44,10 @@ from app.datasets.indexing import open_reader, read_limits
 from app.storage import byte_cache, locate, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
 from dlcprune.core.formats import Reader, braces
+from dlcprune.core.formats.manifestzip import has_root_manifest
 from dlcprune.core.formats.remote import remote_folder, remote_manifest
 from dlcprune.core.formats.webdataset import SHARD_SUFFIXES, WebDatasetReader
+from dlcprune.core.formats.ziparchive import ZipReader
 from dlcprune.core.storage import ObjectInfo, Store, changed, pin
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ _MANIFEST_KEYS = ("path", "image", "file", "filename")
 class Look:
     """What a reference holds now: how to read it and what it is pinned to."""
 
-    kind: str  # "folder", "manifest", "parquet", "shards", "copy", "local"
+    kind: str  # "folder", "manifest", "parquet", "shards", "zip", "copy", "local"
     uri: str
     store: Store
     path: str  # in the store, without scheme
@@ -151,6 +153,13 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
                 raise data
             return _manifest_look(uri, store, path, base, data, settings, columns)
         return Look("parquet", uri, store, path, one, base, pin(one), info.size)
+    if lower.endswith(".zip") and fmt in (None, "zip"):
+        # A class-folder zip is read in place by ranges (its central directory, then each
+        # member); a zip holding a manifest and its images is copied like the other archives.
+        with store.fs.open(path, "rb", block_size=settings.remote_block_bytes) as f:
+            manifest = fmt is None and has_root_manifest(f, read_limits(settings))
+        if not manifest:
+            return Look("zip", uri, store, path, one, base, pin(one), info.size)
     return Look("copy", uri, store, path, one, base, pin(one), info.size)
 
 
@@ -312,6 +321,11 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
         return ParquetReader(seen.path, limits, columns, filesystem=seen.store.fs), seen.path
     if seen.kind == "shards":
         return _shard_reader(dataset, seen, settings, limits), seen.uri
+    if seen.kind == "zip":
+        store, block = seen.store, settings.remote_block_bytes
+        return ZipReader(
+            seen.uri, limits, opener=lambda _: store.fs.open(seen.path, "rb", block_size=block)
+        ), seen.uri
     local = _copy(seen, settings)
     if seen.shards:
         paths: Any = [str(local / posixpath.basename(s)) for s in seen.shards]

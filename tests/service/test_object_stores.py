@@ -118,6 +118,38 @@ def test_webdataset_shards_by_brace_pattern(api_a: Api, s3, bucket: str) -> None
     )
 
 
+def test_a_zip_in_the_store_is_read_by_ranges_and_a_manifest_zip_copied(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+
+    from app.config import get_settings
+
+    members = image_members(4)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(f"pets/{name}", data)
+    s3.pipe_file(f"{bucket}/z/pets.zip", buf.getvalue())
+    ds = refer(api_a, f"s3://{bucket}/z/pets.zip").json()
+    assert (ds["status"], ds["format"], ds["num_samples"]) == ("ready", "zip", 12)
+    job = score(api_a, ds)
+    assert job["status"] == "succeeded"
+    refs = get_settings().cache_dir / "refs"  # type: ignore[operator]  # copies, by pin
+    assert not refs.exists() or not any(p.name.startswith(ds["sha256"]) for p in refs.iterdir())
+    # The shape of our own manifest export: a CSV naming the images beside it.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.csv", "path,label\n" + "".join(f"{n},{n[:3]}\n" for n in members))
+        for name, data in members.items():
+            zf.writestr(name, data)
+    s3.pipe_file(f"{bucket}/z/with-manifest.zip", buf.getvalue())
+    listed = refer(api_a, f"s3://{bucket}/z/with-manifest.zip").json()
+    assert (listed["status"], listed["format"], listed["num_samples"]) == (
+        "ready", "manifest_zip", 12,
+    )  # fmt: skip
+
+
 def test_hugging_face_directory(api_a: Api, s3, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import datasets
 

@@ -11,7 +11,7 @@ import io
 import json
 import zipfile
 from collections.abc import Collection, Iterator, Mapping
-from typing import IO
+from typing import IO, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -46,7 +46,7 @@ def _root_manifests(names: list[str]) -> list[str]:
     ]
 
 
-def _has_root_manifest(path: str, limits: ReadLimits) -> bool:
+def has_root_manifest(path: str | BinaryIO, limits: ReadLimits) -> bool:
     """One top-level ``.csv``/``.jsonl`` whose header (or first object) has a path column: a
     class-folder zip with some other table beside its folders stays a class-folder zip."""
     try:
@@ -68,7 +68,7 @@ def _has_root_manifest(path: str, limits: ReadLimits) -> bool:
     return bool(keys & set(MANIFEST_PATH_KEYS))
 
 
-@register("manifest_zip", probe=Probe((".zip",), _has_root_manifest), roles=MANIFEST_ROLES)
+@register("manifest_zip", probe=Probe((".zip",), has_root_manifest), roles=MANIFEST_ROLES)
 class ManifestZipReader(ManifestReader):
     """A zip of one top-level manifest and its images (see the module docstring).
     ``source(i)`` is the image's member name."""
