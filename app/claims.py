@@ -1,7 +1,8 @@
 """Claiming queued work for a worker, its heartbeat, and its sends to the broker: one code for
-the rows of every kind of queued work (jobs, evaluations, store exports), each of which has
-``status``, ``cancel_requested``, ``attempts``, ``worker``, ``heartbeat_at``, ``started_at``,
-``enqueued_at`` and ``enqueues``.
+the rows of every kind of queued work (jobs, evaluations, store exports, label issues, shards),
+each of which has ``status``, ``attempts``, ``worker`` and ``heartbeat_at`` (and, where it is
+sent to the broker on its own, ``enqueued_at`` and ``enqueues``; ``cancel_requested`` and
+``started_at`` where it has them). Rows are named by their primary key.
 
 - ``claim``: one conditional UPDATE takes a queued row, or a running one whose heartbeat is older
   than ``stale_after`` (its worker was lost); two workers or two deliveries cannot both win.
@@ -19,9 +20,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from app.models import JobStatus, utcnow
+
+
+def _key(model: Any) -> Any:
+    """The primary key column of ``model`` (``id``, or ``score_set_id`` for label issues)."""
+    return sa_inspect(model).primary_key[0]
 
 
 def claim(
@@ -33,29 +40,33 @@ def claim(
     **values: Any,
 ) -> bool:
     """Take row ``ident`` of ``model`` for running (``values``: more columns to set). True when
-    this call took it; commits."""
+    this call took it; commits. A row asked to cancel is not taken (where the model has
+    ``cancel_requested``); ``started_at`` keeps the first start (where the model has one)."""
     now = utcnow()
+    where = [
+        _key(model) == ident,
+        or_(
+            model.status == JobStatus.queued,
+            and_(
+                model.status == JobStatus.running,
+                or_(model.heartbeat_at.is_(None), model.heartbeat_at < now - stale_after),
+            ),
+        ),
+    ]
+    if hasattr(model, "cancel_requested"):
+        where.append(model.cancel_requested.is_(False))
+    sets: dict[str, Any] = {
+        "status": JobStatus.running,
+        "attempts": model.attempts + 1,
+        "worker": worker,
+        "heartbeat_at": now,
+    }
+    if hasattr(model, "started_at"):
+        sets["started_at"] = func.coalesce(model.started_at, now)
     taken = session.execute(
         update(model)
-        .where(
-            model.id == ident,
-            model.cancel_requested.is_(False),
-            or_(
-                model.status == JobStatus.queued,
-                and_(
-                    model.status == JobStatus.running,
-                    or_(model.heartbeat_at.is_(None), model.heartbeat_at < now - stale_after),
-                ),
-            ),
-        )
-        .values(
-            status=JobStatus.running,
-            attempts=model.attempts + 1,
-            worker=worker,
-            heartbeat_at=now,
-            started_at=func.coalesce(model.started_at, now),
-            **values,
-        )
+        .where(*where)
+        .values(**sets, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.commit()
@@ -66,7 +77,7 @@ def beat(session: Session, model: Any, ident: uuid.UUID, **values: Any) -> None:
     """Refresh a running row's heartbeat (and set ``values``); one UPDATE, no read; commits."""
     session.execute(
         update(model)
-        .where(model.id == ident, model.status == JobStatus.running)
+        .where(_key(model) == ident, model.status == JobStatus.running)
         .values(heartbeat_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
@@ -77,7 +88,7 @@ def release(session: Session, model: Any, ident: uuid.UUID, **values: Any) -> bo
     """A running row back to the queue; True when it was running. Commits."""
     done = session.execute(
         update(model)
-        .where(model.id == ident, model.status == JobStatus.running)
+        .where(_key(model) == ident, model.status == JobStatus.running)
         .values(status=JobStatus.queued, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -93,7 +104,7 @@ def requeue_stale(
     done = session.execute(
         update(model)
         .where(
-            model.id == ident,
+            _key(model) == ident,
             model.status == JobStatus.running,
             or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff),
         )
@@ -108,7 +119,7 @@ def sent(session: Session, model: Any, ident: uuid.UUID) -> None:
     """Note that row ``ident`` was handed to the broker now; commits."""
     session.execute(
         update(model)
-        .where(model.id == ident)
+        .where(_key(model) == ident)
         .values(enqueued_at=utcnow(), enqueues=model.enqueues + 1)
         .execution_options(synchronize_session=False)
     )

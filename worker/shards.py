@@ -25,10 +25,10 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import claims, queue
 from app.blobstore import get_blobstore
 from app.config import Settings
 from app.datasets.sources import open_source
@@ -96,33 +96,8 @@ def _enqueue_pending(session: Session, job_id: uuid.UUID, phase: str) -> None:
 
 
 def _claim(session: Session, shard_id: uuid.UUID, worker: str, settings: Settings) -> bool:
-    now = utcnow()
-    taken = session.execute(
-        update(JobShard)
-        .where(
-            JobShard.id == shard_id,
-            or_(
-                JobShard.status == ShardStatus.queued,
-                and_(
-                    JobShard.status == ShardStatus.running,
-                    or_(
-                        JobShard.heartbeat_at.is_(None),
-                        JobShard.heartbeat_at < now - settings.stale_after,
-                    ),
-                ),
-            ),
-        )
-        .values(
-            status=ShardStatus.running,
-            attempts=JobShard.attempts + 1,
-            worker=worker,
-            heartbeat_at=now,
-            error=None,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    session.commit()
-    return taken == 1
+    """Take a shard (one conditional UPDATE, ``app.claims``), its last error cleared."""
+    return claims.claim(session, JobShard, shard_id, worker, settings.stale_after, error=None)
 
 
 class _ShardProgress:

@@ -23,11 +23,11 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import queue
+from app import claims, queue
 from app.blobstore import BlobStore
 from app.errors import APIError
 from app.models import JobStatus, LabelIssueRun, ScoreSet, utcnow
@@ -122,48 +122,14 @@ def dispatch(session: Session, score_set_id: uuid.UUID) -> bool:
 def claim(
     session: Session, score_set_id: uuid.UUID, worker: str, stale_after: timedelta
 ) -> LabelIssueRun | None:
-    """Take a run (one conditional UPDATE: two deliveries cannot both win)."""
-    now = utcnow()
-    taken = session.execute(
-        update(LabelIssueRun)
-        .where(
-            LabelIssueRun.score_set_id == score_set_id,
-            or_(
-                LabelIssueRun.status == JobStatus.queued,
-                and_(
-                    LabelIssueRun.status == JobStatus.running,
-                    or_(
-                        LabelIssueRun.heartbeat_at.is_(None),
-                        LabelIssueRun.heartbeat_at < now - stale_after,
-                    ),
-                ),
-            ),
-        )
-        .values(
-            status=JobStatus.running,
-            attempts=LabelIssueRun.attempts + 1,
-            worker=worker,
-            heartbeat_at=now,
-            started_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    """Take a run (one conditional UPDATE, ``app.claims``: two deliveries cannot both win)."""
+    if not claims.claim(session, LabelIssueRun, score_set_id, worker, stale_after):
         return None
     return session.get(LabelIssueRun, score_set_id, populate_existing=True)
 
 
 def beat(session: Session, score_set_id: uuid.UUID) -> None:
-    session.execute(
-        update(LabelIssueRun)
-        .where(
-            LabelIssueRun.score_set_id == score_set_id, LabelIssueRun.status == JobStatus.running
-        )
-        .values(heartbeat_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    claims.beat(session, LabelIssueRun, score_set_id)
 
 
 def succeed(session: Session, score_set_id: uuid.UUID) -> None:
