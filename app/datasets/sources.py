@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from app.blobstore import BlobStore
 from app.config import Settings
 from app.datasets.indexing import open_reader, read_limits
-from app.storage import byte_cache, locate, resolve_file, scheme_of, store_error
+from app.storage import byte_cache, locate, not_found, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
 from dlcprune.core.formats import Reader, braces
 from dlcprune.core.formats.manifestzip import has_root_manifest
@@ -107,12 +107,10 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
         # refused at once (LimitExceededError), not built name by name.
         shards = braces.expand(path, limit, path=uri)
         base = posixpath.dirname(shards[0])
-        objects = []
         for s in shards:
-            info = store.info(s)
             if posixpath.dirname(s) != base:
                 raise DatasetError("shards must lie in one folder", path=uri, member=s)
-            objects.append(ObjectInfo(posixpath.basename(s), info.size, info.token))
+        objects = _shard_objects(store, uri, base, shards, limit)
         kind = "shards" if fmt in (None, "webdataset") else "copy"
         return Look(kind, uri, store, path, objects, base, pin(objects),
                     sum(o.size for o in objects), shards=shards)  # fmt: skip
@@ -161,6 +159,34 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
         if not manifest:
             return Look("zip", uri, store, path, one, base, pin(one), info.size)
     return Look("copy", uri, store, path, one, base, pin(one), info.size)
+
+
+_SHARDS_BY_LOOKUP = 32
+
+
+def _shard_objects(
+    store: Store, uri: str, base: str, shards: list[str], limit: int
+) -> list[ObjectInfo]:
+    """The objects of a brace pattern's shards: a few asked for one by one, more from one
+    listing of their folder (one request per thousand objects, not one per shard). A shard that
+    is not there is a 404 naming it."""
+    if len(shards) <= _SHARDS_BY_LOOKUP:
+        out = []
+        for s in shards:
+            try:
+                found = store.info(s)
+            except FileNotFoundError:
+                raise not_found(uri, f" (no shard {store.uri(s)})") from None
+            out.append(ObjectInfo(posixpath.basename(s), found.size, found.token))
+        return out
+    listed = {o.path: o for o in store.listing(base, limit=limit) if "/" not in o.path}
+    out = []
+    for s in shards:
+        one = listed.get(posixpath.basename(s))
+        if one is None:
+            raise not_found(uri, f" (no shard {store.uri(s)})")
+        out.append(one)
+    return out
 
 
 def _names_images(data: bytes, columns: dict[str, str] | None) -> bool:

@@ -207,6 +207,28 @@ def test_a_brace_pattern_naming_too_many_shards_is_refused_at_once(
     assert uri not in [d.get("uri") for d in listed]
 
 
+def test_many_shards_are_found_by_one_listing_and_a_missing_one_is_named(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """40 shards (more than are asked for one by one) are found in their folder's listing; the
+    same pattern with one shard deleted is a 404 naming that shard, as is a short pattern."""
+    members = image_members(14, seed=5)  # 42 images, one sample per shard
+    for k, name in enumerate(list(members)[:40]):
+        tar = wds_tar({name: members[name]}, cls={name: k % 3})
+        s3.pipe_file(f"{bucket}/many/s-{k:03d}.tar", tar)
+    uri = f"s3://{bucket}/many/s-{{000..039}}.tar"
+    ds = refer(api_a, uri)
+    assert ds.status_code == 201, ds.text
+    assert (ds.json()["format"], ds.json()["num_samples"]) == ("webdataset", 40)
+    s3.rm_file(f"{bucket}/many/s-017.tar")
+    gone = refer(api_a, uri)
+    assert gone.status_code == 404, gone.text
+    assert f"s3://{bucket}/many/s-017.tar" in problem(gone)["message"]
+    few = refer(api_a, f"s3://{bucket}/many/s-{{016..017}}.tar")  # asked for one by one
+    assert few.status_code == 404, few.text
+    assert f"s3://{bucket}/many/s-017.tar" in problem(few)["message"]
+
+
 def test_workers_copying_one_reference_at_once_share_one_copy(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
     """Four threads copy the same pinned shards at once: each gets the one complete copy, and
     no temporary copy is left (the later ones find the first in place and drop theirs)."""
