@@ -174,17 +174,7 @@ class TableReader(ImageReader):
         self._parts = list(parts)
         self._root = os.path.abspath(root)
         self._root_real = os.path.realpath(self._root)
-        first = self._parts[0]
-        names = first.schema.names
-        for part in self._parts[1:]:
-            if part.schema.names != names or not part.schema.equals(
-                first.schema, check_metadata=False
-            ):
-                raise DatasetError(
-                    f"columns differ from those of the first file ({', '.join(names)})",
-                    path=part.path,
-                    member=part.member,
-                )
+        names = self._check_schemas(self._parts)
         self._offsets = []
         total = 0
         for part in self._parts:
@@ -197,6 +187,22 @@ class TableReader(ImageReader):
         self._features = dict(features or {})
         self._choose_columns(names)
         self._index()
+
+    @staticmethod
+    def _check_schemas(parts: Sequence[TablePart]) -> list[str]:
+        """The column names of the first part; any part whose schema differs is an error."""
+        first = parts[0]
+        names = first.schema.names
+        for part in parts[1:]:
+            if part.schema.names != names or not part.schema.equals(
+                first.schema, check_metadata=False
+            ):
+                raise DatasetError(
+                    f"columns differ from those of the first file ({', '.join(names)})",
+                    path=part.path,
+                    member=part.member,
+                )
+        return names
 
     def _col(self, role: str, names: list[str], defaults: Sequence[str], required: bool):
         return mapped(role, self.columns, names, defaults, required=required, path=self.path)
@@ -273,11 +279,15 @@ class TableReader(ImageReader):
             "line": row,
         }
 
-    def _index(self) -> None:
+    def _index_columns(self) -> list[str]:
+        """The columns the index pass reads (ids, labels, image paths), once columns are chosen."""
         wanted = [c for c in (self._id_col, self._label_col) if c is not None]
         if self._path_images:
             wanted.append(self._data_cols["image"])  # type: ignore[arg-type]
-        wanted = list(dict.fromkeys(wanted))
+        return list(dict.fromkeys(wanted))
+
+    def _index(self) -> None:
+        wanted = self._index_columns()
         registry = IdRegistry(self.path)
         labels: list[str] = []
         rels: list[str] = []
