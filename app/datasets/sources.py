@@ -12,7 +12,9 @@ with ``open_source``:
     the index), the images are fetched when read;
   - a Parquet file holding the images: read by row group, with ranged reads (pyarrow over
     fsspec);
-  - anything else (WebDataset shards, a Hugging Face ``save_to_disk`` prefix, zip/tar/npz/JSONL
+  - a Hugging Face ``save_to_disk`` prefix: its JSON files read, then its Arrow files streamed
+    batch by batch with ranged reads (``dlcprune.core.formats.hfremote``), nothing copied;
+  - anything else (WebDataset shards, zip/tar/npz/JSONL
     files): the objects are copied once into the local cache under the pin (so a changed
     object is a new copy, never a stale one) and read by the local readers;
 - ``http(s)://``: a single file downloaded behind the SSRF guard.
@@ -63,7 +65,7 @@ _MANIFEST_KEYS = ("path", "image", "file", "filename")
 class Look:
     """What a reference holds now: how to read it and what it is pinned to."""
 
-    kind: str  # "folder", "manifest", "parquet", "shards", "zip", "copy", "local"
+    kind: str  # "folder", "manifest", "parquet", "shards", "zip", "hf", "copy", "local"
     uri: str
     store: Store
     path: str  # in the store, without scheme
@@ -128,6 +130,8 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
             shards = sorted(f"{base}/{o.path}" for o in shown)
             return Look("shards", uri, store, path, objects, base, pin(objects), size,
                         shards=shards)  # fmt: skip
+        if fmt in (None, "hf_dataset") and _is_saved_dataset(objects):
+            return Look("hf", uri, store, path, objects, base, pin(objects), size)
         copy = fmt not in (None, "folder") or any(
             o.path.lower().endswith(_COPY_SUFFIXES) for o in objects
         )
@@ -159,6 +163,12 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
         if not manifest:
             return Look("zip", uri, store, path, one, base, pin(one), info.size)
     return Look("copy", uri, store, path, one, base, pin(one), info.size)
+
+
+def _is_saved_dataset(objects: list[ObjectInfo]) -> bool:
+    """A ``save_to_disk`` directory at the top of a listing (as ``hfdisk`` tells one locally)."""
+    top = {o.path for o in objects if "/" not in o.path}
+    return "dataset_dict.json" in top or {"state.json", "dataset_info.json"} <= top
 
 
 _SHARDS_BY_LOOKUP = 32
@@ -347,6 +357,8 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
         return ParquetReader(seen.path, limits, columns, filesystem=seen.store.fs), seen.path
     if seen.kind == "shards":
         return _shard_reader(dataset, seen, settings, limits), seen.uri
+    if seen.kind == "hf":
+        return _hf_reader(dataset, seen, settings, limits), seen.uri
     if seen.kind == "zip":
         store, block = seen.store, settings.remote_block_bytes
         return ZipReader(
@@ -375,6 +387,23 @@ def _shard_reader(dataset: Dataset, seen: Look, settings: Settings, limits: Any)
 
     columns = dataset.columns or None
     return WebDatasetReader(list(by_uri), limits, columns, opener=opener)
+
+
+def _hf_reader(dataset: Dataset, seen: Look, settings: Settings, limits: Any) -> Reader:
+    """A ``save_to_disk`` prefix read where it lies: each file opened by its URI below the
+    prefix, the Arrow files streamed by ranged reads (``DLCPRUNE_REMOTE_BLOCK_BYTES`` at a
+    time). Errors name the file by its URI."""
+    from dlcprune.core.formats.hfremote import HfRemoteReader
+
+    root = seen.uri.rstrip("/") + "/"
+    store, block = seen.store, settings.remote_block_bytes
+
+    def opener(uri: str) -> Any:
+        assert uri.startswith(root), uri
+        name = f"{seen.base}/{uri[len(root) :]}"
+        return store.fs.open(name, "rb", block_size=block, cache_type="readahead")
+
+    return HfRemoteReader(seen.uri, limits, dataset.columns or None, opener=opener)
 
 
 def open_source(
