@@ -21,16 +21,40 @@ from dlcprune.core.formats.hfremote import HfRemoteReader, StreamPart
 from tests.formats.builders import png
 
 
+class Counted:
+    """A file whose reads are counted (``Opened.read``)."""
+
+    def __init__(self, f: Any, opened: Opened) -> None:
+        self._f = f
+        self._opened = opened
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._opened.read += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __enter__(self) -> Counted:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+
 class Opened:
-    """fsspec's local file system as the opener, remembering the names opened."""
+    """fsspec's local file system as the opener, remembering the names opened and counting the
+    bytes read."""
 
     def __init__(self) -> None:
         self.fs = fsspec.filesystem("file")
         self.names: list[str] = []
+        self.read = 0
 
     def __call__(self, name: str) -> Any:
         self.names.append(name)
-        return self.fs.open(name, "rb", block_size=4096)
+        return Counted(self.fs.open(name, "rb", block_size=4096), self)
 
 
 def picture(i: int) -> bytes:
@@ -168,3 +192,24 @@ def test_splits_and_images_stored_by_path(tmp_path: Path) -> None:
     ds = remote(tmp_path / "p")
     with pytest.raises(DatasetError, match="stored by path without its bytes"):
         list(ds.iter_raw())
+
+
+def test_a_later_pass_seeks_to_the_batch_holding_its_first_row(tmp_path: Path) -> None:
+    many = images(250, ["a", "b"])  # one file of three batches (100, 100, 50 rows)
+    many.save_to_disk(str(tmp_path / "hf"))
+    arrow = tmp_path / "hf" / "data-00000-of-00001.arrow"
+    opener = Opened()
+    with open_dataset(tmp_path / "hf") as local:
+        ds = HfRemoteReader(str(tmp_path / "hf"), ReadLimits(), opener=opener)
+        assert [s[0] for s in ds._parts[0]._starts] == [0, 100, 200]  # type: ignore[attr-defined]
+        opener.read = 0
+        assert dict(ds.iter_raw([230, 249])) == dict(local.iter_raw([230, 249]))
+        # The schema and the last batch only: not the two batches before it.
+        assert opener.read < arrow.stat().st_size / 2, (opener.read, arrow.stat().st_size)
+        opener.read = 0
+        got = [(i, im.size) for i, im in ds.iter_range(150, 205)]
+        assert got == [(i, im.size) for i, im in local.iter_range(150, 205)]
+        assert [i for i, _ in got] == list(range(150, 205))
+        assert opener.read < arrow.stat().st_size
+        assert dict(ds.iter_raw()) == dict(local.iter_raw())
+        ds.close()

@@ -6,13 +6,14 @@ The directory's JSON files are read first: ``state.json`` (its ``_data_files``, 
 in order) and ``dataset_info.json`` (the features: ``ClassLabel`` names), or
 ``dataset_dict.json`` naming the splits in sub-folders (the ``train`` split is read, or the only
 split there is), as ``hfdisk`` does with ``datasets.load_from_disk`` for a local directory. The
-Arrow files are IPC streams: each is read batch by batch from its start. Opening reads every
-file once, keeping only the row count and the columns the index needs (ids, labels, copied out
-of the batches so no image bytes stay in memory); every later pass (scoring, samples, exports)
-streams the files again. Ids, labels, classes and image bytes are those ``hfdisk`` gives for the
-same directory on the local disk (``TableReader`` builds them); images are decoded by the same
-safe decoder, under the same limits. Images stored by path without their bytes are not read
-(they would be files beside the directory); ``save_to_disk`` embeds them.
+Arrow files are IPC streams, read batch by batch. Opening reads every file once, keeping only
+the row count, the columns the index needs (ids, labels, copied out of the batches so no image
+bytes stay in memory) and where each batch starts; every later pass (scoring, samples, exports)
+streams the files again, from the batch holding its first row. Ids, labels, classes and image
+bytes are those ``hfdisk`` gives for the same directory on the local disk (``TableReader``
+builds them); images are decoded by the same safe decoder, under the same limits. Images
+stored by path without their bytes are not read (they would be files beside the directory);
+``save_to_disk`` embeds them.
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ Opener = Callable[[str], BinaryIO]
 _ARROW_ERRORS = (OSError, ValueError, pa.ArrowException)
 
 
+def _has_dictionary(t: Any) -> bool:
+    return pa.types.is_dictionary(t) or any(_has_dictionary(t.field(i).type)
+                                            for i in range(t.num_fields))  # fmt: skip
+
+
 class StreamPart(TablePart):
     """One Arrow IPC stream file, named by ``path`` (its URI) and read through ``opener`` from
     its start on every pass. ``count`` makes the first pass: the row count, and the columns
-    asked for kept (copied) in memory until ``release``."""
+    asked for kept (copied) in memory until ``release``, and where each batch starts in the file,
+    so a later pass from row N seeks to N's batch rather than reading the ones before it (not in
+    a file with dictionaries, whose batches need the dictionary messages before them)."""
 
     def __init__(self, path: str, opener: Opener, limits: ReadLimits) -> None:
         self.path = path
@@ -52,9 +60,11 @@ class StreamPart(TablePart):
         self._opener = opener
         self._limits = limits
         self._kept: Any = None  # a pyarrow Table of the kept columns, or None
+        self._starts: list[tuple[int, int]] = []  # (first row, byte offset) of each batch
         self._first: tuple[Any, Any] | None = None  # (file, stream reader) opened for the schema
         self._first = self._open()
         self.schema = self._first[1].schema
+        self._seekable = not any(_has_dictionary(f.type) for f in self.schema)
 
     def _fail(self, exc: BaseException, row: int | None = None) -> DatasetError:
         return DatasetError(f"cannot read the Arrow file: {reason(exc)}", path=self.path, line=row)
@@ -73,14 +83,18 @@ class StreamPart(TablePart):
             f.close()
             raise
 
-    def _batches(self) -> Iterator[tuple[int, Any]]:
-        """``(first row, RecordBatch)`` over the whole file, its bytes counted against
-        ``max_total_bytes`` (one pass)."""
+    def _batches(self, start: int = 0) -> Iterator[tuple[int, int, Any]]:
+        """``(first row, byte offset, RecordBatch)`` from the batch holding row ``start`` to the
+        end of the file, the bytes counted against ``max_total_bytes`` (one pass)."""
         f, reader = self._first if self._first is not None else self._open()
         self._first = None
         row = used = 0
         try:
+            if start and self._starts:
+                row, offset = next(s for s in reversed(self._starts) if s[0] <= start)
+                f.seek(offset)
             while True:
+                offset = f.tell()
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
@@ -94,7 +108,7 @@ class StreamPart(TablePart):
                         "(max_total_bytes)",
                         path=self.path,
                     )
-                yield row, batch
+                yield row, offset, batch
                 row += batch.num_rows
         finally:
             f.close()
@@ -103,8 +117,10 @@ class StreamPart(TablePart):
         """The first pass: count the rows (refusing more than ``max_samples`` with the
         ``rows_before`` of the earlier files as soon as they are seen) and keep ``keep``."""
         kept: list[Any] = []
+        starts = []
         total = 0
-        for _, batch in self._batches():
+        for first, offset, batch in self._batches():
+            starts.append((first, offset))
             total += batch.num_rows
             check_samples(rows_before + total, self._limits, dataset)
             # ``take`` copies: a column sliced from the batch would hold its whole body alive.
@@ -113,6 +129,7 @@ class StreamPart(TablePart):
                 copied = [batch.column(c).take(every) for c in keep]
                 kept.append(pa.record_batch(copied, names=keep))
         self.num_rows = total
+        self._starts = starts if self._seekable else []
         schema = pa.schema([self.schema.field(c) for c in keep])
         self._kept = pa.Table.from_batches(kept, schema=schema)
 
@@ -123,9 +140,9 @@ class StreamPart(TablePart):
         if self._kept is not None and set(columns) <= set(self._kept.column_names):
             yield start, self._kept.select(columns).slice(start, stop - start)
             return
-        batches = self._batches()
+        batches = self._batches(start)
         try:
-            for first, batch in batches:
+            for first, _, batch in batches:
                 n = batch.num_rows
                 if first >= stop:
                     return
