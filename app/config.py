@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     # worker fetches this many objects ahead of the one it decodes.
     remote_cache_bytes: int = Field(default=2 * 2**30, ge=0)
     remote_prefetch: int = Field(default=64, ge=1, le=4096)
-    # WebDataset shards and class-folder zips in a store are read in place (never copied), in
-    # ranged reads of this size.
+    # WebDataset shards, class-folder tars and class-folder zips in a store are read in place
+    # (never copied), in ranged reads of this size.
     remote_block_bytes: int = Field(default=8 * 2**20, ge=64 * 2**10, le=2**30)
 
     # Worker.

@@ -14,9 +14,12 @@ with ``open_source``:
     fsspec);
   - a Hugging Face ``save_to_disk`` prefix: its JSON files read, then its Arrow files streamed
     batch by batch with ranged reads (``dlcprune.core.formats.hfremote``), nothing copied;
-  - anything else (WebDataset shards, zip/tar/npz/JSONL
-    files): the objects are copied once into the local cache under the pin (so a changed
-    object is a new copy, never a stale one) and read by the local readers;
+  - WebDataset shards (a brace pattern, a folder of them, or one ``.tar``) and a class-folder
+    tar archive: streamed with ranged reads through the readers' ``opener``, nothing copied;
+  - a class-folder zip: its central directory and members read by ranges, nothing copied;
+  - anything else (a zip holding a manifest, npz and JSONL files): the objects are copied once
+    into the local cache under the pin (so a changed object is a new copy, never a stale one)
+    and read by the local readers;
 - ``http(s)://``: a single file downloaded behind the SSRF guard.
 
 The pin: at registration the objects' listing (path, size, version token) is hashed
@@ -46,9 +49,11 @@ from app.datasets.indexing import open_reader, read_limits
 from app.storage import byte_cache, locate, not_found, resolve_file, scheme_of, store_error
 from dlcprune.core.errors import DatasetError, SourceChangedError
 from dlcprune.core.formats import Reader, braces
+from dlcprune.core.formats.columns import check_roles
 from dlcprune.core.formats.manifestzip import has_root_manifest
 from dlcprune.core.formats.remote import remote_folder, remote_manifest
-from dlcprune.core.formats.webdataset import SHARD_SUFFIXES, WebDatasetReader
+from dlcprune.core.formats.tararchive import TarReader
+from dlcprune.core.formats.webdataset import SHARD_SUFFIXES, WebDatasetReader, looks_like_shard
 from dlcprune.core.formats.ziparchive import ZipReader
 from dlcprune.core.storage import ObjectInfo, Store, changed, pin
 
@@ -65,7 +70,7 @@ _MANIFEST_KEYS = ("path", "image", "file", "filename")
 class Look:
     """What a reference holds now: how to read it and what it is pinned to."""
 
-    kind: str  # "folder", "manifest", "parquet", "shards", "zip", "hf", "copy", "local"
+    kind: str  # "folder", "manifest", "parquet", "shards", "zip", "tar", "hf", "copy", "local"
     uri: str
     store: Store
     path: str  # in the store, without scheme
@@ -162,6 +167,17 @@ def _look(uri: str, settings: Settings, fmt: str | None, columns: dict[str, str]
             manifest = fmt is None and has_root_manifest(f, read_limits(settings))
         if not manifest:
             return Look("zip", uri, store, path, one, base, pin(one), info.size)
+    if lower.endswith(SHARD_SUFFIXES) and fmt in (None, "tar", "webdataset"):
+        # One tar object is streamed from the store (each pass reads it front to back by
+        # ranges): a WebDataset shard, or a class-folder tar, told apart by its first members.
+        shard = fmt == "webdataset"
+        if fmt is None:
+            with store.fs.open(path, "rb", block_size=settings.remote_block_bytes) as f:
+                shard = looks_like_shard(f, read_limits(settings))
+        if shard:
+            return Look("shards", uri, store, path, one, base, pin(one), info.size,
+                        shards=[path])  # fmt: skip
+        return Look("tar", uri, store, path, one, base, pin(one), info.size)
     return Look("copy", uri, store, path, one, base, pin(one), info.size)
 
 
@@ -360,10 +376,19 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
     if seen.kind == "hf":
         return _hf_reader(dataset, seen, settings, limits), seen.uri
     if seen.kind == "zip":
+        check_roles(columns, (), fmt="zip", path=seen.uri)  # as when read from a local file
         store, block = seen.store, settings.remote_block_bytes
         return ZipReader(
             seen.uri, limits, opener=lambda _: store.fs.open(seen.path, "rb", block_size=block)
         ), seen.uri
+    if seen.kind == "tar":
+        check_roles(columns, (), fmt="tar", path=seen.uri)  # as when read from a local file
+        store, block = seen.store, settings.remote_block_bytes
+
+        def opener(_: str) -> Any:  # each pass reads the archive front to back
+            return store.fs.open(seen.path, "rb", block_size=block, cache_type="readahead")
+
+        return TarReader(seen.uri, limits, opener=opener), seen.uri
     local = _copy(seen, settings)
     if seen.shards:
         paths: Any = [str(local / posixpath.basename(s)) for s in seen.shards]

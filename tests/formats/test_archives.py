@@ -238,6 +238,51 @@ def test_tar_corrupt_archive(tmp_path: Path, damage: str, suffix: str, mode: str
     check_error(err, path)
 
 
+@pytest.mark.parametrize(("suffix", "mode"), [(".tar.gz", "w:gz"), (".tar", "w")])
+def test_tar_streamed_through_an_opener(tmp_path: Path, suffix: str, mode: str) -> None:
+    """A tar that is not a local file (an object in a store) is streamed through ``opener``:
+    one file per pass (the index, then each read), the same dataset as the local file, each
+    file closed when its pass ends, also a pass left early and an archive cut half-way (the
+    error names the archive by the name given and the member that was cut)."""
+    import random
+
+    import fsspec
+
+    from dlcprune.core.formats.tararchive import TarReader
+
+    path = write_tar(tmp_path / f"ds{suffix}", {f"data/{k}": v for k, v in BASIC.items()}, mode)
+    fs = fsspec.filesystem("file")
+    opened: list = []
+
+    def opener(name: str):  # type: ignore[no-untyped-def]
+        f = fs.open(name.removeprefix("store://"), "rb", block_size=64)
+        opened.append(f)
+        return f
+
+    ds = TarReader(f"store://{path}", ReadLimits(), opener=opener)
+    assert (ds.ids, ds.labels) == (BASIC_IDS, BASIC_LABELS)
+    assert ds.source(0) == "data/cat/10.png"
+    assert len(opened) == 1 and opened[0].closed
+    with open_dataset(path) as local:
+        assert dict(ds.iter_raw()) == dict(local.iter_raw())
+        assert [im.tobytes() for im in payloads(ds)] == [im.tobytes() for im in payloads(local)]
+    assert len(opened) == 3 and all(f.closed for f in opened)
+    first = ds.iter_raw(keep=[0, 3])
+    assert next(first)[0] == 0
+    first.close()
+    assert len(opened) == 4 and opened[3].closed
+    # Three members of 64 KiB that do not compress: half the archive is inside the second one.
+    rng = random.Random(0)
+    big = {f"cat/{i}.png": rng.randbytes(1 << 16) for i in range(3)}
+    cut = write_tar(tmp_path / f"cut{suffix}", big, mode)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    with pytest.raises(CorruptArchiveError) as err:
+        TarReader(f"store://{cut}", ReadLimits(), opener=opener)
+    assert (err.value.path, err.value.member) == (f"store://{cut}", "cat/1.png")
+    assert f"store://{cut}[cat/1.png]" in str(err.value)
+    assert len(opened) == 5 and opened[4].closed
+
+
 def test_tar_truncated_at_member_boundary(tmp_path: Path) -> None:
     path = write_tar(tmp_path / "ds.tar", {"cat/1.png": png(), "cat/2.png": png()}, "w")
     first = 512 + ((len(png()) + 511) // 512) * 512

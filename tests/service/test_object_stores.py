@@ -137,6 +137,8 @@ def test_a_zip_in_the_store_is_read_by_ranges_and_a_manifest_zip_copied(
     assert job["status"] == "succeeded"
     refs = get_settings().cache_dir / "refs"  # type: ignore[operator]  # copies, by pin
     assert not refs.exists() or not any(p.name.startswith(ds["sha256"]) for p in refs.iterdir())
+    mapped = refer(api_a, f"s3://{bucket}/z/pets.zip", columns={"label": "y"})
+    assert mapped.status_code == 422 and problem(mapped)["code"] == "invalid_columns"
     # The shape of our own manifest export: a CSV naming the images beside it.
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import BinaryIO
 
 from PIL import Image
@@ -73,32 +74,59 @@ class TarReader(ImageReader):
     archive sequentially and keeps the raw bytes (not decoded images) of members that arrive
     before their turn in a buffer until they are due. A tar made from a folder lists members
     nearly sorted, so the buffer stays small. ``source(i)`` is the member name.
+
+    ``opener``: an archive that is not a local file (an object in a store, named by its URI as
+    ``path``), opened as a seekable file for each pass (the index, then each read) and streamed
+    from it: nothing is copied first. Errors name the archive by ``path``.
     """
 
-    def __init__(self, path: str, limits: ReadLimits) -> None:
+    def __init__(
+        self, path: str, limits: ReadLimits, opener: Callable[[str], BinaryIO] | None = None
+    ) -> None:
         super().__init__(path, limits)
+        self._opener = opener
         files: list[tuple[Parts, str]] = []
         members = ArchiveMembers(path)
-        with archive_errors(path):
-            tf, plain = open_tar(path)
-            try:
-                self._index(tf, files, members)
-                if plain:
-                    self._check_end(tf)
-            finally:
-                tf.close()
+        with self._open() as (tf, plain):
+            last = self._index(tf, files, members)
+            if plain:
+                self._check_end(tf, last)
         self.ids, self.labels, self._names = resolve_layout(
             files, members.dirs, path=path, limits=limits, describe=lambda name: name
         )
 
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[tuple[tarfile.TarFile, bool]]:
+        """The archive for one pass (local, or streamed through ``opener``); the archive and the
+        file it reads are closed when the pass ends, also on an error."""
+        f = self._opener(self.path) if self._opener is not None else None
+        try:
+            with archive_errors(self.path):
+                tf, plain = open_tar(self.path, fileobj=f)
+            try:
+                yield tf, plain
+            finally:
+                tf.close()
+        finally:
+            if f is not None:
+                f.close()
+
     def _index(
         self, tf: tarfile.TarFile, files: list[tuple[Parts, str]], members: ArchiveMembers
-    ) -> None:
+    ) -> str | None:
+        """Read the member headers into ``files`` and ``members``; the last member's name."""
         limits = self.limits
         budget = ArchiveBudget(limits, self.path)
-        while (info := next_member(tf)) is not None:
+        last: str | None = None
+        while True:
+            # A header that cannot be read comes after the last member read: name that one.
+            with archive_errors(self.path, last):
+                info = next_member(tf)
+            if info is None:
+                return last
             budget.add_member()
             name = info.name
+            last = name
             parts = split_relative(name, path=self.path, what="member name")
             if tar_member_kind(info, path=self.path) == "dir":
                 members.add_dir(parts)
@@ -111,14 +139,17 @@ class TarReader(ImageReader):
             if is_image_name(parts[-1]):
                 files.append((parts, name))
 
-    def _check_end(self, tf: tarfile.TarFile) -> None:
+    def _check_end(self, tf: tarfile.TarFile, last: str | None) -> None:
         # tarfile silently treats a truncated or garbled header as the end of the archive;
         # a complete archive has a zero block there.
-        tf.fileobj.seek(tf.offset)  # type: ignore[union-attr]
-        block = tf.fileobj.read(tarfile.BLOCKSIZE)  # type: ignore[union-attr]
+        with archive_errors(self.path, last):
+            tf.fileobj.seek(tf.offset)  # type: ignore[union-attr]
+            block = tf.fileobj.read(tarfile.BLOCKSIZE)  # type: ignore[union-attr]
         if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
             raise CorruptArchiveError(
-                "archive is truncated or has a corrupt member header", path=self.path
+                "archive is truncated or has a corrupt member header after this member",
+                path=self.path,
+                member=last,
             )
 
     def source(self, i: int) -> str:
@@ -128,14 +159,14 @@ class TarReader(ImageReader):
         wanted = {name: i for i, name in enumerate(self._names)}
         chosen = set(keep) if keep is not None else set(range(len(self._names)))
         budget = ArchiveBudget(self.limits, self.path)
-        with archive_errors(self.path):
-            tf, _ = open_tar(self.path)
-        try:
+        last: str | None = None
+        with self._open() as (tf, _):
             while chosen:
-                with archive_errors(self.path):
+                with archive_errors(self.path, last):
                     info = next_member(tf)
                 if info is None:
                     break
+                last = info.name
                 index = wanted.get(info.name)
                 if index is None or index not in chosen or not info.isreg():
                     continue
@@ -146,8 +177,6 @@ class TarReader(ImageReader):
                         data = read_capped(f, limits=self.limits, budget=budget, member=info.name)
                 chosen.discard(index)
                 yield index, data
-        finally:
-            tf.close()
         if chosen:
             raise CorruptArchiveError(
                 "member listed at open is missing (was the archive changed?)",
@@ -164,14 +193,14 @@ class TarReader(ImageReader):
         pending: dict[int, bytes] = {}
         due = rng.start
         budget = ArchiveBudget(self.limits, self.path)
-        with archive_errors(self.path):
-            tf, _ = open_tar(self.path)
-        try:
+        last: str | None = None
+        with self._open() as (tf, _):
             while due < rng.stop:
-                with archive_errors(self.path):
+                with archive_errors(self.path, last):
                     info = next_member(tf)
                 if info is None:
                     break
+                last = info.name
                 index = wanted.get(info.name)
                 if index is None or index < due or not info.isreg():
                     continue
@@ -193,8 +222,6 @@ class TarReader(ImageReader):
                     )
                     yield due, im
                     due += 1
-        finally:
-            tf.close()
         if due < rng.stop:
             raise CorruptArchiveError(
                 "member listed at open is missing (was the archive changed?)",

@@ -50,7 +50,7 @@ from dlcprune.core.formats.limits import (
 from dlcprune.core.formats.registry import Probe, register
 from dlcprune.core.formats.tararchive import next_member, open_tar
 
-__all__ = ["WebDatasetReader", "split_key"]
+__all__ = ["WebDatasetReader", "looks_like_shard", "split_key"]
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
@@ -67,10 +67,14 @@ def split_key(name: str) -> tuple[str, str]:
     return key, ext.lower() if dot else ""
 
 
-def _looks_like_shard(path: str, limits: ReadLimits) -> bool:
-    """True when the first members of the tar pair an image with a ``.cls``/``.json``."""
+def looks_like_shard(path: str | BinaryIO, limits: ReadLimits) -> bool:
+    """True when the first members of the tar pair an image with a ``.cls``/``.json``.
+    ``path`` may be a seekable file (an object in a store, read by ranges); it is left open."""
     try:
-        tf, _ = open_tar(path)
+        if isinstance(path, str):
+            tf, _ = open_tar(path)
+        else:
+            tf, _ = open_tar("", fileobj=path)
         try:
             exts: dict[str, set[str]] = {}
             for _ in range(_PROBE_MEMBERS):
@@ -117,7 +121,7 @@ def _shard_paths(paths: Sequence[str]) -> list[str]:
 
 @register(
     "webdataset",
-    probe=Probe(SHARD_SUFFIXES, _looks_like_shard),
+    probe=Probe(SHARD_SUFFIXES, looks_like_shard),
     directory=_is_shard_dir,
     roles=("image", "label"),
     shards=True,
