@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # WebDataset shards, class-folder tars and class-folder zips in a store are read in place
     # (never copied), in ranged reads of this size.
     remote_block_bytes: int = Field(default=8 * 2**20, ge=64 * 2**10, le=2**30)
+    # Decoded inputs (the prepared arrays a job scores) kept on the worker's disk for later jobs
+    # on the same data with the same preprocessing, up to this many bytes (0: none).
+    input_cache_bytes: int = Field(default=4 * 2**30, ge=0)
 
     # Worker.
     device: str = "auto"

@@ -30,6 +30,8 @@ from dlcprune.core.cache import LRU
 from dlcprune.core.errors import DatasetError
 from dlcprune.core.formats import Reader
 from worker.heartbeat import ExportHeartbeat, Heartbeat
+from worker.scoring import input_cache
+from worker.scoring.input_cache import InputCache
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -286,12 +288,20 @@ def _score(
         t0 = time.perf_counter()
         # A reference is looked at again here and its pin checked (source_changed).
         source, local = open_source(dataset, settings, blobs)
-        with source as ds:
+        cache = input_cache.using(input_cache_of(settings), datasets.content_identity(dataset))
+        with source as ds, cache:
             return _score_open(job, ds, dataset, weights, settings, blobs, t0)
     except DatasetError as exc:
         if getattr(exc, "local_path", None) is None:
             exc.local_path = local  # type: ignore[attr-defined]
         raise
+
+
+def input_cache_of(settings: Settings) -> InputCache | None:
+    """The worker's cache of decoded inputs (``cache_dir/inputs``), or None when it is off."""
+    if settings.input_cache_bytes <= 0 or settings.cache_dir is None:
+        return None
+    return InputCache(Path(settings.cache_dir) / "inputs", settings.input_cache_bytes)
 
 
 def _score_open(

@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 from app import claims, queue
 from app.blobstore import get_blobstore
 from app.config import Settings
+from app.datasets import service as datasets
 from app.datasets.sources import open_source
 from app.db import session_factory
 from app.jobs import service as jobs
 from app.models import Dataset, Job, JobShard, JobStatus, ShardStatus, Weights, utcnow
 from dlcprune.names import DEFAULT_PRIORITY
 from worker.heartbeat import Heartbeat
+from worker.scoring import input_cache
 
 log = logging.getLogger("dlcprune.worker")
 
@@ -151,7 +153,7 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
     """Run one shard task; returns what happened (for logs and tests)."""
     from dlcprune.core.errors import Cancelled, ScoringError
     from dlcprune.core.params import DLCParams
-    from worker.runner import _backbone
+    from worker.runner import _backbone, input_cache_of
 
     shard_id = uuid.UUID(str(shard_id))
     factory = session_factory(settings)
@@ -183,7 +185,8 @@ def run_shard(shard_id: uuid.UUID | str, settings: Settings, worker: str) -> str
             source, _ = open_source(dataset, settings, blobs)
             weights_path = str(blobs.local_path(weights.blob_key)) if weights is not None else None
             backbone = _backbone(job.model, weights_path, dataset.kind or "image", settings)
-            with source as ds:
+            cache = input_cache.using(input_cache_of(settings), datasets.content_identity(dataset))
+            with source as ds, cache:
                 if shard.phase == PROTOTYPES:
                     result = _prototype_phase(ds, backbone, params, shard, progress)
                 else:

@@ -16,6 +16,7 @@ import torch
 
 from dlcprune.core.errors import ParameterError
 from dlcprune.core.params import DLCParams
+from worker.scoring import input_cache
 from worker.scoring.backbones import Backbone
 from worker.scoring.preprocess import DEFAULT_MEMORY_LIMIT, PreparedInputs, prepare_inputs
 
@@ -197,6 +198,25 @@ def prepare(
             )
         return TokenInputs(tokenized, backbone.device)
     size = params.image_size or backbone.default_image_size
+    # Decoded inputs kept between jobs (input_cache: on when the worker runs a job).
+    store = input_cache.cached()
+    key = None
+    if store is not None:
+        cache, content = store
+        end = len(dataset) if stop is None else min(stop, len(dataset))
+        key = cache.key(
+            content=content,
+            kind=kind,
+            size=size if kind == "image" else None,
+            crop=backbone.crop_pct if kind == "image" else None,
+            interpolation=backbone.interpolation if kind == "image" else None,
+            start=start,
+            stop=end,
+        )
+        hit = cache.get(key)
+        if hit is not None and len(hit) == end - start:
+            report("prepare", 0, len(hit))
+            return ArrayInputs(PreparedInputs(hit), backbone)
     prepared = prepare_inputs(
         dataset,
         input_kind=kind,
@@ -209,6 +229,8 @@ def prepare(
         start=start,
         stop=stop,
     )
+    if store is not None and key is not None:
+        store[0].put(key, prepared.array)
     return ArrayInputs(prepared, backbone)
 
 
