@@ -57,6 +57,26 @@ def open_tar(path: str, fileobj: BinaryIO | None = None) -> tuple[tarfile.TarFil
     return tarfile.open(path, mode), mode == "r:"  # type: ignore[call-overload]
 
 
+@contextlib.contextmanager
+def tar_pass(
+    path: str, opener: Callable[[str], BinaryIO] | None = None
+) -> Iterator[tuple[tarfile.TarFile, bool]]:
+    """One pass over the tar archive ``path``: local, or streamed through ``opener`` (a file that
+    is not local, opened by its name). Yields ``open_tar``'s pair; the archive and the file it
+    reads are closed when the pass ends, also on an error."""
+    f = opener(path) if opener is not None else None
+    try:
+        with archive_errors(path):
+            tf, plain = open_tar(path, fileobj=f)
+        try:
+            yield tf, plain
+        finally:
+            tf.close()
+    finally:
+        if f is not None:
+            f.close()
+
+
 def next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
     """The next member header, or None at the end; ``tf`` keeps none of the headers read."""
     info = tf.next()
@@ -95,21 +115,9 @@ class TarReader(ImageReader):
             files, members.dirs, path=path, limits=limits, describe=lambda name: name
         )
 
-    @contextlib.contextmanager
-    def _open(self) -> Iterator[tuple[tarfile.TarFile, bool]]:
-        """The archive for one pass (local, or streamed through ``opener``); the archive and the
-        file it reads are closed when the pass ends, also on an error."""
-        f = self._opener(self.path) if self._opener is not None else None
-        try:
-            with archive_errors(self.path):
-                tf, plain = open_tar(self.path, fileobj=f)
-            try:
-                yield tf, plain
-            finally:
-                tf.close()
-        finally:
-            if f is not None:
-                f.close()
+    def _open(self) -> contextlib.AbstractContextManager[tuple[tarfile.TarFile, bool]]:
+        """The archive for one pass (``tar_pass``)."""
+        return tar_pass(self.path, self._opener)
 
     def _index(
         self, tf: tarfile.TarFile, files: list[tuple[Parts, str]], members: ArchiveMembers

@@ -48,7 +48,7 @@ from dlcprune.core.formats.limits import (
     tar_member_kind,
 )
 from dlcprune.core.formats.registry import Probe, register
-from dlcprune.core.formats.tararchive import next_member, open_tar
+from dlcprune.core.formats.tararchive import next_member, open_tar, tar_pass
 
 __all__ = ["WebDatasetReader", "looks_like_shard", "split_key"]
 
@@ -172,20 +172,9 @@ class WebDatasetReader(ImageReader):
 
     # -- index -----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _open(self, shard: str) -> Iterator[tuple[tarfile.TarFile, bool]]:
-        """The shard as a tar archive (local, or streamed through ``opener``)."""
-        f = self._opener(shard) if self._opener is not None else None
-        try:
-            with archive_errors(shard):
-                tf, plain = open_tar(shard, fileobj=f)
-            try:
-                yield tf, plain
-            finally:
-                tf.close()
-        finally:
-            if f is not None:
-                f.close()
+    def _open(self, shard: str) -> contextlib.AbstractContextManager[tuple[tarfile.TarFile, bool]]:
+        """The shard for one pass (``tar_pass``: local, or streamed through ``opener``)."""
+        return tar_pass(shard, self._opener)
 
     def _index_shard(self, shard: str) -> Iterator[tuple[str, str, str]]:
         budget = ArchiveBudget(self.limits, shard)
