@@ -207,7 +207,8 @@ def _stale_label_issues(session: Session, settings: Settings, counts: dict[str, 
     cutoff = now - settings.stale_after
     stale = session.scalars(
         select(LabelIssueRun).where(
-            LabelIssueRun.status == JobStatus.running, LabelIssueRun.heartbeat_at < cutoff
+            LabelIssueRun.status == JobStatus.running,
+            or_(LabelIssueRun.heartbeat_at.is_(None), LabelIssueRun.heartbeat_at < cutoff),
         )
     ).all()
     for row in stale:
@@ -221,21 +222,19 @@ def _stale_label_issues(session: Session, settings: Settings, counts: dict[str, 
             )
             counts["failed"] += 1
             continue
-        row.status = JobStatus.queued
-        session.commit()
-        counts["requeued"] += 1
-        if not settings.embedded_worker:
-            issues.dispatch(session, row.score_set_id)
+        # Conditional: a run whose worker beat meanwhile stays with it.
+        if claims.requeue_stale(session, LabelIssueRun, row.score_set_id, cutoff):
+            counts["requeued"] += 1
+            if not settings.embedded_worker:
+                issues.dispatch(session, row.score_set_id)
     if settings.embedded_worker:
         return
-    resend = timedelta(seconds=settings.redeliver_after_seconds)
     for row in session.scalars(
         select(LabelIssueRun).where(LabelIssueRun.status == JobStatus.queued)
     ).all():
-        last = row.enqueued_at or row.created_at
-        if last is not None and last.tzinfo is None:
-            last = last.replace(tzinfo=now.tzinfo)
-        if last is not None and now - last >= resend and issues.dispatch(session, row.score_set_id):
+        if claims.resend_due(row, now, settings.redeliver_after_seconds) and issues.dispatch(
+            session, row.score_set_id
+        ):
             counts["resent"] += 1
 
 

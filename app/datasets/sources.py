@@ -188,6 +188,7 @@ def _is_saved_dataset(objects: list[ObjectInfo]) -> bool:
 
 
 _SHARDS_BY_LOOKUP = 32
+_ZIP_BLOCK_BYTES = 256 * 2**10
 
 
 def _shard_objects(
@@ -377,9 +378,16 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
         return _hf_reader(dataset, seen, settings, limits), seen.uri
     if seen.kind == "zip":
         check_roles(columns, (), fmt="zip", path=seen.uri)  # as when read from a local file
-        store, block = seen.store, settings.remote_block_bytes
+        # Members are read in index (label) order, not archive order: each read is a jump, so
+        # the read-ahead stays small (a whole block fetched per member would be many times the
+        # archive).
+        store, block = seen.store, min(settings.remote_block_bytes, _ZIP_BLOCK_BYTES)
         return ZipReader(
-            seen.uri, limits, opener=lambda _: store.fs.open(seen.path, "rb", block_size=block)
+            seen.uri,
+            limits,
+            opener=lambda _: store.fs.open(
+                seen.path, "rb", block_size=block, cache_type="readahead"
+            ),
         ), seen.uri
     if seen.kind == "tar":
         check_roles(columns, (), fmt="tar", path=seen.uri)  # as when read from a local file

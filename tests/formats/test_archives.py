@@ -343,3 +343,20 @@ def test_tar_corrupt_image_member(tmp_path: Path) -> None:
     with pytest.raises(CorruptImageError) as err:
         payloads(open_dataset(path))
     check_error(err, path, member="cat/2.png")
+
+
+def test_a_connection_lost_mid_archive_is_not_a_corrupt_archive(tmp_path: Path) -> None:
+    """A store's connection reset while an archive streams is raised as it is (the worker
+    retries it), not reported as a damaged archive (which would fail the job for good)."""
+    from dlcprune.core.formats.tararchive import TarReader
+
+    path = write_tar(tmp_path / "ds.tar", BASIC, mode="w")
+
+    class Dropping(io.BytesIO):
+        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+            if self.tell() > 600:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            return super().read(n)
+
+    with pytest.raises(ConnectionResetError):
+        TarReader("store://ds.tar", ReadLimits(), opener=lambda _: Dropping(path.read_bytes()))

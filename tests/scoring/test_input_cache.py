@@ -79,3 +79,20 @@ def test_the_bound_evicts_the_least_recently_used_and_a_damaged_entry_is_a_miss(
     assert cache.get("a") is None and not (cache.root / "a.npy").exists()
     assert not list(cache.root.glob("*.partial"))
     assert InputCache.key(content="x", size=32) != InputCache.key(content="x", size=40)
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_and_stale_partials_go(tmp_path: Path) -> None:
+    one = np.zeros((4, 3, 8, 8), dtype=np.uint8)
+    (tmp_path / "file").write_bytes(b"")
+    blocked = InputCache(tmp_path / "file" / "inputs", 2**20)  # its root cannot be made
+    assert blocked.put("a", one) is False and blocked.get("a") is None
+    cache = InputCache(tmp_path / "inputs", 2**20)
+    assert cache.put("a", one)
+    old = cache.root / ".dead.1234.partial"  # left by a worker killed while writing
+    fresh = cache.root / ".live.5678.partial"  # another worker writing now
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    past = time.time() - 2 * 3600
+    os.utime(old, (past, past))
+    assert cache.put("b", one + 1)
+    assert not old.exists() and fresh.exists()

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger("dlcprune.worker")
 
 # The layout of a prepared array: a new value makes earlier entries misses.
 LAYOUT = 1
+_PARTIAL_STALE_S = 3600
 
 
 class InputCache:
@@ -69,20 +71,28 @@ class InputCache:
         """Keep ``array`` under ``key``; False when it is larger than the whole bound."""
         if self.max_bytes <= 0 or array.nbytes > self.max_bytes:
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self._path(key)
         tmp = self.root / f".{key}.{uuid.uuid4().hex}.partial"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 np.save(f, array)
             os.replace(tmp, final)
+        except OSError as exc:  # a full or read-only disk: the job goes on without the cache
+            log.warning("input cache: %s not kept: %s", final.name, exc)
+            return False
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
         self._evict(keep=final)
         return True
 
     def _evict(self, keep: Path) -> None:
+        # Temporary files of a worker killed while writing (an hour is far past any write).
+        for path in self.root.glob(".*.partial"):
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > _PARTIAL_STALE_S:
+                    path.unlink()
         entries = []
         for path in self.root.glob("*.npy"):
             with contextlib.suppress(FileNotFoundError):

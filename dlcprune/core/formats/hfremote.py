@@ -31,7 +31,13 @@ from dlcprune.core.errors import (
     InvalidRecordError,
     LimitExceededError,
 )
-from dlcprune.core.formats.limits import ReadLimits, check_samples, reason, split_relative
+from dlcprune.core.formats.limits import (
+    ReadLimits,
+    check_samples,
+    is_network_error,
+    reason,
+    split_relative,
+)
 from dlcprune.core.formats.table import TablePart, TableReader, hf_features
 
 __all__ = ["HfRemoteReader", "StreamPart"]
@@ -78,6 +84,8 @@ class StreamPart(TablePart):
             return f, pa.ipc.open_stream(f)
         except _ARROW_ERRORS as exc:
             f.close()
+            if is_network_error(exc):  # the store's connection, retried by the worker
+                raise
             raise self._fail(exc) from exc
         except BaseException:
             f.close()
@@ -100,6 +108,8 @@ class StreamPart(TablePart):
                 except StopIteration:
                     return
                 except _ARROW_ERRORS as exc:
+                    if is_network_error(exc):
+                        raise
                     raise self._fail(exc, row + 1 if row else None) from exc
                 used += batch.nbytes
                 if used > self._limits.max_total_bytes:

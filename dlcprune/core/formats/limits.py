@@ -86,6 +86,16 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
 )
 
+
+def is_network_error(exc: BaseException) -> bool:
+    """An error of the connection a file is read over (an object store's), not of its bytes:
+    the read may succeed when tried again, so it is never reported as damaged input."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in ("aiohttp", "botocore", "urllib3", "requests")
+
+
 # Path components of a relative name, ``.`` and empty components removed.
 Parts = tuple[str, ...]
 
@@ -310,6 +320,8 @@ def archive_errors(path: str, member: str | None = None) -> Iterator[None]:
     except ScoringError:
         raise
     except ARCHIVE_ERRORS as exc:
+        if is_network_error(exc):  # the store's connection, retried by the worker
+            raise
         raise CorruptArchiveError(
             f"corrupt or truncated archive: {reason(exc)}", path=path, member=member
         ) from exc

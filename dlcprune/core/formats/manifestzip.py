@@ -26,6 +26,7 @@ from dlcprune.core.formats.limits import (
     check_archive_file,
     check_compression_ratio,
     is_ignored,
+    is_network_error,
     read_capped,
     split_relative,
     zip_member_kind,
@@ -56,7 +57,9 @@ def has_root_manifest(path: str | BinaryIO, limits: ReadLimits) -> bool:
                 return False
             with zf.open(manifests[0]) as f:
                 first = f.readline(limits.max_line_bytes).decode("utf-8-sig").strip()
-    except Exception:  # not readable as a zip: the zip format reports it
+    except Exception as exc:  # not readable as a zip: the zip format reports it
+        if is_network_error(exc) or isinstance(exc, PermissionError):
+            raise  # the store's answer, not the file's content: look reports it
         return False
     if manifests[0].lower().endswith(".jsonl"):
         try:
