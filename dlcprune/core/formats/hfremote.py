@@ -67,9 +67,14 @@ class StreamPart(TablePart):
         self._limits = limits
         self._kept: Any = None  # a pyarrow Table of the kept columns, or None
         self._starts: list[tuple[int, int]] = []  # (first row, byte offset) of each batch
-        self._first: tuple[Any, Any] | None = None  # (file, stream reader) opened for the schema
-        self._first = self._open()
-        self.schema = self._first[1].schema
+        self._first: tuple[Any, Any] | None = None
+        # Only the schema now: the file is closed again, so a directory of many Arrow files
+        # does not hold one open file and read-ahead buffer per file while it is indexed.
+        f, reader = self._open()
+        try:
+            self.schema = reader.schema
+        finally:
+            f.close()
         self._seekable = not any(_has_dictionary(f.type) for f in self.schema)
 
     def _fail(self, exc: BaseException, row: int | None = None) -> DatasetError:
