@@ -374,11 +374,13 @@ def run_export(export_id: uuid.UUID | str, settings: Settings | None = None) -> 
     export_id = uuid.UUID(str(export_id))
     factory = session_factory(settings)
     with factory() as session:
-        if exports.claim(session, export_id, worker_name(), settings.stale_after) is None:
+        row = exports.claim(session, export_id, worker_name(), settings.stale_after)
+        if row is None:
             return exports.status_of(session, export_id)
+        claimed = (row.worker, row.attempts)
     try:
         with ExportHeartbeat(settings, export_id):
-            return exports.run(export_id, factory, settings, get_blobstore(settings))
+            return exports.run(export_id, factory, settings, get_blobstore(settings), claimed)
     except TRANSIENT as exc:
         raise TransientError(str(exc)) from exc
 

@@ -255,12 +255,21 @@ def _finish(
     session.commit()
 
 
+class Superseded(Exception):
+    """The export was claimed again by another worker (this one was thought lost)."""
+
+
 def run(
-    export_id: uuid.UUID, factory: Callable[[], Session], settings: Settings, blobs: BlobStore
+    export_id: uuid.UUID,
+    factory: Callable[[], Session],
+    settings: Settings,
+    blobs: BlobStore,
+    claimed: tuple[str | None, int] | None = None,
 ) -> str:
     """Write export ``export_id``, claimed by this worker (``claim``); returns its final status.
     An error fails it (``failed``, with a code), a cancel request discards what was written
-    (``cancelled``); a transient error puts it back in the queue and is raised."""
+    (``cancelled``); a transient error puts it back in the queue and is raised. ``claimed``:
+    the claim's (worker, attempts), as ``claim`` left them (default: as the row has them)."""
     from app.transient import TRANSIENT  # the worker's concern: not imported by the API
 
     sink: writer.Sink | None = None
@@ -272,6 +281,9 @@ def run(
             if exp is None:
                 return "skipped"
             uri, fmt, tenant, selection_id = exp.uri, exp.format, exp.tenant_id, exp.selection_id
+            # This claim: a worker thought lost whose export was claimed again by another stops
+            # before publishing (``Superseded``), and each attempt writes a prefix of its own.
+            mine = claimed if claimed is not None else (exp.worker, exp.attempts)
             row = session.get(Selection, selection_id)
             dataset = session.get(Dataset, row.dataset_id) if row is not None else None
             if row is None or dataset is None:
@@ -280,9 +292,13 @@ def run(
             kept = selections.indices(row)
             session.expunge(dataset)
         store, path = _target(uri, settings)
-        sink = writer.Sink(store, path, str(export_id))
+        sink = writer.Sink(store, path, f"{export_id}-{mine[1]}")
         keep = _write(export_id, factory, settings, blobs, sink, dataset, selection_id, fmt,
-                      (scores, tokens, index, kept))  # fmt: skip
+                      (scores, tokens, index, kept), mine)  # fmt: skip
+    except Superseded:
+        log.warning("export %s: claimed again by another worker; this attempt stops", export_id)
+        _discard(sink, export_id)
+        return "superseded"
     except Cancelled:
         _discard(sink, export_id)
         with factory() as s:
@@ -307,7 +323,11 @@ def run(
         return JobStatus.failed
     with factory() as s:
         cur = s.get(StoreExport, export_id, with_for_update=True, populate_existing=True)
-        if cur is not None and not JobStatus(cur.status).finished:
+        if (
+            cur is not None
+            and not JobStatus(cur.status).finished
+            and (cur.worker, cur.attempts) == mine
+        ):
             cur.objects = len(sink.written)
             cur.bytes_written = sink.bytes
             cur.progress_done = len(keep)
@@ -326,6 +346,7 @@ def _write(
     selection_id: uuid.UUID,
     fmt: str,
     inputs: tuple,  # type: ignore[type-arg]
+    mine: tuple[str | None, int],
 ) -> list:  # type: ignore[type-arg]
     """Write the export's objects under the temporary prefix and publish them; returns the
     kept positions. Each progress report beats and raises ``Cancelled`` on a cancel request."""
@@ -336,6 +357,8 @@ def _write(
             cur = s.get(StoreExport, export_id)
             if cur is None or cur.cancel_requested:
                 raise Cancelled()
+            if (cur.worker, cur.attempts) != mine:
+                raise Superseded()
             cur.progress_done = done
             cur.heartbeat_at = utcnow()
             s.commit()
@@ -369,6 +392,8 @@ def _write(
         cur = s.get(StoreExport, export_id)
         if cur is None or cur.cancel_requested:
             raise Cancelled()
+        if (cur.worker, cur.attempts) != mine:
+            raise Superseded()
     sink.publish()
     return keep
 

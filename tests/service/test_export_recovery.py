@@ -260,3 +260,37 @@ def test_the_embedded_loop_survives_an_error_from_an_export(
     with caplog.at_level("ERROR", logger="dlcprune.worker"):
         embedded._export("not-an-id", get_settings())  # type: ignore[arg-type]
     assert "export not-an-id: unexpected error" in caplog.text
+
+
+def test_a_worker_whose_export_was_claimed_again_does_not_publish(
+    api: Api, selection: dict, target: Path
+) -> None:
+    """A worker thought lost (the reaper requeued its export, another worker claimed it) stops
+    before publishing: nothing written under the target, the export left to the new claim."""
+    from app.blobstore import get_blobstore
+    from app.config import get_settings
+    from app.db import session_factory
+    from app.exports import service as exports
+    from app.models import StoreExport
+
+    exp = create(api, selection, target, fmt="original")
+    export_id = uuid.UUID(exp["id"])
+    factory = session_factory()
+    with factory() as session:
+        row = exports.claim(session, export_id, "old-worker", timedelta(minutes=5))
+        assert row is not None
+        claimed = (row.worker, row.attempts)
+        # Meanwhile: its heartbeat went stale, the reaper requeued it, another worker took it.
+        session.execute(
+            update(StoreExport)
+            .where(StoreExport.id == export_id)
+            .values(worker="new-worker", attempts=StoreExport.attempts + 1)
+        )
+        session.commit()
+    settings = get_settings()
+    assert exports.run(export_id, factory, settings, get_blobstore(settings), claimed) == (
+        "superseded"
+    )
+    got = api.get(f"/v1/exports/{exp['id']}").json()
+    assert got["status"] == "running"  # the new claim's, untouched
+    assert not target.exists() or not any(target.rglob("*"))
