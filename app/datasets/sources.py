@@ -55,7 +55,7 @@ from dlcprune.core.formats.remote import remote_folder, remote_manifest
 from dlcprune.core.formats.tararchive import TarReader
 from dlcprune.core.formats.webdataset import SHARD_SUFFIXES, WebDatasetReader, looks_like_shard
 from dlcprune.core.formats.ziparchive import ZipReader
-from dlcprune.core.storage import ObjectInfo, Store, changed, pin
+from dlcprune.core.storage import ObjectInfo, Store, changed, pin, still_pinned
 
 if TYPE_CHECKING:
     from app.models import Dataset
@@ -381,20 +381,20 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
         # Members are read in index (label) order, not archive order: each read is a jump, so
         # the read-ahead stays small (a whole block fetched per member would be many times the
         # archive).
-        store, block = seen.store, min(settings.remote_block_bytes, _ZIP_BLOCK_BYTES)
+        block = min(settings.remote_block_bytes, _ZIP_BLOCK_BYTES)
         return ZipReader(
             seen.uri,
             limits,
-            opener=lambda _: store.fs.open(
-                seen.path, "rb", block_size=block, cache_type="readahead"
+            opener=lambda _: _pinned_open(
+                seen, seen.path, block_size=block, cache_type="readahead"
             ),
         ), seen.uri
     if seen.kind == "tar":
         check_roles(columns, (), fmt="tar", path=seen.uri)  # as when read from a local file
-        store, block = seen.store, settings.remote_block_bytes
+        block = settings.remote_block_bytes
 
         def opener(_: str) -> Any:  # each pass reads the archive front to back
-            return store.fs.open(seen.path, "rb", block_size=block, cache_type="readahead")
+            return _pinned_open(seen, seen.path, block_size=block, cache_type="readahead")
 
         return TarReader(seen.uri, limits, opener=opener), seen.uri
     local = _copy(seen, settings)
@@ -407,16 +407,34 @@ def _reader(dataset: Dataset, seen: Look, settings: Settings) -> tuple[Reader, s
     return open_reader(dataset, paths, settings), str(local)
 
 
+def _pinned_open(seen: Look, path: str, **options: Any) -> Any:
+    """Open object ``path`` of ``seen`` for a streamed pass, checking it is still the object
+    pinned at registration (a pass may start long after ``open_source`` checked the listing):
+    another size or version is ``SourceChangedError``, never other data read."""
+    f = seen.store.fs.open(path, "rb", **options)
+    rel = path[len(seen.base) + 1 :] if seen.base and path.startswith(seen.base + "/") else path
+    pinned = next((o for o in seen.objects if o.path == rel), None)
+    details = getattr(f, "details", None)
+    if pinned is not None and isinstance(details, dict) and not still_pinned(pinned, details):
+        f.close()
+        raise SourceChangedError(
+            f"the source changed while it was read ({seen.store.uri(path)} was changed); "
+            "register it again to score the data it holds now",
+            path=seen.uri,
+        )
+    return f
+
+
 def _shard_reader(dataset: Dataset, seen: Look, settings: Settings, limits: Any) -> Reader:
     """WebDataset shards read where they lie: each shard streamed from the store by ranged
     reads (``DLCPRUNE_REMOTE_BLOCK_BYTES`` at a time), one pass to index, one to score; nothing
     copied to the local disk. Errors name the shard by its URI."""
     scheme = scheme_of(seen.uri)
     by_uri = {f"{scheme}://{s}": s for s in seen.shards}
-    store, block = seen.store, settings.remote_block_bytes
+    block = settings.remote_block_bytes
 
     def opener(uri: str) -> Any:
-        return store.fs.open(by_uri[uri], "rb", block_size=block, cache_type="readahead")
+        return _pinned_open(seen, by_uri[uri], block_size=block, cache_type="readahead")
 
     columns = dataset.columns or None
     return WebDatasetReader(list(by_uri), limits, columns, opener=opener)
@@ -429,12 +447,12 @@ def _hf_reader(dataset: Dataset, seen: Look, settings: Settings, limits: Any) ->
     from dlcprune.core.formats.hfremote import HfRemoteReader
 
     root = seen.uri.rstrip("/") + "/"
-    store, block = seen.store, settings.remote_block_bytes
+    block = settings.remote_block_bytes
 
     def opener(uri: str) -> Any:
         assert uri.startswith(root), uri
         name = f"{seen.base}/{uri[len(root) :]}"
-        return store.fs.open(name, "rb", block_size=block, cache_type="readahead")
+        return _pinned_open(seen, name, block_size=block, cache_type="readahead")
 
     return HfRemoteReader(seen.uri, limits, dataset.columns or None, opener=opener)
 

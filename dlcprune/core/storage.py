@@ -79,6 +79,29 @@ def _token(info: Mapping[str, Any]) -> str:
     return ""
 
 
+_TOKEN_FIELDS = {
+    "c": ("md5Hash",),
+    "v": ("VersionId", "version_id", "generation"),
+    "e": ("ETag", "etag"),
+    "t": ("mtime", "LastModified", "updated", "created"),
+}
+
+
+def still_pinned(pinned: ObjectInfo, raw: Mapping[str, Any]) -> bool:
+    """Whether the metadata ``raw`` of an object opened now (an fsspec file's ``details``)
+    shows the object ``pinned`` at registration: the same size and the same value of the field
+    its token came from. A field ``raw`` does not carry is not taken as a change."""
+    size = raw.get("size")
+    if size is not None and int(size) != pinned.size:
+        return False
+    kind, _, value = pinned.token.partition(":")
+    for key in _TOKEN_FIELDS.get(kind, ()):
+        now = raw.get(key)
+        if now not in (None, "", "null"):
+            return str(now).strip(chr(34)) == value
+    return True
+
+
 class Store:
     """One fsspec file system for one scheme (see the module docstring)."""
 

@@ -109,3 +109,34 @@ def test_a_tar_cut_half_way_is_a_422_naming_the_uri_and_the_member(
     err = problem(resp)
     assert err["code"] == "corrupt_archive"
     assert err["message"].startswith(f"{uri}[pets/red/1.png]: "), err
+
+
+def test_an_object_changed_between_the_check_and_a_pass_is_source_changed(
+    api_a: Api, s3, bucket: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A pass opens its object long after the job checked the listing: if the object was
+    replaced in between, the pass fails with source_changed instead of reading other data."""
+    from app.blobstore import get_blobstore
+    from app.config import get_settings
+    from app.datasets.sources import open_source
+    from app.db import session_scope
+    from app.models import Dataset
+    from dlcprune.core.errors import SourceChangedError
+
+    members = image_members(4, seed=21)
+    uri = f"s3://{bucket}/mid/pets.tar"
+    s3.pipe_file(uri[5:], class_tar(members, "w"))
+    ds = refer(api_a, uri).json()
+    assert ds["status"] == "ready"
+    with session_scope() as session:
+        dataset = session.get(Dataset, ds["id"])
+        session.expunge(dataset)
+    settings = get_settings()
+    reader, _ = open_source(dataset, settings, get_blobstore(settings))  # pin checked here
+    with reader:
+        other = dict(members)
+        other["red/000.png"] = members["red/001.png"]
+        s3.pipe_file(uri[5:], class_tar(other, "w"))  # replaced before the read pass
+        with pytest.raises(SourceChangedError) as err:
+            list(reader.iter_raw())
+    assert err.value.code == "source_changed" and f"{uri} was changed" in str(err.value)
