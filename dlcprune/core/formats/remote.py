@@ -31,6 +31,7 @@ from dlcprune.core.errors import (
     InvalidRecordError,
     LimitExceededError,
     MissingFieldError,
+    SourceChangedError,
     UnsafePathError,
 )
 from dlcprune.core.formats.base import ImageReader
@@ -105,7 +106,8 @@ class RemoteImageReader(ImageReader):
         got = self.store.fetch([self.objects[indices[k]].path for k in missing])
         for k, data in zip(missing, got, strict=True):
             o = self.objects[indices[k]]
-            if isinstance(data, bytes) and self.cache is not None:
+            # Bytes of another size are not the pinned object: never kept under its token.
+            if isinstance(data, bytes) and self.cache is not None and len(data) == o.size:
                 self.cache.put(o.path, o.token, data)
             out[k] = data
         return out  # type: ignore[return-value]
@@ -132,7 +134,7 @@ class RemoteImageReader(ImageReader):
                         member=self._sources[i],
                     ) from data
                 if len(data) != self.objects[i].size:
-                    raise DatasetError(
+                    raise SourceChangedError(
                         f"object holds {len(data)} bytes, {self.objects[i].size} when indexed "
                         "(the source changed since it was registered)",
                         path=self.path,
