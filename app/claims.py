@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.models import JobStatus, utcnow
 
 
-def _key(model: Any) -> Any:
+def key_of(model: Any) -> Any:
     """The primary key column of ``model`` (``id``, or ``score_set_id`` for label issues)."""
     return sa_inspect(model).primary_key[0]
 
@@ -44,7 +44,7 @@ def claim(
     ``cancel_requested``); ``started_at`` keeps the first start (where the model has one)."""
     now = utcnow()
     where = [
-        _key(model) == ident,
+        key_of(model) == ident,
         or_(
             model.status == JobStatus.queued,
             and_(
@@ -77,7 +77,7 @@ def beat(session: Session, model: Any, ident: uuid.UUID, **values: Any) -> None:
     """Refresh a running row's heartbeat (and set ``values``); one UPDATE, no read; commits."""
     session.execute(
         update(model)
-        .where(_key(model) == ident, model.status == JobStatus.running)
+        .where(key_of(model) == ident, model.status == JobStatus.running)
         .values(heartbeat_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
@@ -88,7 +88,7 @@ def release(session: Session, model: Any, ident: uuid.UUID, **values: Any) -> bo
     """A running row back to the queue; True when it was running. Commits."""
     done = session.execute(
         update(model)
-        .where(_key(model) == ident, model.status == JobStatus.running)
+        .where(key_of(model) == ident, model.status == JobStatus.running)
         .values(status=JobStatus.queued, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -104,7 +104,7 @@ def requeue_stale(
     done = session.execute(
         update(model)
         .where(
-            _key(model) == ident,
+            key_of(model) == ident,
             model.status == JobStatus.running,
             or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff),
         )
@@ -119,7 +119,7 @@ def sent(session: Session, model: Any, ident: uuid.UUID) -> None:
     """Note that row ``ident`` was handed to the broker now; commits."""
     session.execute(
         update(model)
-        .where(_key(model) == ident)
+        .where(key_of(model) == ident)
         .values(enqueued_at=utcnow(), enqueues=model.enqueues + 1)
         .execution_options(synchronize_session=False)
     )

@@ -152,14 +152,15 @@ def _stale_work(
     what: str,
     *,
     fail: Callable[[Session, uuid.UUID, str, str], None],
-    cancel: Callable[[Session, uuid.UUID], None],
+    cancel: Callable[[Session, uuid.UUID], None] | None,
     dispatch: Callable[[Session, uuid.UUID], bool],
     requeued: dict[str, Any] | None = None,
 ) -> None:
-    """The reaper's round over one kind of queued work (``app.claims``'s rows): a running row
-    with a stale heartbeat is queued and sent again (cancelled, when a cancel was requested;
-    failed with ``worker_lost`` after ``max_attempts``); a queued row the broker never got (or
-    lost) is sent again, waiting twice as long each time."""
+    """The reaper's round over one kind of queued work (``app.claims``'s rows, named by their
+    primary key): a running row with a stale heartbeat is queued and sent again (cancelled,
+    when a cancel was requested of a row that can be cancelled; failed with ``worker_lost``
+    after ``max_attempts``); a queued row the broker never got (or lost) is sent again, waiting
+    twice as long each time."""
     now = utcnow()
     cutoff = now - settings.stale_after
     stale = session.scalars(
@@ -168,31 +169,35 @@ def _stale_work(
             or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff),
         )
     ).all()
+    key = claims.key_of(model).name  # the row's id (a label-issue run's: its score set's)
+    cancellable = hasattr(model, "cancel_requested")
     for row in stale:
-        if row.cancel_requested:
-            cancel(session, row.id)
+        ident = getattr(row, key)
+        if cancellable and row.cancel_requested and cancel is not None:
+            cancel(session, ident)
             continue
         if row.attempts >= settings.max_attempts:
             fail(
                 session,
-                row.id,
+                ident,
                 "worker_lost",
                 f"the worker running this {what} was lost {row.attempts} times (it may kill "
                 "its worker); not retried again",
             )
             counts["failed"] += 1
             continue
-        if claims.requeue_stale(session, model, row.id, cutoff, **(requeued or {})):
+        if claims.requeue_stale(session, model, ident, cutoff, **(requeued or {})):
             counts["requeued"] += 1
             if not settings.embedded_worker:
-                dispatch(session, row.id)
+                dispatch(session, ident)
     if settings.embedded_worker:
         return  # the embedded worker polls the database for queued rows
-    for row in session.scalars(
-        select(model).where(model.status == JobStatus.queued, model.cancel_requested.is_(False))
-    ).all():
+    queued = [model.status == JobStatus.queued]
+    if cancellable:
+        queued.append(model.cancel_requested.is_(False))
+    for row in session.scalars(select(model).where(*queued)).all():
         if claims.resend_due(row, now, settings.redeliver_after_seconds) and dispatch(
-            session, row.id
+            session, getattr(row, key)
         ):
             counts["resent"] += 1
 
@@ -203,39 +208,16 @@ def _stale_label_issues(session: Session, settings: Settings, counts: dict[str, 
     from app.embeddings import issues
     from app.models import LabelIssueRun
 
-    now = utcnow()
-    cutoff = now - settings.stale_after
-    stale = session.scalars(
-        select(LabelIssueRun).where(
-            LabelIssueRun.status == JobStatus.running,
-            or_(LabelIssueRun.heartbeat_at.is_(None), LabelIssueRun.heartbeat_at < cutoff),
-        )
-    ).all()
-    for row in stale:
-        if row.attempts >= settings.max_attempts:
-            issues.fail(
-                session,
-                row.score_set_id,
-                500,
-                "worker_lost",
-                f"the worker computing these label issues was lost {row.attempts} times",
-            )
-            counts["failed"] += 1
-            continue
-        # Conditional: a run whose worker beat meanwhile stays with it.
-        if claims.requeue_stale(session, LabelIssueRun, row.score_set_id, cutoff):
-            counts["requeued"] += 1
-            if not settings.embedded_worker:
-                issues.dispatch(session, row.score_set_id)
-    if settings.embedded_worker:
-        return
-    for row in session.scalars(
-        select(LabelIssueRun).where(LabelIssueRun.status == JobStatus.queued)
-    ).all():
-        if claims.resend_due(row, now, settings.redeliver_after_seconds) and issues.dispatch(
-            session, row.score_set_id
-        ):
-            counts["resent"] += 1
+    _stale_work(
+        session,
+        settings,
+        counts,
+        LabelIssueRun,
+        "label-issue run",
+        fail=lambda s, ident, code, message: issues.fail(s, ident, 500, code, message),
+        cancel=None,
+        dispatch=issues.dispatch,
+    )
 
 
 def _unsent_jobs(session: Session, settings: Settings, counts: dict[str, int]) -> None:
