@@ -81,6 +81,14 @@ class Look:
     manifest: bytes | None = None
     shards: list[str] = field(default_factory=list)
     folder_listing: list[ObjectInfo] = field(default_factory=list)
+    _by_path: dict[str, ObjectInfo] | None = field(default=None, repr=False, compare=False)
+
+    def pinned(self, rel: str) -> ObjectInfo | None:
+        """The object at ``rel`` (relative to ``base``) as pinned, looked up in one dict built
+        on first use: every streamed pass over every shard asks."""
+        if self._by_path is None:
+            self._by_path = {o.path: o for o in self.objects}
+        return self._by_path.get(rel)
 
 
 def _is_store(uri: str) -> bool:
@@ -413,7 +421,7 @@ def _pinned_open(seen: Look, path: str, **options: Any) -> Any:
     another size or version is ``SourceChangedError``, never other data read."""
     f = seen.store.fs.open(path, "rb", **options)
     rel = path[len(seen.base) + 1 :] if seen.base and path.startswith(seen.base + "/") else path
-    pinned = next((o for o in seen.objects if o.path == rel), None)
+    pinned = seen.pinned(rel)
     details = getattr(f, "details", None)
     if pinned is not None and isinstance(details, dict) and not still_pinned(pinned, details):
         f.close()
