@@ -262,23 +262,29 @@ def merge(paths: list[str], out: Path) -> None:
     """One report from the --json files of several runs (one per dataset, say)."""
     merged: dict[str, Any] = {"datasets": {}, "minutes": 0.0}
     machines = []
+    ratios: set[float] = set()
     for path in paths:
         run = json.loads(Path(path).read_text())
         merged.setdefault("args", run["args"])
         merged["minutes"] += run["minutes"]
         machines.append(run.get("machine", "?"))
+        ratios |= {float(r) for r in run["args"]["ratios"].split(",")}
         for name, d in run["datasets"].items():
             for key in ("results", "proxy"):  # JSON made the ratio keys strings
                 d[key] = {m: {float(r): v for r, v in rs.items()} for m, rs in d[key].items()}
-            if name in merged["datasets"]:  # another shard of the same dataset: join its rows
+            if name in merged["datasets"]:  # another shard (rows) or run (ratios) of this set
                 have = merged["datasets"][name]
-                for key in ("results", "proxy", "seconds", "label_issues"):
+                for key in ("results", "proxy"):  # join per row and ratio: a run of other
+                    for m, rs in d[key].items():  # ratios adds columns to the same rows
+                        have[key][m] = {**have[key].get(m, {}), **rs}
+                for key in ("seconds", "label_issues"):
                     have[key] = {**have[key], **d[key]}
                 have["minutes"] = max(have["minutes"], d["minutes"])
             else:
                 merged["datasets"][name] = d
     merged["machine"] = "; ".join(dict.fromkeys(machines))
+    merged["args"]["ratios"] = ",".join(str(r) for r in sorted(ratios))
     args = argparse.Namespace(**merged["args"])
-    ratios = [float(r) for r in args.ratios.split(",")]
-    write_report(merged, ratios, out, args)
+    ratios_list = sorted(ratios)
+    write_report(merged, ratios_list, out, args)
     print(f"wrote {out} from {len(paths)} run(s)")

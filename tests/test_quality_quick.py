@@ -130,6 +130,39 @@ def test_merge_joins_shards_and_decides_on_intervals(tmp_path: Path) -> None:
     assert (tmp_path / "img" / "quality-a.png").exists()
 
 
+def test_merge_adds_the_ratios_of_another_run(tmp_path: Path) -> None:
+    """A run of other keep ratios over the same rows adds columns: nothing of the first run's
+    ratios is lost, and the report's columns are the sorted union."""
+    base = {"seeds": 3, "steps": 10, "batch": 8, "image_size": 32, "levels": 5, "epochs": 1}
+    base |= {"train_seeds": 1, "quick": False, "device": "cpu"}
+    rows = {CONTROL: [0.79, 0.81, 0.83], "DLC + FlexRand 0.5": [0.80, 0.82, 0.84]}
+    first = _set(rows, [])
+    later = _set({m: [v + 0.1 for v in vs] for m, vs in rows.items()}, [])
+    for key in ("results", "proxy"):
+        later[key] = {m: {"0.3": rs["0.1"]} for m, rs in later[key].items()}
+    runs = [
+        {"args": base | {"ratios": "0.1,0.5"}, "minutes": 1.0, "machine": "m"},
+        {"args": base | {"ratios": "0.3"}, "minutes": 1.0, "machine": "m"},
+    ]
+    runs[0]["datasets"], runs[1]["datasets"] = {"a": first}, {"a": later}
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    out = tmp_path / "quality.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "quality.py"), "--merge", ",".join(map(str, paths))]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "| method | 10% | 30% | 50% | average |" in text
+    assert "| Stratified random (control) | 81.0 [76.0, 86.0] | 91.0 [86.0, 96.0] | 81.0" in text
+
+
 def test_stats_intervals_and_detection() -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
