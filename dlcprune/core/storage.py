@@ -7,7 +7,9 @@ with fsspec's local one) and answers in its own terms:
   prefix, the size, and the object's version token: GCS's content hash, else the version id or
   generation where the store keeps versions, else its ETag, else its modification time);
 - ``fetch(paths)``: the bytes of several objects at once (fsspec runs the requests concurrently
-  for the async stores);
+  for the async stores); ``unpinned(objects, datas)`` tells which fetched bytes are not the
+  pinned version of their object (a content hash checked on the bytes where the token is one,
+  else the object's metadata asked again);
 - ``pin(objects)``: one SHA-256 over the sorted ``(path, size, token)`` triples: what a dataset
   registered from the store is pinned to. Reading the same listing again and getting another pin
   means the source changed (``changed(old, new)`` names the first object that differs).
@@ -23,10 +25,13 @@ passes storage options.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,6 +107,23 @@ def still_pinned(pinned: ObjectInfo, raw: Mapping[str, Any]) -> bool:
     return True
 
 
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def content_matches(token: str, data: bytes) -> bool | None:
+    """Whether ``data`` are the bytes a version token names, where the bytes can tell: GCS's
+    ``md5Hash`` (``c:``, base64) always is the content's MD5; an ETag of an MD5's form (``e:``,
+    32 hex digits) is one for a plain upload, but not for every server-side encryption, so a
+    mismatch there is only a reason to ask the store. ``None``: the bytes cannot tell (a version
+    id, a multipart upload's ETag, a modification time)."""
+    kind, _, value = token.partition(":")
+    if kind == "c":
+        return base64.b64encode(hashlib.md5(data).digest()).decode() == value
+    if kind == "e" and _MD5_HEX.fullmatch(value):
+        return hashlib.md5(data).hexdigest() == value.lower()
+    return None
+
+
 class Store:
     """One fsspec file system for one scheme (see the module docstring)."""
 
@@ -140,15 +162,72 @@ class Store:
         out.sort(key=lambda o: o.path)
         return out
 
-    def fetch(self, paths: Sequence[str]) -> list[bytes | BaseException]:
-        """The bytes of each path, in order; an exception in place of an object that failed."""
+    def fetch(
+        self, paths: Sequence[str], sizes: Sequence[int] | None = None
+    ) -> list[bytes | BaseException]:
+        """The bytes of each path, in order; an exception in place of an object that failed.
+        With ``sizes`` (the listing's), each object of a remote store is asked for as that many
+        bytes: one request, where a whole-object read first asks for its size (s3fs); an
+        object grown since comes back cut to its listed size, which its pin check then tells."""
         if not paths:
             return []
         # cat_ranges, not cat: cat first expands (asks the store about) every path; whole
         # objects as ranges are fetched at once, concurrently on the async stores.
         n = len(paths)
-        got = self.fs.cat_ranges(list(paths), [None] * n, [None] * n, on_error="return")
+        starts: list[int | None] = [None] * n
+        ends: list[int | None] = [None] * n
+        if sizes is not None and getattr(self.fs, "async_impl", False):  # a local read is one
+            for i, size in enumerate(sizes):
+                if size > 0:
+                    starts[i], ends[i] = 0, size
+        got = self.fs.cat_ranges(list(paths), starts, ends, on_error="return")
         return [g if isinstance(g, (bytes, BaseException)) else bytes(g) for g in got]
+
+    def current(self, paths: Sequence[str]) -> list[Mapping[str, Any] | BaseException]:
+        """Each path's metadata asked of the store now (not fsspec's listing cache), in order;
+        an exception in place of one the store did not answer."""
+        fs = self.fs
+        for path in paths:
+            fs.invalidate_cache(path)
+        if getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
+            from fsspec.asyn import sync
+
+            async def ask() -> list[Any]:
+                return await asyncio.gather(*(fs._info(p) for p in paths), return_exceptions=True)
+
+            return list(sync(fs.loop, ask))
+        out: list[Mapping[str, Any] | BaseException] = []
+        for path in paths:
+            try:
+                out.append(fs.info(path))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def unpinned(
+        self, objects: Sequence[ObjectInfo], datas: Sequence[bytes]
+    ) -> dict[int, str | BaseException]:
+        """Which of ``datas`` (fetched for ``objects``, full paths, sizes already checked) are not
+        the pinned version of their object: index -> why, in words, or the exception of a store
+        that could not be asked (a lost connection: the caller raises it, the read is retried).
+        Bytes whose token is a content hash are checked on the bytes alone, with no request; the
+        others' metadata is asked again, all at once (one request each)."""
+        bad: dict[int, str | BaseException] = {}
+        ask: list[int] = []
+        for i, (o, data) in enumerate(zip(objects, datas, strict=True)):
+            match = content_matches(o.token, data)
+            if match is False and o.token.startswith("c:"):
+                bad[i] = "its bytes are not the content registered (another MD5)"
+            elif match is not True:
+                ask.append(i)
+        for i, raw in zip(ask, self.current([objects[i].path for i in ask]), strict=True):
+            if isinstance(raw, FileNotFoundError):
+                bad[i] = "it no longer exists"
+            elif isinstance(raw, BaseException):
+                bad[i] = raw
+            elif not still_pinned(objects[i], raw):
+                bad[i] = "it was replaced (another version)"
+        return bad
 
     def get_file(self, path: str, local: str) -> None:
         self.fs.get_file(path, local)

@@ -39,7 +39,12 @@ from dlcprune.core.formats.columns import LabelColumn, check_roles, mapped
 from dlcprune.core.formats.images import decode_image, is_image_name
 from dlcprune.core.formats.jsonl import IdRegistry, id_value
 from dlcprune.core.formats.layout import resolve_layout
-from dlcprune.core.formats.limits import ReadLimits, check_samples, split_relative
+from dlcprune.core.formats.limits import (
+    ReadLimits,
+    check_samples,
+    is_network_error,
+    split_relative,
+)
 from dlcprune.core.storage import ByteCache, ObjectInfo, Store, split_uri
 
 __all__ = [
@@ -103,11 +108,34 @@ class RemoteImageReader(ImageReader):
                 out[k] = cached
             else:
                 missing.append(k)
-        got = self.store.fetch([self.objects[indices[k]].path for k in missing])
+        asked = [self.objects[indices[k]] for k in missing]
+        got = self.store.fetch([o.path for o in asked], [o.size for o in asked])
+        # Bytes of the listed size are checked against the pin (a same-size replacement);
+        # bytes of another size are not the pinned object (``_batches`` says so). Only checked
+        # bytes are kept in the cache under the pinned token.
+        whole = [
+            (k, data)
+            for k, data in zip(missing, got, strict=True)
+            if isinstance(data, bytes) and len(data) == self.objects[indices[k]].size
+        ]
+        bad = self.store.unpinned(
+            [self.objects[indices[k]] for k, _ in whole], [data for _, data in whole]
+        )
+        wrong = {whole[j][0]: why for j, why in bad.items()}
         for k, data in zip(missing, got, strict=True):
-            o = self.objects[indices[k]]
-            # Bytes of another size are not the pinned object: never kept under its token.
-            if isinstance(data, bytes) and self.cache is not None and len(data) == o.size:
+            i = indices[k]
+            o = self.objects[i]
+            why = wrong.get(k)
+            if isinstance(why, BaseException):
+                data = why
+            elif why is not None or isinstance(data, FileNotFoundError):
+                why = why or "it no longer exists"
+                data = SourceChangedError(
+                    f"object changed since the dataset was registered: {why} (the source changed)",
+                    path=self.path,
+                    member=self._sources[i],
+                )
+            elif isinstance(data, bytes) and self.cache is not None and len(data) == o.size:
                 self.cache.put(o.path, o.token, data)
             out[k] = data
         return out  # type: ignore[return-value]
@@ -127,6 +155,8 @@ class RemoteImageReader(ImageReader):
             for i, data in zip(chunk, datas, strict=True):
                 if isinstance(data, DatasetError):
                     raise data
+                if isinstance(data, BaseException) and is_network_error(data):
+                    raise data  # the store's connection: the worker retries the job
                 if isinstance(data, BaseException):
                     raise CorruptImageError(
                         f"cannot read object: {type(data).__name__}: {data}",
