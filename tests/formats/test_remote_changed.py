@@ -173,3 +173,27 @@ def test_an_s3_object_replaced_by_as_many_bytes_is_source_changed(
         reader.close()
     finally:
         del store.current
+
+
+def test_a_lost_connection_is_not_a_corrupt_image(tmp_path: Path) -> None:
+    """A store that cannot be reached raises its connection error (the worker retries the job),
+    not ``corrupt_image``, which would fail the job as if the data were damaged."""
+    import s3fs
+
+    from dlcprune.core.errors import DatasetError
+    from dlcprune.core.formats.limits import is_network_error
+    from tests.conftest import free_port
+
+    fs = s3fs.S3FileSystem(
+        key="testing",
+        secret="testing",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        client_kwargs={"region_name": "us-east-1"},
+        config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 1},
+    )
+    listing = [ObjectInfo(f"{c}/0.png", 70, "e:" + "0" * 32) for c in ("cat", "dog")]
+    reader = remote_folder(Store("s3", fs), "pets", listing, ReadLimits(), cache=None)
+    with pytest.raises(Exception) as err:
+        list(reader.iter_raw())
+    assert not isinstance(err.value, DatasetError) and is_network_error(err.value)
+    reader.close()
