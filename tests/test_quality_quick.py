@@ -76,6 +76,24 @@ def _set(rows: dict[str, list[float]], variants: list[str]) -> dict:
     }
 
 
+def _merged(tmp_path: Path, runs: list[dict]) -> str:
+    """The report ``bench/quality.py --merge`` writes from these runs' raw results."""
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    out = tmp_path / "quality.md"
+    merge = ",".join(map(str, paths))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "quality.py"), "--merge", merge, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out.read_text()
+
+
 def test_merge_joins_shards_and_decides_on_intervals(tmp_path: Path) -> None:
     """--merge joins shards of one dataset and separate datasets; the report gives paired
     differences with 95% t-intervals, and a default moves only where an interval excludes zero."""
@@ -100,26 +118,7 @@ def test_merge_joins_shards_and_decides_on_intervals(tmp_path: Path) -> None:
         {"args": args, "minutes": 1.0, "machine": "m", "datasets": {"a": _set(shard_a, [])}},
         {"args": args, "minutes": 2.0, "machine": "m", "datasets": {"a": _set(shard_b, [])}},
     ]
-    paths = []
-    for i, run in enumerate(runs):
-        paths.append(tmp_path / f"{i}.json")
-        paths[-1].write_text(json.dumps(run))
-    out = tmp_path / "quality.md"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "quality.py"),
-            "--merge",
-            ",".join(map(str, paths)),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    text = _merged(tmp_path, runs)
     assert text.count("\n## t\n") == 1 and "(3 minutes)" in text
     assert "| Stratified random (control) | 81.0 [76.0, 86.0] | 81.0 [76.0, 86.0] |" in text
     assert "| DLC + FlexRand 0.3 | **+3.0 [+3.0, +3.0]** |" in text  # vs the control, per ratio
@@ -145,20 +144,7 @@ def test_merge_adds_the_ratios_of_another_run(tmp_path: Path) -> None:
         {"args": base | {"ratios": "0.3"}, "minutes": 1.0, "machine": "m"},
     ]
     runs[0]["datasets"], runs[1]["datasets"] = {"a": first}, {"a": later}
-    paths = []
-    for i, run in enumerate(runs):
-        paths.append(tmp_path / f"{i}.json")
-        paths[-1].write_text(json.dumps(run))
-    out = tmp_path / "quality.md"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "quality.py"), "--merge", ",".join(map(str, paths))]
-        + ["--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    text = _merged(tmp_path, runs)
     assert "| method | 10% | 30% | 50% | average |" in text
     assert "| Stratified random (control) | 81.0 [76.0, 86.0] | 91.0 [86.0, 96.0] | 81.0" in text
 
