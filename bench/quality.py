@@ -111,6 +111,9 @@ VARIANTS = {
     "linear, 49 levels (paper's text)": {"schedule": "linear", "levels": 49},
     "geometric, 10 levels": {"schedule": "geometric", "levels": 10},
 }
+# The rows of a default (headline) run: the close contenders, whose cells the probe's agreement
+# is also reported over.
+HEADLINE_ROWS = {r[0] for r in HEADLINE} | {f"DLC {next(iter(VARIANTS))}"}
 
 
 # Fine-tuning protocol --------------------------------------------------------------------------
@@ -414,7 +417,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge.split(","), Path(args.out))
+        merge(args.merge.split(","), Path(args.out), HEADLINE_ROWS)
         return
     if args.quick:
         args.datasets, args.seeds, args.ratios = "digits", 2, "0.1,0.5,0.9"
@@ -488,7 +491,7 @@ def main() -> None:
     if args.shard != "0/1":
         print(f"shard {args.shard} done ({report['minutes']:.1f} min); --merge writes the report")
         return
-    write_report(report, ratios, out, args)
+    write_report(report, ratios, out, args, HEADLINE_ROWS)
     print(f"wrote {out} ({report['minutes']:.1f} min)")
 
 

@@ -110,11 +110,11 @@ def plot_gaps(res: dict[str, Results], ratios: list[float], title: str, path: Pa
     plt.close(fig)
 
 
-def proxy_agreement(d: dict[str, Any], ratios: list[float]) -> float:
+def proxy_agreement(d: dict[str, Any], ratios: list[float], rows: set[str] | None = None) -> float:
     """Spearman between the fine-tuning protocol's and the probe's mean accuracy over every
-    cell (row x ratio) of one dataset."""
+    cell (row x ratio) of one dataset, or over the cells of ``rows`` alone."""
     res, proxy = d["results"], d["proxy"]
-    cells = [(m, r) for m in res for r in ratios]
+    cells = [(m, r) for m in res if rows is None or m in rows for r in ratios]
     return spearman(
         [float(np.mean(res[m][r])) for m, r in cells],
         [float(np.mean(proxy[m][r])) for m, r in cells],
@@ -187,7 +187,15 @@ def decisions(report: dict[str, Any], ratios: list[float]) -> list[str]:
     return lines
 
 
-def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: Any) -> None:
+def write_report(
+    report: dict[str, Any],
+    ratios: list[float],
+    out: Path,
+    args: Any,
+    headline: set[str] | None = None,
+) -> None:
+    """docs/quality.md from a run's raw results. ``headline``: the rows of a default run (the
+    close contenders), over whose cells the probe's agreement is given beside all cells'."""
     img = out.parent / "img"
     img.mkdir(parents=True, exist_ok=True)
     cmd = "python bench/quality.py" + (" --quick" if args.quick else "")
@@ -215,8 +223,9 @@ def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: A
         "",
     ]
     summary = [
-        "| dataset | Spearman (proxy vs fine-tuning, all cells) | label-issue AUROC | DLC AUROC |",
-        "| --- | --- | --- | --- |",
+        "| dataset | Spearman (proxy vs fine-tuning, all cells) | the same, headline rows' cells "
+        "| label-issue AUROC | DLC AUROC |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, d in report["datasets"].items():
         res = d["results"] = ordered(d["results"], ratios)
@@ -241,7 +250,10 @@ def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: A
             auc = (f"{issues['label_issue_auroc']:.3f}", f"{issues['dlc_auroc']:.3f}")
         else:
             auc = ("—", "—")
-        summary.append(f"| {d['title']} | {rho:.2f} | {auc[0]} | {auc[1]} |")
+        rows = set(res) & headline if headline else set(res)
+        rho_head = proxy_agreement(d, ratios, rows)
+        head = f"{rho_head:.2f} ({len(rows) * len(ratios)} cells)"
+        summary.append(f"| {d['title']} | {rho:.2f} | {head} | {auc[0]} | {auc[1]} |")
         secs = d["seconds"]
         lines += [
             "",
@@ -258,7 +270,7 @@ def write_report(report: dict[str, Any], ratios: list[float], out: Path, args: A
     out.write_text("\n".join(lines) + "\n")
 
 
-def merge(paths: list[str], out: Path) -> None:
+def merge(paths: list[str], out: Path, headline: set[str] | None = None) -> None:
     """One report from the --json files of several runs (one per dataset, say)."""
     merged: dict[str, Any] = {"datasets": {}, "minutes": 0.0}
     machines = []
@@ -286,5 +298,5 @@ def merge(paths: list[str], out: Path) -> None:
     merged["args"]["ratios"] = ",".join(str(r) for r in sorted(ratios))
     args = argparse.Namespace(**merged["args"])
     ratios_list = sorted(ratios)
-    write_report(merged, ratios_list, out, args)
+    write_report(merged, ratios_list, out, args, headline)
     print(f"wrote {out} from {len(paths)} run(s)")

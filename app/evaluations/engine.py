@@ -45,7 +45,10 @@ PROBE = (
     "a frozen-feature proxy: multinomial logistic regression (L2, C=1, lbfgs) trained on the "
     "subset's kept backbone embeddings and measured on a stratified held-out share; it ranks "
     "subsets by how well a linear classifier on the pre-trained features learns from them, not "
-    "by what fine-tuning the whole network on them would reach"
+    "by what fine-tuning the whole network on them would reach. In the project's benchmark "
+    "(docs/quality.md) its ranking of subsets agreed with a fine-tuning protocol's with Spearman "
+    "0.33 to 0.97 across four data sets, and 0.13 to 0.95 among strategies within a few points "
+    "of each other: a screen, not the fine-tuned accuracy"
 )
 
 
