@@ -25,7 +25,6 @@ passes storage options.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -167,8 +166,11 @@ class Store:
     ) -> list[bytes | BaseException]:
         """The bytes of each path, in order; an exception in place of an object that failed.
         With ``sizes`` (the listing's), each object of a remote store is asked for as that many
-        bytes: one request, where a whole-object read first asks for its size (s3fs); an
-        object grown since comes back cut to its listed size, which its pin check then tells."""
+        bytes: one request, where a whole-object read first asks for its size (s3fs). An object
+        grown since comes back cut to its listed size: its pin check tells a replacement, and
+        passes bytes that are still the registered ones (an append). A store's costs differ
+        by token: an ETag that is no MD5 (SSE-KMS, SSE-C, a multipart upload) or a version id
+        costs a metadata request per object again (``unpinned``)."""
         if not paths:
             return []
         # cat_ranges, not cat: cat first expands (asks the store about) every path; whole
@@ -186,23 +188,39 @@ class Store:
     def current(self, paths: Sequence[str]) -> list[Mapping[str, Any] | BaseException]:
         """Each path's metadata asked of the store now (not fsspec's listing cache), in order;
         an exception in place of one the store did not answer."""
+        if not paths:
+            return []
         fs = self.fs
         for path in paths:
             fs.invalidate_cache(path)
         if getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
-            from fsspec.asyn import sync
+            from fsspec.asyn import _run_coros_in_chunks, sync
 
-            async def ask() -> list[Any]:
-                return await asyncio.gather(*(fs._info(p) for p in paths), return_exceptions=True)
+            async def ask() -> list[Any]:  # in fsspec's batches, as cat_ranges fetches
+                coros = [fs._info(p) for p in paths]
+                return await _run_coros_in_chunks(coros, return_exceptions=True)
 
             return list(sync(fs.loop, ask))
         out: list[Mapping[str, Any] | BaseException] = []
         for path in paths:
             try:
-                out.append(fs.info(path))
+                out.append(_local_info(path) if self.scheme == "file" else fs.info(path))
             except Exception as exc:
                 out.append(exc)
         return out
+
+    def changed_since(self, objects: Sequence[ObjectInfo]) -> dict[int, str | BaseException]:
+        """Which ``objects`` (full paths) the store's metadata, asked now, shows changed since
+        their pin: index -> why, in words, or the exception of a store that could not be asked."""
+        bad: dict[int, str | BaseException] = {}
+        for i, raw in enumerate(self.current([o.path for o in objects])):
+            if isinstance(raw, FileNotFoundError):
+                bad[i] = "it no longer exists"
+            elif isinstance(raw, BaseException):
+                bad[i] = raw
+            elif not still_pinned(objects[i], raw):
+                bad[i] = "it was replaced (another version)"
+        return bad
 
     def unpinned(
         self, objects: Sequence[ObjectInfo], datas: Sequence[bytes]
@@ -220,17 +238,21 @@ class Store:
                 bad[i] = "its bytes are not the content registered (another MD5)"
             elif match is not True:
                 ask.append(i)
-        for i, raw in zip(ask, self.current([objects[i].path for i in ask]), strict=True):
-            if isinstance(raw, FileNotFoundError):
-                bad[i] = "it no longer exists"
-            elif isinstance(raw, BaseException):
-                bad[i] = raw
-            elif not still_pinned(objects[i], raw):
-                bad[i] = "it was replaced (another version)"
+        if ask:
+            for j, why in self.changed_since([objects[i] for i in ask]).items():
+                bad[ask[j]] = why
         return bad
 
     def get_file(self, path: str, local: str) -> None:
         self.fs.get_file(path, local)
+
+
+def _local_info(path: str) -> dict[str, Any]:
+    """A local file's metadata as the listing gives it (fsspec's ``find`` reads a symbolic
+    link's own modification time and its target's size; its ``info`` on a path, the target's
+    time), so that an unchanged link is not taken for a changed object."""
+    own = os.lstat(path)
+    return {"size": os.stat(path).st_size, "mtime": own.st_mtime}
 
 
 def open_store(scheme: str, options: Mapping[str, Any] | None = None) -> Store:

@@ -101,11 +101,11 @@ def test_unpinned_asks_the_store_only_where_the_bytes_cannot_tell(tmp_path: Path
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     md5_a = hashlib.md5(b"aaaa")
     ok = [ObjectInfo(a, 4, "e:" + md5_a.hexdigest())]
-    assert store.unpinned(ok, [b"aaaa"]) == {} and asked == [[]]
+    assert store.unpinned(ok, [b"aaaa"]) == {} and asked == []  # no request at all
     other = [ObjectInfo(a, 4, "e:" + "0" * 32)]  # not the bytes' MD5; the local store has no ETag
-    assert store.unpinned(other, [b"aaaa"]) == {} and asked[-1] == [a]
+    assert store.unpinned(other, [b"aaaa"]) == {} and asked == [[a]]
     gcs = [ObjectInfo(a, 4, "c:" + base64.b64encode(hashlib.md5(b"zzzz").digest()).decode())]
-    assert "MD5" in str(store.unpinned(gcs, [b"aaaa"])[0]) and asked[-1] == []
+    assert "MD5" in str(store.unpinned(gcs, [b"aaaa"])[0]) and asked == [[a]]
     (tmp_path / "b").unlink()
     gone = [ObjectInfo(b, 4, "t:1.0")]
     assert store.unpinned(gone, [b"bbbb"]) == {0: "it no longer exists"}
@@ -171,6 +171,14 @@ def test_an_s3_object_replaced_by_as_many_bytes_is_source_changed(
             list(reader.iter_raw())
         assert "cat/1.png" in str(err.value) and "no longer exists" in str(err.value)
         reader.close()
+        # Emptied: the listed range cannot be served (416), which is a changed object too,
+        # not a damaged image.
+        fs.pipe("pets/cat/1.png", b"")
+        reader = remote_folder(store, "pets", listing, ReadLimits(), cache=None)
+        with pytest.raises(SourceChangedError) as err:
+            list(reader.iter_raw())
+        assert "cat/1.png" in str(err.value) and "replaced" in str(err.value)
+        reader.close()
     finally:
         del store.current
 
@@ -197,3 +205,34 @@ def test_a_lost_connection_is_not_a_corrupt_image(tmp_path: Path) -> None:
         list(reader.iter_raw())
     assert not isinstance(err.value, DatasetError) and is_network_error(err.value)
     reader.close()
+
+
+def test_a_symbolic_link_that_did_not_change_is_read(tmp_path: Path) -> None:
+    """fsspec's listing gives a link's own modification time and its ``info`` the target's:
+    the pin check reads a local file's metadata as the listing does, so an unchanged link is
+    read, and a same-size change of the link itself is still seen."""
+    root = tmp_path / "pets"
+    _pets(root)
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(png((6, 4)))
+    os.utime(elsewhere, (1_000_000_000, 1_000_000_000))  # the target older than the link
+    (root / "dog" / "2.png").symlink_to(elsewhere)
+    store = Store("file", fsspec.filesystem("file"))
+    listing = store.listing(str(root))
+    assert len(listing) == 5
+    reader = remote_folder(store, str(root), listing, ReadLimits(), cache=None)
+    assert len(list(reader.iter_raw())) == 5
+    reader.close()
+
+
+def test_a_stores_server_errors_are_network_errors() -> None:
+    """gcsfs raises its HttpError once its own retries are spent: a 5xx is the store's trouble
+    (retried), a 4xx is an answer about the data."""
+    from gcsfs.retry import HttpError
+
+    from dlcprune.core.formats.limits import is_network_error
+
+    assert is_network_error(HttpError({"code": 503, "message": "unavailable"}))
+    assert not is_network_error(HttpError({"code": 403, "message": "denied"}))
+    assert not is_network_error(HttpError({"code": 416, "message": "range"}))
+    assert not is_network_error(ValueError("no"))

@@ -92,8 +92,11 @@ def is_network_error(exc: BaseException) -> bool:
     the read may succeed when tried again, so it is never reported as damaged input."""
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    module = type(exc).__module__ or ""
-    return module.split(".")[0] in ("aiohttp", "botocore", "urllib3", "requests")
+    module = (type(exc).__module__ or "").split(".")[0]
+    if module == "gcsfs":  # gcsfs's HttpError after its own retries: a 5xx is the store's
+        code = getattr(exc, "code", None)
+        return isinstance(code, int) and 500 <= code < 600
+    return module in ("aiohttp", "botocore", "urllib3", "requests")
 
 
 # Path components of a relative name, ``.`` and empty components removed.

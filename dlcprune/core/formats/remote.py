@@ -122,6 +122,21 @@ class RemoteImageReader(ImageReader):
             [self.objects[indices[k]] for k, _ in whole], [data for _, data in whole]
         )
         wrong = {whole[j][0]: why for j, why in bad.items()}
+        # A fetch the store refused for another reason than a lost connection or a missing
+        # object (an emptied object's range is not satisfiable, say): a changed object is
+        # source_changed, whatever error its read gave.
+        failed = [
+            k
+            for k, data in zip(missing, got, strict=True)
+            if isinstance(data, BaseException)
+            and not isinstance(data, (FileNotFoundError, DatasetError))
+            and not is_network_error(data)
+        ]
+        if failed:
+            again = self.store.changed_since([self.objects[indices[k]] for k in failed])
+            for j, why in again.items():
+                if isinstance(why, str):
+                    wrong[failed[j]] = why
         for k, data in zip(missing, got, strict=True):
             i = indices[k]
             o = self.objects[i]
