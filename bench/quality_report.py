@@ -271,10 +271,15 @@ def write_report(
 
 
 def merge(paths: list[str], out: Path, headline: set[str] | None = None) -> None:
-    """One report from the --json files of several runs (one per dataset, say)."""
+    """One report from the --json files of several runs: shards of one dataset (other rows),
+    runs of other keep ratios (other columns) and other datasets. Every row of every dataset
+    must end with a cell at every ratio; a cell two runs give differently is refused."""
     merged: dict[str, Any] = {"datasets": {}, "minutes": 0.0}
     machines = []
     ratios: set[float] = set()
+    # Minutes per dataset: shards of one run ran side by side (the longest counts), runs of
+    # other ratios one after the other (they add up).
+    minutes: dict[str, dict[str, float]] = {}
     for path in paths:
         run = json.loads(Path(path).read_text())
         merged.setdefault("args", run["args"])
@@ -284,19 +289,35 @@ def merge(paths: list[str], out: Path, headline: set[str] | None = None) -> None
         for name, d in run["datasets"].items():
             for key in ("results", "proxy"):  # JSON made the ratio keys strings
                 d[key] = {m: {float(r): v for r, v in rs.items()} for m, rs in d[key].items()}
-            if name in merged["datasets"]:  # another shard (rows) or run (ratios) of this set
-                have = merged["datasets"][name]
-                for key in ("results", "proxy"):  # join per row and ratio: a run of other
-                    for m, rs in d[key].items():  # ratios adds columns to the same rows
-                        have[key][m] = {**have[key].get(m, {}), **rs}
-                for key in ("seconds", "label_issues"):
-                    have[key] = {**have[key], **d[key]}
-                have["minutes"] = max(have["minutes"], d["minutes"])
-            else:
+            spent = minutes.setdefault(name, {})
+            spent[run["args"]["ratios"]] = max(spent.get(run["args"]["ratios"], 0.0), d["minutes"])
+            if name not in merged["datasets"]:
                 merged["datasets"][name] = d
+                continue
+            have = merged["datasets"][name]
+            for key in ("results", "proxy"):
+                for m, rs in d[key].items():
+                    for r, v in rs.items():
+                        if have[key].get(m, {}).get(r, v) != v:
+                            raise SystemExit(
+                                f"--merge: {path} gives other {key} for {name}, {m!r} at "
+                                f"keep {r} than an earlier file"
+                            )
+                    have[key][m] = {**have[key].get(m, {}), **rs}
+            for key in ("seconds", "label_issues"):
+                have[key] = {**have[key], **d[key]}
+    for name, d in merged["datasets"].items():
+        d["minutes"] = sum(minutes[name].values())
+        for m, rs in d["results"].items():
+            lacking = sorted(ratios - set(rs))
+            if lacking:
+                raise SystemExit(
+                    f"--merge: {name}, {m!r} has no results at keep "
+                    f"{', '.join(map(str, lacking))}; run it at those ratios too (the report "
+                    "gives every row every ratio)"
+                )
     merged["machine"] = "; ".join(dict.fromkeys(machines))
     merged["args"]["ratios"] = ",".join(str(r) for r in sorted(ratios))
     args = argparse.Namespace(**merged["args"])
-    ratios_list = sorted(ratios)
-    write_report(merged, ratios_list, out, args, headline)
+    write_report(merged, sorted(ratios), out, args, headline)
     print(f"wrote {out} from {len(paths)} run(s)")

@@ -76,8 +76,10 @@ def _set(rows: dict[str, list[float]], variants: list[str]) -> dict:
     }
 
 
-def _merged(tmp_path: Path, runs: list[dict]) -> str:
-    """The report ``bench/quality.py --merge`` writes from these runs' raw results."""
+def _merged(tmp_path: Path, runs: list[dict], refused: bool = False) -> str:
+    """The report ``bench/quality.py --merge`` writes from these runs' raw results, or with
+    ``refused`` its error when it writes none."""
+    tmp_path.mkdir(exist_ok=True)
     paths = []
     for i, run in enumerate(runs):
         paths.append(tmp_path / f"{i}.json")
@@ -90,6 +92,9 @@ def _merged(tmp_path: Path, runs: list[dict]) -> str:
         text=True,
         timeout=300,
     )
+    if refused:
+        assert proc.returncode != 0 and not out.exists() and "Traceback" not in proc.stderr
+        return proc.stderr
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out.read_text()
 
@@ -147,6 +152,20 @@ def test_merge_adds_the_ratios_of_another_run(tmp_path: Path) -> None:
     text = _merged(tmp_path, runs)
     assert "| method | 10% | 30% | 50% | average |" in text
     assert "| Stratified random (control) | 81.0 [76.0, 86.0] | 91.0 [86.0, 96.0] | 81.0" in text
+    assert "(2 minutes)" in text  # runs of other ratios add up
+    # The probe agrees with itself over all cells and over the headline rows' (both here).
+    assert "| t | 1.00 | 1.00 (6 cells) | — | — |" in text
+    # A row another run adds without the first run's ratios: refused, naming it.
+    extra = _set({"EL2N": [0.5, 0.6, 0.7]}, [])
+    for key in ("results", "proxy"):
+        extra[key] = {m: {"0.3": rs["0.1"]} for m, rs in extra[key].items()}
+    uneven = [*runs, {**runs[1], "datasets": {"a": extra}}]
+    err = _merged(tmp_path / "uneven", uneven, refused=True)
+    assert "'EL2N' has no results at keep 0.1, 0.5" in err
+    # The same cell given differently by two runs: refused.
+    clash = _set({CONTROL: [0.1, 0.2, 0.3]}, [])
+    err = _merged(tmp_path / "clash", [runs[0], {**runs[0], "datasets": {"a": clash}}], True)
+    assert "other results for a, 'Stratified random (control)' at keep 0.1" in err
 
 
 def test_stats_intervals_and_detection() -> None:
