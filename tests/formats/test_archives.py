@@ -49,15 +49,11 @@ def test_zip_layout(tmp_path: Path, top: str) -> None:
         ds.verify()
 
 
-def test_zip_read_by_ranges_through_an_opener(tmp_path: Path) -> None:
-    """A zip that is not a local file (an object in a store) is read through ``opener``: the
-    central directory and each member by ranges, the same dataset as the local file; the file
-    is closed with the reader, and also when the archive is refused."""
+def _recording_opener():  # type: ignore[no-untyped-def]
+    """An opener as the store readers get one (``store://`` names, fsspec files with small
+    blocks, here over the local file system) and the list of the files it opened."""
     import fsspec
 
-    from dlcprune.core.formats.ziparchive import ZipReader
-
-    path = write_zip(tmp_path / "ds.zip", BASIC)
     fs = fsspec.filesystem("file")
     opened: list = []
 
@@ -65,6 +61,18 @@ def test_zip_read_by_ranges_through_an_opener(tmp_path: Path) -> None:
         f = fs.open(name.removeprefix("store://"), "rb", block_size=64)
         opened.append(f)
         return f
+
+    return opener, opened
+
+
+def test_zip_read_by_ranges_through_an_opener(tmp_path: Path) -> None:
+    """A zip that is not a local file (an object in a store) is read through ``opener``: the
+    central directory and each member by ranges, the same dataset as the local file; the file
+    is closed with the reader, and also when the archive is refused."""
+    from dlcprune.core.formats.ziparchive import ZipReader
+
+    path = write_zip(tmp_path / "ds.zip", BASIC)
+    opener, opened = _recording_opener()
 
     ds = ZipReader(f"store://{path}", ReadLimits(), opener=opener)
     assert (ds.ids, ds.labels) == (BASIC_IDS, BASIC_LABELS)
@@ -246,18 +254,10 @@ def test_tar_streamed_through_an_opener(tmp_path: Path, suffix: str, mode: str) 
     error names the archive by the name given and the member that was cut)."""
     import random
 
-    import fsspec
-
     from dlcprune.core.formats.tararchive import TarReader
 
     path = write_tar(tmp_path / f"ds{suffix}", {f"data/{k}": v for k, v in BASIC.items()}, mode)
-    fs = fsspec.filesystem("file")
-    opened: list = []
-
-    def opener(name: str):  # type: ignore[no-untyped-def]
-        f = fs.open(name.removeprefix("store://"), "rb", block_size=64)
-        opened.append(f)
-        return f
+    opener, opened = _recording_opener()
 
     ds = TarReader(f"store://{path}", ReadLimits(), opener=opener)
     assert (ds.ids, ds.labels) == (BASIC_IDS, BASIC_LABELS)
